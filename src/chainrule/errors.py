@@ -1,0 +1,46 @@
+"""Exceptions raised by chainrule.
+
+Every error a user can trigger through the public API is one of these. Each also derives from the
+built-in exception a Python user would expect (``ShapeError`` is a ``ValueError``, ``DTypeError`` a
+``TypeError``), so ``except ValueError`` keeps working. Messages name the op or layer and the shapes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChainruleError",
+    "ShapeError",
+    "DTypeError",
+    "IndexingError",
+    "GradientError",
+    "DataError",
+    "CheckpointError",
+]
+
+
+class ChainruleError(Exception):
+    """Base class of every exception raised by chainrule."""
+
+
+class ShapeError(ChainruleError, ValueError):
+    """Shapes that do not fit the op, e.g. ``matmul: shapes (2, 3) and (4, 5) are not aligned``."""
+
+
+class DTypeError(ChainruleError, TypeError):
+    """A dtype the op cannot take, e.g. asking for the gradient of an integer tensor."""
+
+
+class IndexingError(ChainruleError, IndexError):
+    """An index out of range or of a kind a tensor cannot be indexed with."""
+
+
+class GradientError(ChainruleError, RuntimeError):
+    """Misuse of the autodiff engine, e.g. a second ``backward()`` through a freed graph."""
+
+
+class DataError(ChainruleError, ValueError):
+    """A data file or data set that is missing, corrupt or inconsistent."""
+
+
+class CheckpointError(ChainruleError, ValueError):
+    """A checkpoint file that is missing, corrupt, or does not match the model."""

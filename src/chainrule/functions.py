@@ -1,0 +1,482 @@
+"""Tensor functions: thin calls of the primitives in :mod:`chainrule.ops`, and compositions of them.
+
+Nothing here has a gradient rule of its own. ``mean`` is ``sum`` times a constant, ``var`` is a mean of
+squares, ``gelu`` is built from ``erf``, ``stack`` from ``reshape`` and ``concatenate``; their gradients
+come from the primitives they are made of. Every function takes tensors, NumPy arrays or numbers.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from chainrule.errors import ShapeError
+from chainrule.ops import OPS, normalize_axis
+from chainrule.tensor import Tensor, _to_array, _wrap, apply
+
+__all__ = [
+    "as_tensor",
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "sin",
+    "cos",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "gelu",
+    "softplus",
+    "softsign",
+    "silu",
+    "erf",
+    "clip",
+    "clamp",
+    "maximum",
+    "minimum",
+    "where",
+    "matmul",
+    "sum",
+    "mean",
+    "max",
+    "min",
+    "prod",
+    "var",
+    "std",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "argmax",
+    "argmin",
+    "reshape",
+    "flatten",
+    "transpose",
+    "permute",
+    "squeeze",
+    "unsqueeze",
+    "expand",
+    "broadcast_to",
+    "concatenate",
+    "cat",
+    "stack",
+    "split",
+    "pad",
+]
+
+
+def as_tensor(value: Any) -> Tensor:
+    """``value`` itself if it is a tensor, else a constant tensor made from it (no copy of arrays)."""
+    if isinstance(value, Tensor):
+        return value
+    return _wrap(_to_array(value, copy=False))
+
+
+def _unary(name: str, x: Any, **attrs: Any) -> Tensor:
+    return apply(OPS[name], as_tensor(x), **attrs)
+
+
+# -- elementwise -------------------------------------------------------------------------------------
+def exp(x: Any) -> Tensor:
+    """:math:`e^x`, elementwise.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.exp(cr.tensor([0.0, 1.0]))
+    tensor([1.      , 2.718282])
+    """
+    return _unary("exp", x)
+
+
+def log(x: Any) -> Tensor:
+    """Natural logarithm, elementwise; derivative :math:`1/x`."""
+    return _unary("log", x)
+
+
+def sqrt(x: Any) -> Tensor:
+    """Square root, elementwise; derivative :math:`1 / (2\\sqrt{x})`."""
+    return _unary("sqrt", x)
+
+
+def abs(x: Any) -> Tensor:
+    """:math:`|x|`, elementwise; derivative ``sign(x)`` (0 at 0)."""
+    return _unary("abs", x)
+
+
+def sin(x: Any) -> Tensor:
+    """Sine, elementwise."""
+    return _unary("sin", x)
+
+
+def cos(x: Any) -> Tensor:
+    """Cosine, elementwise."""
+    return _unary("cos", x)
+
+
+def tanh(x: Any) -> Tensor:
+    """Hyperbolic tangent; derivative :math:`1 - \\tanh^2 x`."""
+    return _unary("tanh", x)
+
+
+def sigmoid(x: Any) -> Tensor:
+    """Logistic sigmoid :math:`\\sigma(x) = 1/(1+e^{-x})`; derivative :math:`\\sigma(1-\\sigma)`.
+
+    Finite for any input (no overflow at :math:`\\pm 10^4`).
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.sigmoid(cr.tensor([-1e4, 0.0, 1e4]))
+    tensor([0. , 0.5, 1. ])
+    """
+    return _unary("sigmoid", x)
+
+
+def relu(x: Any) -> Tensor:
+    """:math:`\\max(x, 0)`; derivative 1 for :math:`x > 0`, else 0."""
+    return _unary("relu", x)
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
+    """``x`` for :math:`x > 0`, else ``negative_slope * x``."""
+    return _unary("leaky_relu", x, negative_slope=float(negative_slope))
+
+
+def elu(x: Any, alpha: float = 1.0) -> Tensor:
+    """``x`` for :math:`x > 0`, else :math:`\\alpha (e^x - 1)`."""
+    return _unary("elu", x, alpha=float(alpha))
+
+
+def erf(x: Any) -> Tensor:
+    """The error function :math:`\\frac{2}{\\sqrt\\pi}\\int_0^x e^{-t^2} dt`."""
+    return _unary("erf", x)
+
+
+def gelu(x: Any) -> Tensor:
+    """Gaussian error linear unit :math:`x \\Phi(x) = \\tfrac{x}{2}(1 + \\mathrm{erf}(x/\\sqrt2))` (composed)."""
+    x = as_tensor(x)
+    return x * 0.5 * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))
+
+
+def softplus(x: Any, beta: float = 1.0) -> Tensor:
+    """:math:`\\frac{1}{\\beta}\\log(1 + e^{\\beta x})`, finite for any input; derivative :math:`\\sigma(\\beta x)`."""
+    if beta == 1.0:
+        return _unary("softplus", x)
+    return _unary("softplus", as_tensor(x) * float(beta)) * (1.0 / beta)
+
+
+def softsign(x: Any) -> Tensor:
+    """:math:`x / (1 + |x|)` (composed)."""
+    x = as_tensor(x)
+    return x / (1.0 + abs(x))
+
+
+def silu(x: Any) -> Tensor:
+    """:math:`x\\,\\sigma(x)`, also called swish (composed)."""
+    x = as_tensor(x)
+    return x * sigmoid(x)
+
+
+def clip(x: Any, min: Any = None, max: Any = None) -> Tensor:
+    """Clamp into ``[min, max]``; the gradient is 1 inside the interval (ends included) and 0 outside."""
+    if min is None and max is None:
+        raise ValueError("clip: give min, max or both")
+    return _unary("clip", x, min=min, max=max)
+
+
+clamp = clip
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Elementwise maximum with broadcasting; ties share the gradient equally."""
+    return apply(OPS["maximum"], _arg(a), _arg(b))
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    """Elementwise minimum with broadcasting; ties share the gradient equally."""
+    return apply(OPS["minimum"], _arg(a), _arg(b))
+
+
+def where(condition: Any, a: Any, b: Any) -> Tensor:
+    """``a`` where ``condition`` is true, else ``b`` (broadcast together); no gradient to the condition."""
+    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if cond.dtype != np.bool_:
+        raise ShapeError(f"where: the condition must be boolean, got {cond.dtype}")
+    return apply(OPS["where"], cond, _arg(a), _arg(b))
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """Matrix product with NumPy's rules (batched stacks broadcast; 1-d vectors allowed).
+
+    Shape: ``(..., m, k) @ (..., k, n) -> (..., m, n)``.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.matmul(cr.ones((2, 3)), cr.ones(3))
+    tensor([3., 3.])
+    """
+    return apply(OPS["matmul"], _arg(a), _arg(b))
+
+
+def _arg(value: Any) -> Any:
+    """Tensors and Python numbers pass through; everything else becomes an array."""
+    if isinstance(value, (Tensor, int, float, bool)):
+        return value
+    return _to_array(value, copy=False)
+
+
+# -- reductions --------------------------------------------------------------------------------------
+def _axis(axis: Any) -> Any:
+    if axis is None or isinstance(axis, int):
+        return axis
+    return tuple(int(a) for a in axis)
+
+
+def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """Sum over ``axis`` (all axes by default)."""
+    x = as_tensor(x)
+    normalize_axis(_axis(axis), x.ndim)
+    return apply(OPS["sum"], x, axis=_axis(axis), keepdims=keepdims)
+
+
+def _count(x: Tensor, axis: Any) -> int:
+    return int(np.prod([x.shape[a] for a in normalize_axis(axis, x.ndim)], dtype=np.int64))
+
+
+def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """Arithmetic mean over ``axis``: ``sum / count`` (composed)."""
+    x = as_tensor(x)
+    count = _count(x, _axis(axis))
+    if count == 0:
+        raise ShapeError(f"mean: cannot average over an empty axis of a tensor of shape {x.shape}")
+    if x.dtype.kind != "f":
+        x = x.to(np.float32)
+    return sum(x, axis, keepdims) * (1.0 / count)
+
+
+def var(x: Any, axis: Any = None, keepdims: bool = False, *, correction: int = 1) -> Tensor:
+    """Variance :math:`\\frac{1}{N - c}\\sum (x - \\bar x)^2` over ``axis`` (composed).
+
+    ``correction=1`` (PyTorch's default) gives the unbiased estimate, ``correction=0`` the population variance.
+    """
+    x = as_tensor(x)
+    count = _count(x, _axis(axis))
+    if count - correction <= 0:
+        raise ShapeError(f"var: {count} elements with correction={correction} leave no degrees of freedom")
+    centered = x - mean(x, axis, keepdims=True)
+    return sum(centered * centered, axis, keepdims) * (1.0 / (count - correction))
+
+
+def std(x: Any, axis: Any = None, keepdims: bool = False, *, correction: int = 1) -> Tensor:
+    """Standard deviation: the square root of :func:`var`."""
+    return sqrt(var(x, axis, keepdims, correction=correction))
+
+
+def max(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """Largest element over ``axis``; tied maxima share the gradient equally."""
+    return apply(OPS["max"], as_tensor(x), axis=_axis(axis), keepdims=keepdims)
+
+
+def min(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """Smallest element over ``axis``; tied minima share the gradient equally."""
+    return apply(OPS["min"], as_tensor(x), axis=_axis(axis), keepdims=keepdims)
+
+
+def prod(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """Product over ``axis``; the gradient of each element is the product of the others."""
+    return apply(OPS["prod"], as_tensor(x), axis=_axis(axis), keepdims=keepdims)
+
+
+def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """:math:`\\log\\sum e^{x}` over ``axis``, finite for any finite input."""
+    return apply(OPS["logsumexp"], as_tensor(x), axis=_axis(axis), keepdims=keepdims)
+
+
+def softmax(x: Any, axis: int = -1) -> Tensor:
+    """:math:`e^{x_i}/\\sum_j e^{x_j}` along ``axis``.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.softmax(cr.tensor([0.0, 0.0])).tolist()
+    [0.5, 0.5]
+    """
+    x = as_tensor(x)
+    normalize_axis(axis, x.ndim)
+    return apply(OPS["softmax"], x, axis=axis)
+
+
+def log_softmax(x: Any, axis: int = -1) -> Tensor:
+    """:math:`x_i - \\log\\sum_j e^{x_j}` along ``axis``, finite for any finite input."""
+    x = as_tensor(x)
+    normalize_axis(axis, x.ndim)
+    return apply(OPS["log_softmax"], x, axis=axis)
+
+
+def argmax(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    """Index of the largest element (of the flattened tensor when ``axis`` is None); no gradient."""
+    x = as_tensor(x)
+    if x.data.size == 0:
+        raise ShapeError(f"argmax: cannot take the argmax of an empty tensor of shape {x.shape}")
+    normalize_axis(axis, x.ndim)
+    return _wrap(np.asarray(np.argmax(x.data, axis=axis, keepdims=keepdims), dtype=np.int64))
+
+
+def argmin(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    """Index of the smallest element (of the flattened tensor when ``axis`` is None); no gradient."""
+    x = as_tensor(x)
+    if x.data.size == 0:
+        raise ShapeError(f"argmin: cannot take the argmin of an empty tensor of shape {x.shape}")
+    normalize_axis(axis, x.ndim)
+    return _wrap(np.asarray(np.argmin(x.data, axis=axis, keepdims=keepdims), dtype=np.int64))
+
+
+# -- shape ops ---------------------------------------------------------------------------------------
+def reshape(x: Any, shape: Sequence[int]) -> Tensor:
+    """The same elements in a new shape (one entry may be -1)."""
+    x = as_tensor(x)
+    shape = tuple(int(n) for n in shape)
+    if shape == x.shape:
+        return x
+    return apply(OPS["reshape"], x, shape=shape)
+
+
+def flatten(x: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dimensions ``start_dim..end_dim`` into one."""
+    x = as_tensor(x)
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    start, end = normalize_axis(start_dim, x.ndim)[0], normalize_axis(end_dim, x.ndim)[0]
+    if start > end:
+        raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}")
+    return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1 :])
+
+
+def permute(x: Any, dims: Sequence[int]) -> Tensor:
+    """Reorder the axes: ``dims[i]`` is the input axis that becomes axis ``i``."""
+    x = as_tensor(x)
+    dims = tuple(int(d) for d in dims)
+    if sorted(a % x.ndim if x.ndim else a for a in dims) != list(range(x.ndim)):
+        raise ShapeError(f"permute: {dims} is not a permutation of the {x.ndim} axes of a tensor of shape {x.shape}")
+    return apply(OPS["permute"], x, axes=tuple(a % x.ndim for a in dims))
+
+
+def transpose(x: Any, dim0: int = 0, dim1: int = 1) -> Tensor:
+    """Swap two axes (PyTorch's ``transpose``)."""
+    x = as_tensor(x)
+    (a,), (b,) = normalize_axis(dim0, x.ndim), normalize_axis(dim1, x.ndim)
+    axes = list(range(x.ndim))
+    axes[a], axes[b] = axes[b], axes[a]
+    return permute(x, axes)
+
+
+def squeeze(x: Any, axis: Any = None) -> Tensor:
+    """Remove axes of size 1 (all of them, or those in ``axis``)."""
+    x = as_tensor(x)
+    axes = [i for i, n in enumerate(x.shape) if n == 1] if axis is None else normalize_axis(axis, x.ndim)
+    for a in axes:
+        if x.shape[a] != 1:
+            raise ShapeError(f"squeeze: axis {a} has size {x.shape[a]}, not 1, in shape {x.shape}")
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+
+def unsqueeze(x: Any, axis: int) -> Tensor:
+    """Insert an axis of size 1 at position ``axis``."""
+    x = as_tensor(x)
+    (a,) = normalize_axis(axis, x.ndim + 1)
+    return reshape(x, x.shape[:a] + (1,) + x.shape[a:])
+
+
+def broadcast_to(x: Any, shape: Sequence[int]) -> Tensor:
+    """Repeat size-1 (and missing leading) axes to reach ``shape``; the gradient sums them back."""
+    x = as_tensor(x)
+    shape = tuple(int(n) for n in shape)
+    if shape == x.shape:
+        return x
+    return apply(OPS["broadcast_to"], x, shape=shape)
+
+
+def expand(x: Any, shape: Sequence[int]) -> Tensor:
+    """PyTorch's ``expand``: :func:`broadcast_to` where -1 keeps a dimension's size."""
+    x = as_tensor(x)
+    shape = tuple(int(n) for n in shape)
+    lead = len(shape) - x.ndim
+    resolved = tuple(x.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(shape))
+    return broadcast_to(x, resolved)
+
+
+def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+    """Join tensors along an existing ``axis``; shapes must agree on every other axis."""
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ShapeError("concatenate: needs at least one tensor")
+    ndim = tensors[0].ndim
+    if ndim == 0:
+        raise ShapeError("concatenate: 0-d tensors cannot be concatenated; use stack")
+    (a,) = normalize_axis(axis, ndim)
+    for t in tensors[1:]:
+        if t.ndim != ndim or t.shape[:a] + t.shape[a + 1 :] != tensors[0].shape[:a] + tensors[0].shape[a + 1 :]:
+            shapes = ", ".join(str(t.shape) for t in tensors)
+            raise ShapeError(f"concatenate: shapes {shapes} differ outside axis {axis}")
+    return apply(OPS["concatenate"], *tensors, axis=a)
+
+
+cat = concatenate
+
+
+def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+    """Join equally shaped tensors along a new ``axis`` (composed from unsqueeze and concatenate)."""
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ShapeError("stack: needs at least one tensor")
+    first = tensors[0].shape
+    if any(t.shape != first for t in tensors):
+        raise ShapeError(f"stack: all tensors need the same shape, got {', '.join(str(t.shape) for t in tensors)}")
+    return concatenate([unsqueeze(t, axis) for t in tensors], axis=axis)
+
+
+def split(x: Any, split_size_or_sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    """Split along ``axis`` into pieces of ``split_size`` (last may be smaller) or of the given sizes.
+
+    PyTorch's convention: an int is the size of each piece, a list the sizes of all pieces.
+    """
+    x = as_tensor(x)
+    (a,) = normalize_axis(axis, x.ndim)
+    length = x.shape[a]
+    if isinstance(split_size_or_sections, int):
+        if split_size_or_sections <= 0:
+            raise ShapeError(f"split: split size must be positive, got {split_size_or_sections}")
+        sizes = [split_size_or_sections] * (length // split_size_or_sections)
+        if length % split_size_or_sections:
+            sizes.append(length % split_size_or_sections)
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if builtins.sum(sizes) != length or any(s < 0 for s in sizes):
+            raise ShapeError(f"split: sizes {sizes} do not add up to {length}, the length of axis {axis}")
+    pieces, start = [], 0
+    for size in sizes:
+        pieces.append(x[(slice(None),) * a + (slice(start, start + size),)])
+        start += size
+    return pieces
+
+
+def pad(x: Any, pad_width: int | Sequence[Any], value: float = 0.0) -> Tensor:
+    """Pad with a constant, NumPy-style: ``pad_width`` is an int or one ``(before, after)`` pair per axis."""
+    x = as_tensor(x)
+    try:
+        widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    except ValueError:
+        raise ShapeError(
+            f"pad: pad_width {pad_width!r} does not fit a tensor of shape {x.shape}; "
+            "give one (before, after) pair per axis"
+        ) from None
+    if np.any(widths < 0):
+        raise ShapeError(f"pad: negative pad widths {pad_width!r}")
+    return apply(OPS["pad"], x, pad_width=tuple((int(b), int(e)) for b, e in widths), value=float(value))

@@ -1,0 +1,948 @@
+"""The primitive table: every differentiable op, with its forward, VJP and JVP side by side.
+
+Each primitive is a small class registered in :data:`OPS`:
+
+``forward(*inputs, **attrs) -> array``
+    NumPy in, NumPy out.
+``vjp(xp, grad_out, needs, out, *inputs, **attrs) -> tuple``
+    reverse mode: one gradient per input (``None`` where ``needs[i]`` is False or the input is constant).
+    The gradient may still have the broadcast shape of the output: the engine sums it back to the
+    input's shape in exactly one place (``Tensor._vjp``).
+``jvp(xp, tangents, out, *inputs, **attrs) -> tangent``
+    forward mode: the output's tangent, given one tangent per input (``None`` for a constant input).
+
+Rules are written once against the namespace ``xp``. The engine passes :data:`numpy_namespace` (each name
+is the primitive's NumPy forward: the fast path) or, with ``create_graph=True``, a namespace whose names
+build graph nodes, so the very same rule differentiates its own backward pass (Hessian-vector products,
+gradient of gradient). Rules therefore use only Python operators and names of this table, and may reuse
+the forward output ``out`` (``exp``'s gradient is ``grad_out * out``) so nothing is computed twice.
+
+For elementwise one-input ops the Jacobian is diagonal, so the JVP is the VJP applied to the tangent;
+those ops subclass :class:`Elementwise` and write a single ``vjp``.
+
+Everything else (``mean``, ``var``, ``gelu``, ``softsign``, ``stack``, ``split``, ``squeeze`` …) is a
+composition of these primitives in :mod:`chainrule.functions` and has no rule of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from chainrule.errors import ShapeError
+
+__all__ = ["Primitive", "Elementwise", "OPS", "numpy_namespace", "normalize_axis"]
+
+OPS: dict[str, type[Primitive]] = {}
+
+
+class Primitive:
+    """Base of every table entry. Subclasses set ``name`` and write the three rules as staticmethods."""
+
+    name: str = ""
+    differentiable: bool = True
+    #: integer or boolean inputs are converted to floating point before the forward
+    float_only: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            OPS[cls.name] = cls
+
+    @staticmethod
+    def forward(*inputs: Any, **attrs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def vjp(xp: Any, grad_out: Any, needs: Sequence[bool], out: Any, *inputs: Any, **attrs: Any) -> tuple:
+        raise NotImplementedError
+
+    @staticmethod
+    def jvp(xp: Any, tangents: Sequence[Any], out: Any, *inputs: Any, **attrs: Any) -> Any:
+        raise NotImplementedError
+
+
+class Elementwise(Primitive):
+    """A one-input elementwise op: its Jacobian is diagonal, so ``jvp(t) == vjp(t)``."""
+
+    float_only = True
+
+    @classmethod
+    def jvp(cls, xp: Any, tangents: Sequence[Any], out: Any, x: Any, **attrs: Any) -> Any:  # type: ignore[override]
+        (grad,) = cls.vjp(xp, tangents[0], (True,), out, x, **attrs)
+        return grad
+
+
+def _plus(a: Any, b: Any) -> Any:
+    """Sum of two tangent contributions where ``None`` stands for zero."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def normalize_axis(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
+    """Return ``axis`` as a sorted tuple of non-negative axes (all axes for ``None``)."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    result = []
+    for a in axes:
+        a = int(a)
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"axis {a} is out of range for a tensor of {ndim} dimensions")
+        result.append(a % ndim)
+    if len(set(result)) != len(result):
+        raise ShapeError(f"axis {axis} repeats an axis")
+    return tuple(sorted(result))
+
+
+def _keepdims_shape(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
+    """The shape a reduction over ``axis`` has with ``keepdims=True``."""
+    axes = normalize_axis(axis, len(shape))
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _as_kept(xp: Any, value: Any, in_shape: tuple[int, ...], axis: Any, keepdims: bool) -> Any:
+    """Reshape a reduction result (or its gradient) so that it broadcasts against the input."""
+    return value if keepdims else xp.reshape(value, shape=_keepdims_shape(in_shape, axis))
+
+
+# ===================================================================================================
+# Arithmetic
+# ===================================================================================================
+class Add(Primitive):
+    name = "add"
+
+    @staticmethod
+    def forward(a, b):
+        return np.add(a, b)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, a, b):
+        return grad_out, grad_out
+
+    @staticmethod
+    def jvp(xp, tangents, out, a, b):
+        return _plus(*tangents)
+
+
+class Sub(Primitive):
+    name = "sub"
+
+    @staticmethod
+    def forward(a, b):
+        return np.subtract(a, b)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, a, b):
+        return grad_out, (-grad_out if needs[1] else None)
+
+    @staticmethod
+    def jvp(xp, tangents, out, a, b):
+        ta, tb = tangents
+        return _plus(ta, None if tb is None else -tb)
+
+
+class Mul(Primitive):
+    name = "mul"
+
+    @staticmethod
+    def forward(a, b):
+        return np.multiply(a, b)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, a, b):
+        return (grad_out * b if needs[0] else None), (grad_out * a if needs[1] else None)
+
+    @staticmethod
+    def jvp(xp, tangents, out, a, b):
+        ta, tb = tangents
+        return _plus(None if ta is None else ta * b, None if tb is None else a * tb)
+
+
+class Div(Primitive):
+    name = "div"
+    float_only = True
+
+    @staticmethod
+    def forward(a, b):
+        return np.divide(a, b)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, a, b):
+        grad_a = grad_out / b if needs[0] else None
+        grad_b = -grad_out * out / b if needs[1] else None
+        return grad_a, grad_b
+
+    @staticmethod
+    def jvp(xp, tangents, out, a, b):
+        ta, tb = tangents
+        return _plus(None if ta is None else ta / b, None if tb is None else -tb * out / b)
+
+
+class Pow(Primitive):
+    """``a ** b``; the exponent's gradient ``out * log(a)`` is only formed when it is needed."""
+
+    name = "pow"
+    float_only = True
+
+    @staticmethod
+    def forward(a, b):
+        return np.power(a, b)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, a, b):
+        grad_a = grad_out * b * a ** (b - 1) if needs[0] else None
+        grad_b = grad_out * out * xp.log(a) if needs[1] else None
+        return grad_a, grad_b
+
+    @staticmethod
+    def jvp(xp, tangents, out, a, b):
+        ta, tb = tangents
+        return _plus(
+            None if ta is None else ta * b * a ** (b - 1),
+            None if tb is None else tb * out * xp.log(a),
+        )
+
+
+class Neg(Elementwise):
+    name = "neg"
+    float_only = False
+
+    @staticmethod
+    def forward(x):
+        return np.negative(x)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (-grad_out,)
+
+
+class Maximum(Primitive):
+    """Elementwise maximum; at ties the gradient is split evenly between the two inputs."""
+
+    name = "maximum"
+
+    @staticmethod
+    def forward(a, b):
+        return np.maximum(a, b)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, a, b):
+        return _select_vjp(xp, grad_out, needs, a, b, a > b)
+
+    @staticmethod
+    def jvp(xp, tangents, out, a, b):
+        return _select_jvp(xp, tangents, a, b, a > b)
+
+
+class Minimum(Primitive):
+    """Elementwise minimum; at ties the gradient is split evenly between the two inputs."""
+
+    name = "minimum"
+
+    @staticmethod
+    def forward(a, b):
+        return np.minimum(a, b)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, a, b):
+        return _select_vjp(xp, grad_out, needs, a, b, a < b)
+
+    @staticmethod
+    def jvp(xp, tangents, out, a, b):
+        return _select_jvp(xp, tangents, a, b, a < b)
+
+
+def _select_vjp(xp, grad_out, needs, a, b, a_wins):
+    ties = a == b
+    half = grad_out * 0.5
+    grad_a = xp.where(a_wins, grad_out, xp.where(ties, half, 0.0)) if needs[0] else None
+    grad_b = xp.where(a_wins, 0.0, xp.where(ties, half, grad_out)) if needs[1] else None
+    return grad_a, grad_b
+
+
+def _select_jvp(xp, tangents, a, b, a_wins):
+    ta, tb = (0.0 if t is None else t for t in tangents)
+    return xp.where(a_wins, ta, xp.where(a == b, (ta + tb) * 0.5, tb))
+
+
+class Where(Primitive):
+    """``where(condition, a, b)``: ``a`` where the (boolean, constant) condition holds, else ``b``."""
+
+    name = "where"
+
+    @staticmethod
+    def forward(condition, a, b):
+        return np.where(condition, a, b)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, condition, a, b):
+        grad_a = xp.where(condition, grad_out, 0.0) if needs[1] else None
+        grad_b = xp.where(condition, 0.0, grad_out) if needs[2] else None
+        return None, grad_a, grad_b
+
+    @staticmethod
+    def jvp(xp, tangents, out, condition, a, b):
+        _, ta, tb = tangents
+        return xp.where(condition, 0.0 if ta is None else ta, 0.0 if tb is None else tb)
+
+
+class Matmul(Primitive):
+    """Matrix product with NumPy's rules: batched (broadcast) stacks, and 1-d vectors on either side."""
+
+    name = "matmul"
+    float_only = True
+
+    @staticmethod
+    def forward(a, b):
+        a_shape, b_shape = np.shape(a), np.shape(b)
+        if not a_shape or not b_shape:
+            raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes {a_shape} and {b_shape}")
+        inner_b = b_shape[0] if len(b_shape) == 1 else b_shape[-2]
+        if a_shape[-1] != inner_b:
+            raise ShapeError(f"matmul: shapes {a_shape} and {b_shape} are not aligned")
+        return np.matmul(a, b)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, a, b):
+        # Promote 1-d operands to matrices, (k,) -> (1, k) on the left and (k,) -> (k, 1) on the right.
+        a_vector, b_vector = a.ndim == 1, b.ndim == 1
+        a2 = xp.reshape(a, shape=(1, a.shape[0])) if a_vector else a
+        b2 = xp.reshape(b, shape=(b.shape[0], 1)) if b_vector else b
+        g_shape = tuple(grad_out.shape)
+        if a_vector:
+            g_shape = g_shape[:-1] + (1,) + g_shape[-1:] if not b_vector else (1, 1)
+        if b_vector:
+            g_shape = g_shape + (1,) if not a_vector else (1, 1)
+        grad2 = xp.reshape(grad_out, shape=g_shape)
+        grad_a = grad_b = None
+        if needs[0]:
+            grad_a = xp.matmul(grad2, _swap_last(xp, b2))  # (..., m, k)
+            if a_vector:  # drop the promoted row; the engine sums any batch axes
+                grad_a = xp.reshape(grad_a, shape=grad_a.shape[:-2] + grad_a.shape[-1:])
+        if needs[1]:
+            grad_b = xp.matmul(_swap_last(xp, a2), grad2)  # (..., k, n)
+            if b_vector:
+                grad_b = xp.reshape(grad_b, shape=grad_b.shape[:-1])
+        return grad_a, grad_b
+
+    @staticmethod
+    def jvp(xp, tangents, out, a, b):
+        ta, tb = tangents
+        return _plus(None if ta is None else xp.matmul(ta, b), None if tb is None else xp.matmul(a, tb))
+
+
+def _swap_last(xp: Any, x: Any) -> Any:
+    axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return xp.permute(x, axes=axes)
+
+
+# ===================================================================================================
+# Elementwise functions
+# ===================================================================================================
+class Exp(Elementwise):
+    name = "exp"
+
+    @staticmethod
+    def forward(x):
+        return np.exp(x)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (grad_out * out,)
+
+
+class Log(Elementwise):
+    name = "log"
+
+    @staticmethod
+    def forward(x):
+        return np.log(x)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (grad_out / x,)
+
+
+class Sqrt(Elementwise):
+    name = "sqrt"
+
+    @staticmethod
+    def forward(x):
+        return np.sqrt(x)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (grad_out * 0.5 / out,)
+
+
+class Abs(Elementwise):
+    """``|x|``; the gradient at 0 is 0, as in PyTorch."""
+
+    name = "abs"
+    float_only = False
+
+    @staticmethod
+    def forward(x):
+        return np.abs(x)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (grad_out * xp.sign(x),)
+
+
+class Sin(Elementwise):
+    name = "sin"
+
+    @staticmethod
+    def forward(x):
+        return np.sin(x)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (grad_out * xp.cos(x),)
+
+
+class Cos(Elementwise):
+    name = "cos"
+
+    @staticmethod
+    def forward(x):
+        return np.cos(x)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (-grad_out * xp.sin(x),)
+
+
+class Tanh(Elementwise):
+    name = "tanh"
+
+    @staticmethod
+    def forward(x):
+        return np.tanh(x)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (grad_out * (1.0 - out * out),)
+
+
+class Sigmoid(Elementwise):
+    """The logistic function :math:`1 / (1 + e^{-x})`, evaluated without overflow for any input."""
+
+    name = "sigmoid"
+
+    @staticmethod
+    def forward(x):
+        with np.errstate(under="ignore"):
+            decay = np.exp(-np.abs(x))  # in (0, 1]: never overflows; tiny values may underflow to 0
+        return np.where(x >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay))
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (grad_out * out * (1.0 - out),)
+
+
+class Relu(Elementwise):
+    """``max(x, 0)``; the gradient at 0 is 0."""
+
+    name = "relu"
+    float_only = False
+
+    @staticmethod
+    def forward(x):
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (xp.where(x > 0, grad_out, 0.0),)
+
+
+class LeakyRelu(Elementwise):
+    name = "leaky_relu"
+
+    @staticmethod
+    def forward(x, *, negative_slope):
+        return np.where(x > 0, x, x * negative_slope)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, negative_slope):
+        return (xp.where(x > 0, grad_out, grad_out * negative_slope),)
+
+
+class Elu(Elementwise):
+    """``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+
+    name = "elu"
+
+    @staticmethod
+    def forward(x, *, alpha):
+        return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, alpha):
+        return (xp.where(x > 0, grad_out, grad_out * (out + alpha)),)
+
+
+class Softplus(Elementwise):
+    """:math:`\\log(1 + e^x)`, computed as ``logaddexp(0, x)`` so it is finite for any input."""
+
+    name = "softplus"
+
+    @staticmethod
+    def forward(x):
+        with np.errstate(under="ignore"):
+            return np.logaddexp(0, x)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (grad_out * xp.sigmoid(x),)
+
+
+_erf_scalar = np.frompyfunc(math.erf, 1, 1)
+
+
+class Erf(Elementwise):
+    """The error function; derivative :math:`2/\\sqrt{\\pi}\\, e^{-x^2}`."""
+
+    name = "erf"
+
+    @staticmethod
+    def forward(x):
+        x = np.asarray(x)
+        return np.asarray(_erf_scalar(x), dtype=x.dtype)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (grad_out * (2.0 / math.sqrt(math.pi)) * xp.exp(-(x * x)),)
+
+
+class Clip(Elementwise):
+    """Clamp into ``[min, max]`` (either may be None); the gradient passes where the input is inside."""
+
+    name = "clip"
+    float_only = False
+
+    @staticmethod
+    def forward(x, *, min, max):
+        return np.clip(x, min, max)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, min, max):
+        inside = True
+        if min is not None:
+            inside = x >= min
+        if max is not None:
+            inside = (x <= max) if min is None else inside & (x <= max)
+        return (xp.where(inside, grad_out, 0.0),)
+
+
+class Cast(Elementwise):
+    """Change the dtype; the gradient is cast back to the input's dtype."""
+
+    name = "cast"
+    float_only = False
+
+    @staticmethod
+    def forward(x, *, dtype):
+        return np.asarray(x).astype(dtype, copy=False)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, dtype):
+        return (xp.cast(grad_out, dtype=x.dtype),)
+
+    @classmethod
+    def jvp(cls, xp, tangents, out, x, *, dtype):
+        return xp.cast(tangents[0], dtype=dtype)
+
+
+# ===================================================================================================
+# Reductions
+# ===================================================================================================
+class Sum(Primitive):
+    name = "sum"
+
+    @staticmethod
+    def forward(x, *, axis=None, keepdims=False):
+        return np.sum(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, axis=None, keepdims=False):
+        return (xp.broadcast_to(_as_kept(xp, grad_out, x.shape, axis, keepdims), shape=x.shape),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, axis=None, keepdims=False):
+        return xp.sum(tangents[0], axis=axis, keepdims=keepdims)
+
+
+class _Extremum(Primitive):
+    """max/min over axes; ties share the gradient evenly (the subgradient PyTorch's ``amax`` uses)."""
+
+    float_only = False
+
+    @staticmethod
+    def _winners(xp, out, x, axis, keepdims):
+        wins = x == _as_kept(xp, out, x.shape, axis, keepdims)
+        count = xp.sum(wins, axis=axis, keepdims=True)
+        return wins, count
+
+    @classmethod
+    def vjp(cls, xp, grad_out, needs, out, x, *, axis=None, keepdims=False):
+        wins, count = cls._winners(xp, out, x, axis, keepdims)
+        return (xp.where(wins, _as_kept(xp, grad_out, x.shape, axis, keepdims) / count, 0.0),)
+
+    @classmethod
+    def jvp(cls, xp, tangents, out, x, *, axis=None, keepdims=False):
+        wins, count = cls._winners(xp, out, x, axis, keepdims)
+        shared = xp.sum(xp.where(wins, tangents[0], 0.0), axis=axis, keepdims=True) / count
+        return shared if keepdims else xp.reshape(shared, shape=out.shape)
+
+
+class Max(_Extremum):
+    name = "max"
+
+    @staticmethod
+    def forward(x, *, axis=None, keepdims=False):
+        if np.size(x) == 0:
+            raise ShapeError(f"max: cannot reduce an empty tensor of shape {np.shape(x)}")
+        return np.max(x, axis=axis, keepdims=keepdims)
+
+
+class Min(_Extremum):
+    name = "min"
+
+    @staticmethod
+    def forward(x, *, axis=None, keepdims=False):
+        if np.size(x) == 0:
+            raise ShapeError(f"min: cannot reduce an empty tensor of shape {np.shape(x)}")
+        return np.min(x, axis=axis, keepdims=keepdims)
+
+
+class Prod(Primitive):
+    """Product over axes. The gradient is the product of the other elements, exact at zeros too."""
+
+    name = "prod"
+
+    @staticmethod
+    def forward(x, *, axis=None, keepdims=False):
+        return np.prod(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, axis=None, keepdims=False):
+        kept_grad = _as_kept(xp, grad_out, x.shape, axis, keepdims)
+        data = _raw(x)
+        if np.all(data != 0):
+            return (kept_grad * _as_kept(xp, out, x.shape, axis, keepdims) / x,)
+        # With zeros, out / x is undefined: use the exclusive product (a constant: no second order there).
+        return (kept_grad * _product_of_others(data, axis),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, axis=None, keepdims=False):
+        data = _raw(x)
+        if np.all(data != 0):
+            return xp.sum(tangents[0] * _as_kept(xp, out, x.shape, axis, keepdims) / x, axis=axis, keepdims=keepdims)
+        others = _product_of_others(data, axis)
+        return xp.sum(tangents[0] * others, axis=axis, keepdims=keepdims)
+
+
+def _raw(x: Any) -> np.ndarray:
+    """The NumPy array behind ``x`` (an array already, or a tensor in a create_graph rule)."""
+    return x if isinstance(x, np.ndarray) else np.asarray(x.data)
+
+
+def _product_of_others(x: np.ndarray, axis: Any) -> np.ndarray:
+    """For each element, the product of the other elements of its reduction group."""
+    axes = normalize_axis(axis, x.ndim)
+    kept = [i for i in range(x.ndim) if i not in axes]
+    moved = np.transpose(x, kept + list(axes))
+    flat = moved.reshape(moved.shape[: len(kept)] + (-1,))
+    ones = np.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+    before = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    after = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    others = (before * after).reshape(moved.shape)
+    return np.transpose(others, np.argsort(kept + list(axes)))
+
+
+class Logsumexp(Primitive):
+    """:math:`\\log \\sum_i e^{x_i}`, shifted by the maximum so it is finite for any finite input."""
+
+    name = "logsumexp"
+    float_only = True
+
+    @staticmethod
+    def forward(x, *, axis=None, keepdims=False):
+        if np.size(x) == 0:
+            raise ShapeError(f"logsumexp: cannot reduce an empty tensor of shape {np.shape(x)}")
+        shift = np.max(x, axis=axis, keepdims=True)
+        shift = np.where(np.isfinite(shift), shift, 0)
+        with np.errstate(under="ignore"):
+            total = np.sum(np.exp(x - shift), axis=axis, keepdims=True)
+        result = np.log(total) + shift
+        return result if keepdims else np.squeeze(result, axis=normalize_axis(axis, np.ndim(x)))
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, axis=None, keepdims=False):
+        softmax = xp.exp(x - _as_kept(xp, out, x.shape, axis, keepdims))
+        return (_as_kept(xp, grad_out, x.shape, axis, keepdims) * softmax,)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, axis=None, keepdims=False):
+        softmax = xp.exp(x - _as_kept(xp, out, x.shape, axis, keepdims))
+        return xp.sum(softmax * tangents[0], axis=axis, keepdims=keepdims)
+
+
+class Softmax(Primitive):
+    """:math:`e^{x_i} / \\sum_j e^{x_j}` along ``axis``; VJP :math:`y \\odot (g - \\langle g, y\\rangle)`."""
+
+    name = "softmax"
+    float_only = True
+
+    @staticmethod
+    def forward(x, *, axis=-1):
+        with np.errstate(under="ignore"):
+            exps = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return exps / np.sum(exps, axis=axis, keepdims=True)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, axis=-1):
+        return (out * (grad_out - xp.sum(grad_out * out, axis=axis, keepdims=True)),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, axis=-1):
+        tangent = tangents[0]
+        return out * (tangent - xp.sum(out * tangent, axis=axis, keepdims=True))
+
+
+class LogSoftmax(Primitive):
+    """:math:`x_i - \\log\\sum_j e^{x_j}` along ``axis``; VJP :math:`g - e^{y} \\sum_j g_j`."""
+
+    name = "log_softmax"
+    float_only = True
+
+    @staticmethod
+    def forward(x, *, axis=-1):
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        with np.errstate(under="ignore"):
+            return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, axis=-1):
+        return (grad_out - xp.exp(out) * xp.sum(grad_out, axis=axis, keepdims=True),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, axis=-1):
+        tangent = tangents[0]
+        return tangent - xp.sum(xp.exp(out) * tangent, axis=axis, keepdims=True)
+
+
+# ===================================================================================================
+# Shape ops
+# ===================================================================================================
+class Reshape(Primitive):
+    name = "reshape"
+
+    @staticmethod
+    def forward(x, *, shape):
+        try:
+            return np.reshape(x, shape)
+        except ValueError:
+            raise ShapeError(
+                f"reshape: cannot reshape a tensor of shape {np.shape(x)} "
+                f"({np.size(x)} elements) into shape {tuple(shape)}"
+            ) from None
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, shape):
+        return (xp.reshape(grad_out, shape=x.shape),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, shape):
+        return xp.reshape(tangents[0], shape=shape)
+
+
+class Permute(Primitive):
+    """Reorder the axes (NumPy's ``transpose`` with an explicit permutation)."""
+
+    name = "permute"
+
+    @staticmethod
+    def forward(x, *, axes):
+        return np.transpose(x, axes)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, axes):
+        return (xp.permute(grad_out, axes=tuple(np.argsort(axes).tolist())),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, axes):
+        return xp.permute(tangents[0], axes=axes)
+
+
+class BroadcastTo(Primitive):
+    name = "broadcast_to"
+
+    @staticmethod
+    def forward(x, *, shape):
+        try:
+            return np.broadcast_to(x, shape)
+        except ValueError:
+            raise ShapeError(f"broadcast_to: cannot broadcast shape {np.shape(x)} to {tuple(shape)}") from None
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, shape):
+        return (xp.sum_to(grad_out, shape=x.shape),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, shape):
+        return xp.broadcast_to(tangents[0], shape=shape)
+
+
+class SumTo(Primitive):
+    """Sum a broadcast result back to ``shape``: the adjoint of ``broadcast_to``."""
+
+    name = "sum_to"
+
+    @staticmethod
+    def forward(x, *, shape):
+        shape = tuple(shape)
+        x_shape = np.shape(x)
+        if x_shape == shape:
+            return x
+        lead = len(x_shape) - len(shape)
+        if lead < 0 or any(n != 1 and n != x_shape[lead + i] for i, n in enumerate(shape)):
+            raise ShapeError(f"sum_to: shape {x_shape} is not a broadcast of {shape}")
+        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and x_shape[lead + i] != 1)
+        return np.sum(x, axis=axes).reshape(shape) if axes else np.reshape(x, shape)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, shape):
+        return (xp.broadcast_to(grad_out, shape=x.shape),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, shape):
+        return xp.sum_to(tangents[0], shape=shape)
+
+
+def _is_basic_index(index: Any) -> bool:
+    """True when ``index`` can select no element twice (ints, slices, None, Ellipsis, boolean masks)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    for part in parts:
+        if part is None or part is Ellipsis or isinstance(part, (int, np.integer, slice)):
+            continue
+        if isinstance(part, np.ndarray) and part.dtype == np.bool_:
+            continue
+        return False
+    return True
+
+
+class Getitem(Primitive):
+    """``x[index]`` for ints, slices, None, Ellipsis, integer arrays and boolean masks."""
+
+    name = "getitem"
+
+    @staticmethod
+    def forward(x, *, index):
+        return x[index]
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, index):
+        return (xp.scatter_add(grad_out, index=index, shape=x.shape),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, index):
+        return xp.getitem(tangents[0], index=index)
+
+
+class ScatterAdd(Primitive):
+    """Zeros of ``shape`` with ``values`` added at ``index`` (repeated indices add up, as ``np.add.at``).
+
+    The adjoint of :class:`Getitem`.
+    """
+
+    name = "scatter_add"
+
+    @staticmethod
+    def forward(values, *, index, shape):
+        result = np.zeros(shape, dtype=np.result_type(values))
+        if _is_basic_index(index):
+            result[index] = values
+        else:
+            np.add.at(result, index, values)
+        return result
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, values, *, index, shape):
+        return (xp.getitem(grad_out, index=index),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, values, *, index, shape):
+        return xp.scatter_add(tangents[0], index=index, shape=shape)
+
+
+class Concatenate(Primitive):
+    """Join tensors along an existing ``axis``."""
+
+    name = "concatenate"
+
+    @staticmethod
+    def forward(*xs, axis=0):
+        return np.concatenate(xs, axis=axis)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, *xs, axis=0):
+        axis = axis % out.ndim
+        grads, start = [], 0
+        for x, need in zip(xs, needs):
+            stop = start + x.shape[axis]
+            grads.append(xp.getitem(grad_out, index=(slice(None),) * axis + (slice(start, stop),)) if need else None)
+            start = stop
+        return tuple(grads)
+
+    @staticmethod
+    def jvp(xp, tangents, out, *xs, axis=0):
+        parts = [t if t is not None else np.zeros(x.shape, dtype=out.dtype) for x, t in zip(xs, tangents)]
+        return xp.concatenate(*parts, axis=axis)
+
+
+class Pad(Primitive):
+    """Constant padding: ``pad_width`` is one ``(before, after)`` pair per axis."""
+
+    name = "pad"
+
+    @staticmethod
+    def forward(x, *, pad_width, value=0.0):
+        return np.pad(x, pad_width, mode="constant", constant_values=value)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, pad_width, value=0.0):
+        index = tuple(slice(before, before + n) for (before, _), n in zip(pad_width, x.shape))
+        return (xp.getitem(grad_out, index=index),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, pad_width, value=0.0):
+        return xp.pad(tangents[0], pad_width=pad_width, value=0.0)
+
+
+# ===================================================================================================
+# Ops without a gradient (used inside rules and by comparisons)
+# ===================================================================================================
+class Sign(Primitive):
+    name = "sign"
+    differentiable = False
+
+    @staticmethod
+    def forward(x):
+        return np.sign(x)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The NumPy namespace: each table name is the primitive's forward (the fast path of every rule).
+# ---------------------------------------------------------------------------------------------------
+numpy_namespace = SimpleNamespace(**{name: op.forward for name, op in OPS.items()})

@@ -1,0 +1,814 @@
+"""The tensor engine: :class:`Tensor` wraps a NumPy array and records the ops applied to it.
+
+:func:`apply` is the one place where an op of :mod:`chainrule.ops` runs on tensors: it converts dtypes,
+runs the NumPy forward, turns NumPy's errors into chainrule errors that name the op and the shapes, and
+links the result into the graph. :meth:`Tensor._vjp` is the one place where a rule's gradients are summed
+back to their inputs' shapes (undoing broadcasting) and checked.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from functools import partial
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from chainrule import autograd
+from chainrule.autograd import _GradMode
+from chainrule.errors import ChainruleError, DTypeError, GradientError, IndexingError, ShapeError
+from chainrule.ops import OPS, Primitive, numpy_namespace
+
+__all__ = ["Tensor", "apply", "float32", "float64", "int64", "bool_", "as_dtype"]
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int64 = np.dtype(np.int64)
+bool_ = np.dtype(np.bool_)
+_FLOAT_KINDS = "f"
+_INT_KINDS = "biu"
+
+
+def as_dtype(dtype: Any) -> np.dtype:
+    """Resolve ``dtype`` (``"float32"``, ``np.float64``, ``chainrule.int64`` …) to a supported NumPy dtype.
+
+    Raises
+    ------
+    DTypeError
+        For anything but float32, float64, int64 and bool.
+    """
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        raise DTypeError(f"unknown dtype {dtype!r}; use float32, float64, int64 or bool") from None
+    if resolved not in (float32, float64, int64, bool_):
+        raise DTypeError(f"dtype {resolved} is not supported; use float32, float64, int64 or bool")
+    return resolved
+
+
+def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
+    """Convert user data to an array of a supported dtype (floats default to float32, as in PyTorch)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        dtype = as_dtype(dtype)
+    try:
+        array = np.array(data, copy=copy) if isinstance(data, np.ndarray) else np.asarray(data)
+    except (ValueError, TypeError) as error:
+        raise DTypeError(f"tensor: cannot convert {type(data).__name__} to a tensor ({error})") from None
+    kind = array.dtype.kind
+    if dtype is None:
+        if kind == "f":
+            keeps_dtype = isinstance(data, (np.ndarray, np.generic)) and array.dtype in (float32, float64)
+            dtype = array.dtype if keeps_dtype else float32
+        elif kind in "iu":
+            dtype = int64
+        elif kind == "b":
+            dtype = bool_
+        else:
+            raise DTypeError(
+                f"tensor: cannot make a tensor from data of dtype {array.dtype} "
+                "(ragged nested lists, strings and objects are not numbers)"
+            )
+    elif kind not in "fiub":
+        raise DTypeError(f"tensor: cannot convert data of dtype {array.dtype} to {dtype}")
+    return array.astype(dtype, copy=False)
+
+
+class _Node:
+    """What an op's output remembers for backward: the op, its arguments and attributes."""
+
+    __slots__ = ("args", "attrs", "op", "parents")
+
+    def __init__(self, op: type[Primitive], args: tuple, attrs: dict, parents: tuple) -> None:
+        self.op = op
+        self.args = args  # tensors and constants, as the op was called
+        self.attrs = attrs
+        self.parents = parents  # the tensors among args that require grad
+
+
+class _FreedNode:
+    """Stands in for a node whose saved values were released by ``backward()``."""
+
+    __slots__ = ("op",)
+
+    def __init__(self, op: type[Primitive]) -> None:
+        self.op = op
+
+
+def _promote(op: type[Primitive], arrays: list) -> list:
+    """Integer inputs meeting a float (or a float-only op) become float, never widening a float tensor.
+
+    NumPy would turn ``int64 * float32`` into float64; like PyTorch we keep the float tensor's dtype.
+    """
+    float_dtype = None
+    has_int = False
+    for value in arrays:
+        if isinstance(value, np.ndarray):
+            kind = value.dtype.kind
+            if kind == "f":
+                float_dtype = value.dtype if float_dtype is None else np.promote_types(float_dtype, value.dtype)
+            elif kind in "iu" or (kind == "b" and op.float_only):
+                has_int = True
+        elif isinstance(value, float) and float_dtype is None:
+            float_dtype = float32
+    if not has_int or (float_dtype is None and not op.float_only):
+        return arrays
+    target = float32 if float_dtype is None else float_dtype
+    cast_kinds = _INT_KINDS if op.float_only else "iu"
+    return [
+        value.astype(target) if isinstance(value, np.ndarray) and value.dtype.kind in cast_kinds else value
+        for value in arrays
+    ]
+
+
+def _translate(op: type[Primitive], arrays: list, error: Exception) -> ChainruleError:
+    """Turn a NumPy exception raised inside ``op.forward`` into a chainrule error naming op and shapes."""
+    shapes = [np.shape(a) for a in arrays if isinstance(a, np.ndarray)]
+    shape_text = " and ".join(str(s) for s in shapes) if shapes else "()"
+    message = str(error).split("\n")[0]
+    if isinstance(error, TypeError):
+        dtypes = ", ".join(str(a.dtype) for a in arrays if isinstance(a, np.ndarray))
+        return DTypeError(f"{op.name}: unsupported input dtypes ({dtypes}): {message}")
+    if isinstance(error, IndexError):
+        return IndexingError(f"{op.name}: {message} (tensor of shape {shape_text})")
+    if "broadcast" in message:
+        return ShapeError(f"{op.name}: shapes {shape_text} cannot be broadcast together")
+    return ShapeError(f"{op.name}: {message} (input shapes {shape_text})")
+
+
+def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
+    """Run primitive ``op`` on tensors and constants and link the result into the graph.
+
+    Parameters
+    ----------
+    op : Primitive subclass
+        An entry of :data:`chainrule.ops.OPS`.
+    *args : Tensor, ndarray or Python scalar
+        The op's inputs; only tensors can receive gradients.
+    **attrs
+        The op's non-differentiable attributes (axis, shape, index …).
+
+    Returns
+    -------
+    Tensor
+        The result; it requires grad when grad mode is on and any input tensor does.
+    """
+    arrays = [a.data if type(a) is Tensor else a for a in args]
+    if op.float_only or len(arrays) > 1:
+        arrays = _promote(op, arrays)
+    try:
+        data = op.forward(*arrays, **attrs)
+    except (ValueError, IndexError, TypeError) as error:
+        if isinstance(error, ChainruleError):
+            raise
+        raise _translate(op, arrays, error) from None
+    if type(data) is not np.ndarray:
+        data = np.asarray(data)
+    out = Tensor.__new__(Tensor)
+    out.data = data
+    out.grad = None
+    if _GradMode.enabled and op.differentiable:
+        parents = tuple(a for a in args if type(a) is Tensor and a.requires_grad)
+        if parents:
+            out.requires_grad = True
+            out._ctx = _Node(op, args, attrs, parents)
+            return out
+    out.requires_grad = False
+    out._ctx = None
+    return out
+
+
+def _wrap(data: np.ndarray) -> Tensor:
+    """A constant tensor around ``data`` (no copy, no graph)."""
+    out = Tensor.__new__(Tensor)
+    out.data = data
+    out.grad = None
+    out.requires_grad = False
+    out._ctx = None
+    return out
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it, for reverse- and forward-mode autodiff.
+
+    Parameters
+    ----------
+    data : array_like
+        Numbers: a scalar, nested lists, a NumPy array or another tensor (copied).
+    dtype : dtype, optional
+        float32 (default for floating data), float64, int64 (default for integers) or bool.
+    requires_grad : bool
+        Record operations on this tensor so that ``backward()`` fills its ``.grad``.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        The values.
+    grad : Tensor or None
+        The accumulated gradient ``dL/dself`` after ``backward()``; same shape and dtype as ``data``.
+    requires_grad : bool
+        Whether gradients flow to this tensor.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> x = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> loss = (x * x).sum()
+    >>> loss.backward()
+    >>> x.grad
+    tensor([2., 4., 6.])
+    """
+
+    __slots__ = ("__weakref__", "_ctx", "data", "grad", "requires_grad")
+    __array_ufunc__ = None  # NumPy arrays defer to our reflected operators (ndarray * Tensor -> Tensor)
+
+    def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
+        self.data = _to_array(data, dtype)
+        self.grad: Tensor | None = None
+        self._ctx: _Node | _FreedNode | None = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # -- basic properties --------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The size of each dimension."""
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        """The number of dimensions."""
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The element type (a NumPy dtype)."""
+        return self.data.dtype
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 - NumPy/PyTorch name
+        """The tensor with its axes reversed (the transpose of a matrix)."""
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors created by the user rather than by an op that records a graph."""
+        return self._ctx is None
+
+    @property
+    def grad_fn(self) -> str | None:
+        """The name of the op that produced this tensor, or None for a leaf."""
+        return None if self._ctx is None else self._ctx.op.name
+
+    def numel(self) -> int:
+        """The number of elements."""
+        return int(self.data.size)
+
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        """The shape, or the size of dimension ``dim`` (PyTorch's spelling)."""
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise ShapeError("len() of a 0-d tensor: it has no first dimension")
+        return self.data.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self.data.ndim == 0:
+            raise ShapeError("iteration over a 0-d tensor: it has no first dimension")
+        return (self[i] for i in range(self.data.shape[0]))
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="tensor(", threshold=200)
+        extras = []
+        if self.data.dtype not in (float32, int64, bool_):
+            extras.append(f"dtype={self.data.dtype}")
+        if self._ctx is not None:
+            extras.append(f"grad_fn=<{self._ctx.op.name}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body, *extras]) + ")"
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ShapeError(
+                f"the truth value of a tensor with {self.data.size} elements is ambiguous; use .any() or .all()"
+            )
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+            raise DTypeError(
+                f"only a one-element integer tensor can be used as an index, got {self.data.dtype} "
+                f"of shape {self.data.shape}"
+            )
+        return int(self.data)
+
+    __hash__ = object.__hash__  # identity: tensors are graph nodes and dictionary keys
+
+    # -- conversion ----------------------------------------------------------------------------------
+    def item(self) -> float | int | bool:
+        """The value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ShapeError(f"item: only a one-element tensor has an item, this one has shape {self.data.shape}")
+        return self.data.reshape(()).item()
+
+    def numpy(self) -> np.ndarray:
+        """The values as a NumPy array (shared, not copied)."""
+        return self.data
+
+    def tolist(self) -> Any:
+        """The values as (nested) Python lists."""
+        return self.data.tolist()
+
+    def detach(self) -> Tensor:
+        """A tensor sharing this one's values, cut from the graph (no gradient flows through it)."""
+        return _wrap(self.data)
+
+    def clone(self) -> Tensor:
+        """A copy that stays in the graph (gradients flow back through it)."""
+        return self * 1 if self.requires_grad else _wrap(self.data.copy())
+
+    def to(self, dtype: Any) -> Tensor:
+        """The tensor converted to ``dtype`` (differentiable between float types)."""
+        dtype = as_dtype(dtype)
+        return self if dtype == self.data.dtype else apply(OPS["cast"], self, dtype=dtype)
+
+    astype = to
+
+    def float(self) -> Tensor:
+        """Converted to float32."""
+        return self.to(float32)
+
+    def double(self) -> Tensor:
+        """Converted to float64."""
+        return self.to(float64)
+
+    def long(self) -> Tensor:
+        """Converted to int64."""
+        return self.to(int64)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set whether gradients flow to this leaf tensor; returns the tensor."""
+        if requires_grad and self.data.dtype.kind != "f":
+            raise DTypeError(
+                f"requires_grad: only floating-point tensors can require gradients, this one is {self.data.dtype}"
+            )
+        if not requires_grad and self._ctx is not None:
+            raise GradientError("requires_grad_: cannot turn off gradients of a non-leaf tensor; use detach()")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    # -- autodiff ------------------------------------------------------------------------------------
+    def backward(self, grad: Any = None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
+        """Accumulate ``d self / d leaf`` into the ``.grad`` of every leaf this tensor depends on.
+
+        Parameters
+        ----------
+        grad : Tensor or array, optional
+            ``dL/dself``, of this tensor's shape; may be omitted for a one-element tensor (ones).
+        retain_graph : bool, optional
+            Keep the graph for another backward pass (defaults to ``create_graph``).
+        create_graph : bool
+            Record the backward pass itself, so gradients can be differentiated again.
+
+        Raises
+        ------
+        GradientError
+            If this tensor does not require grad, or its graph was freed by an earlier backward.
+        """
+        if not self.requires_grad:
+            raise GradientError(
+                "backward: this tensor does not require grad; it was computed under no_grad or from "
+                "tensors created without requires_grad=True"
+            )
+        seed = self._seed_grad(grad, create_graph, "backward")
+        retain = create_graph if retain_graph is None else retain_graph
+        autograd.backpropagate([self], [seed], retain_graph=retain, create_graph=create_graph)
+
+    def retain_grad(self) -> None:  # pragma: no cover - documented absence
+        raise GradientError("retain_grad is not supported; use chainrule.autograd.grad(loss, tensor)")
+
+    # Node protocol used by chainrule.autograd -----------------------------------------------------
+    def _graph_parents(self) -> tuple:
+        ctx = self._ctx
+        if ctx is None:
+            return ()
+        if type(ctx) is _FreedNode:
+            raise GradientError(
+                f"backward through the graph a second time: the values saved by {ctx.op.name!r} were freed "
+                "after the first backward; pass retain_graph=True to the first call if you need two"
+            )
+        return ctx.parents
+
+    def _vjp(self, grad_out: Any, create_graph: bool, needed: set[int] | None) -> list[tuple[Tensor, Any]]:
+        ctx = self._ctx
+        if ctx is None:
+            return []
+        args = ctx.args
+        needs = tuple(type(a) is Tensor and a.requires_grad and (needed is None or id(a) in needed) for a in args)
+        if create_graph:
+            xp, inputs, out = tensor_namespace, args, self
+        else:
+            xp, out = numpy_namespace, self.data
+            inputs = tuple(a.data if type(a) is Tensor else a for a in args)
+        grads = ctx.op.vjp(xp, grad_out, needs, out, *inputs, **ctx.attrs)
+        pushed = []
+        for arg, need, grad in zip(args, needs, grads):
+            if not need or grad is None:
+                continue
+            # The one place where broadcasting is undone and gradients are checked.
+            if grad.shape != arg.data.shape:
+                grad = xp.sum_to(grad, shape=arg.data.shape)
+            if grad.dtype != arg.data.dtype:
+                grad = xp.cast(grad, dtype=arg.data.dtype)
+            pushed.append((arg, grad))
+        return pushed
+
+    def _jvp(self, tangents: dict[int, Any], create_graph: bool) -> Any:
+        ctx = self._ctx
+        args = ctx.args
+        arg_tangents = tuple(tangents.get(id(a)) if type(a) is Tensor else None for a in args)
+        if create_graph:
+            xp, inputs, out = tensor_namespace, args, self
+        else:
+            xp, out = numpy_namespace, self.data
+            inputs = tuple(a.data if type(a) is Tensor else a for a in args)
+        tangent = ctx.op.jvp(xp, arg_tangents, out, *inputs, **ctx.attrs)
+        if tangent.shape != self.data.shape:
+            tangent = xp.broadcast_to(tangent, shape=self.data.shape)
+        if tangent.dtype != self.data.dtype:
+            tangent = xp.cast(tangent, dtype=self.data.dtype)
+        return tangent
+
+    def _accumulate(self, grad: Any) -> None:
+        if isinstance(grad, Tensor):  # create_graph: keep the gradient differentiable
+            self.grad = grad if self.grad is None else self.grad + grad
+            return
+        grad = np.asarray(grad)
+        if self.grad is None:
+            # Take the array without copying only when nothing else holds it: the frame that popped it,
+            # this argument and getrefcount's own reference.
+            if grad.base is not None or not grad.flags.writeable or sys.getrefcount(grad) > 3:
+                grad = grad.copy()
+            self.grad = _wrap(grad)
+        else:
+            held = self.grad.data
+            if held.flags.writeable and held.shape == grad.shape:
+                np.add(held, grad, out=held)
+            else:
+                self.grad = _wrap(held + grad)
+
+    def _release(self) -> None:
+        if self._ctx is not None and type(self._ctx) is _Node:
+            self._ctx = _FreedNode(self._ctx.op)
+
+    def _seed_grad(self, grad: Any, create_graph: bool, caller: str) -> Any:
+        if grad is None:
+            if self.data.size != 1:
+                raise GradientError(
+                    f"{caller}: a gradient can be implied only for a one-element output; this output has "
+                    f"shape {self.data.shape}, so pass grad (dL/doutput) of that shape"
+                )
+            seed = np.ones_like(self.data)
+        else:
+            seed = _to_array(grad, self.data.dtype, copy=False)
+            if seed.shape != self.data.shape:
+                raise ShapeError(f"{caller}: grad has shape {seed.shape} but the output has shape {self.data.shape}")
+        if create_graph:
+            return grad if isinstance(grad, Tensor) and grad.dtype == self.dtype else _wrap(seed)
+        return seed
+
+    @staticmethod
+    def _wrap_grad(grad: Any) -> Tensor:
+        return grad if isinstance(grad, Tensor) else _wrap(np.asarray(grad))
+
+    # -- in-place updates (optimizers, initialisers): only outside the graph ---------------------------
+    def _check_inplace(self, what: str) -> None:
+        if self._ctx is not None:
+            raise GradientError(
+                f"{what}: in-place change of a tensor computed by {self.grad_fn!r} would corrupt its graph"
+            )
+        if self.requires_grad and _GradMode.enabled:
+            raise GradientError(
+                f"{what}: in-place change of a leaf that requires grad; wrap it in `with chainrule.no_grad():`"
+            )
+
+    def _inplace(self, ufunc: np.ufunc, other: Any, what: str) -> Tensor:
+        self._check_inplace(what)
+        other_data = other.data if isinstance(other, Tensor) else other
+        try:
+            ufunc(self.data, other_data, out=self.data, casting="same_kind")
+        except (ValueError, TypeError) as error:
+            raise ShapeError(
+                f"{what}: cannot update a tensor of shape {self.shape} with {np.shape(other_data)} ({error})"
+            ) from None
+        return self
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self._inplace(np.add, other, "+=")
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self._inplace(np.subtract, other, "-=")
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self._inplace(np.multiply, other, "*=")
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self._inplace(np.divide, other, "/=")
+
+    def zero_(self) -> Tensor:
+        """Set every element to zero, in place."""
+        self._check_inplace("zero_")
+        self.data[...] = 0
+        return self
+
+    def fill_(self, value: float) -> Tensor:
+        """Set every element to ``value``, in place."""
+        self._check_inplace("fill_")
+        self.data[...] = value
+        return self
+
+    def copy_(self, source: Any) -> Tensor:
+        """Copy ``source`` (broadcast to this shape) into this tensor, in place."""
+        self._check_inplace("copy_")
+        values = source.data if isinstance(source, Tensor) else np.asarray(source)
+        try:
+            np.copyto(self.data, np.broadcast_to(values, self.data.shape), casting="same_kind")
+        except (ValueError, TypeError) as error:
+            raise ShapeError(f"copy_: cannot copy shape {values.shape} into shape {self.shape} ({error})") from None
+        return self
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._check_inplace("__setitem__")
+        values = value.data if isinstance(value, Tensor) else value
+        try:
+            self.data[_index_arrays(index)] = values
+        except IndexError as error:
+            raise IndexingError(f"__setitem__: {error} (tensor of shape {self.shape})") from None
+        except ValueError as error:
+            raise ShapeError(f"__setitem__: {error} (tensor of shape {self.shape})") from None
+
+    # -- operators -----------------------------------------------------------------------------------
+    def __add__(self, other: Any) -> Tensor:
+        return apply(_ADD, self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return apply(_ADD, other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return apply(_SUB, self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return apply(_SUB, other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return apply(_MUL, self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return apply(_MUL, other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return apply(_DIV, self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return apply(_DIV, other, self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return apply(_POW, self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return apply(_POW, other, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return apply(_MATMUL, self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return apply(_MATMUL, other, self)
+
+    def __neg__(self) -> Tensor:
+        return apply(_NEG, self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return apply(OPS["abs"], self)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return apply(_GETITEM, self, index=_index_arrays(index))
+
+    # Comparisons: boolean tensors without gradient.
+    def _compare(self, other: Any, ufunc: np.ufunc, symbol: str) -> Tensor:
+        other_data = other.data if isinstance(other, Tensor) else other
+        try:
+            return _wrap(np.asarray(ufunc(self.data, other_data)))
+        except (ValueError, TypeError) as error:
+            raise ShapeError(
+                f"{symbol}: shapes {self.shape} and {np.shape(other_data)} cannot be compared ({error})"
+            ) from None
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, np.equal, "==")
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, np.not_equal, "!=")
+
+    def __lt__(self, other: Any) -> Tensor:
+        return self._compare(other, np.less, "<")
+
+    def __le__(self, other: Any) -> Tensor:
+        return self._compare(other, np.less_equal, "<=")
+
+    def __gt__(self, other: Any) -> Tensor:
+        return self._compare(other, np.greater, ">")
+
+    def __ge__(self, other: Any) -> Tensor:
+        return self._compare(other, np.greater_equal, ">=")
+
+    def __and__(self, other: Any) -> Tensor:
+        return self._compare(other, np.logical_and, "&")
+
+    def __or__(self, other: Any) -> Tensor:
+        return self._compare(other, np.logical_or, "|")
+
+    def __invert__(self) -> Tensor:
+        if self.dtype != bool_:
+            raise DTypeError(f"~: only boolean tensors can be inverted, this one is {self.dtype}")
+        return _wrap(~self.data)
+
+    # -- methods that forward to chainrule.functions (see there for docs) -----------------------------
+    def matmul(self, other: Any) -> Tensor:
+        return apply(_MATMUL, self, other)
+
+    def exp(self) -> Tensor:
+        return _fn.exp(self)
+
+    def log(self) -> Tensor:
+        return _fn.log(self)
+
+    def sqrt(self) -> Tensor:
+        return _fn.sqrt(self)
+
+    def abs(self) -> Tensor:
+        return _fn.abs(self)
+
+    def sin(self) -> Tensor:
+        return _fn.sin(self)
+
+    def cos(self) -> Tensor:
+        return _fn.cos(self)
+
+    def tanh(self) -> Tensor:
+        return _fn.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return _fn.sigmoid(self)
+
+    def relu(self) -> Tensor:
+        return _fn.relu(self)
+
+    def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
+        return _fn.leaky_relu(self, negative_slope)
+
+    def elu(self, alpha: float = 1.0) -> Tensor:
+        return _fn.elu(self, alpha)
+
+    def gelu(self) -> Tensor:
+        return _fn.gelu(self)
+
+    def softplus(self) -> Tensor:
+        return _fn.softplus(self)
+
+    def softsign(self) -> Tensor:
+        return _fn.softsign(self)
+
+    def erf(self) -> Tensor:
+        return _fn.erf(self)
+
+    def pow(self, exponent: Any) -> Tensor:
+        return apply(_POW, self, exponent)
+
+    def clip(self, min: Any = None, max: Any = None) -> Tensor:
+        return _fn.clip(self, min, max)
+
+    clamp = clip
+
+    def maximum(self, other: Any) -> Tensor:
+        return _fn.maximum(self, other)
+
+    def minimum(self, other: Any) -> Tensor:
+        return _fn.minimum(self, other)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _fn.sum(self, axis, keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _fn.mean(self, axis, keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _fn.max(self, axis, keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _fn.min(self, axis, keepdims)
+
+    def prod(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _fn.prod(self, axis, keepdims)
+
+    def var(self, axis: Any = None, keepdims: bool = False, *, correction: int = 1) -> Tensor:
+        return _fn.var(self, axis, keepdims, correction=correction)
+
+    def std(self, axis: Any = None, keepdims: bool = False, *, correction: int = 1) -> Tensor:
+        return _fn.std(self, axis, keepdims, correction=correction)
+
+    def logsumexp(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _fn.logsumexp(self, axis, keepdims)
+
+    def softmax(self, axis: int = -1) -> Tensor:
+        return _fn.softmax(self, axis)
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        return _fn.log_softmax(self, axis)
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        return _fn.argmax(self, axis, keepdims)
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        return _fn.argmin(self, axis, keepdims)
+
+    def all(self, axis: Any = None) -> Tensor:
+        return _wrap(np.asarray(np.all(self.data, axis=axis)))
+
+    def any(self, axis: Any = None) -> Tensor:
+        return _wrap(np.asarray(np.any(self.data, axis=axis)))
+
+    def reshape(self, *shape: Any) -> Tensor:
+        return _fn.reshape(self, _shape_args(shape))
+
+    def view(self, *shape: Any) -> Tensor:
+        return _fn.reshape(self, _shape_args(shape))
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return _fn.flatten(self, start_dim, end_dim)
+
+    def transpose(self, dim0: int = 0, dim1: int = 1) -> Tensor:
+        return _fn.transpose(self, dim0, dim1)
+
+    def permute(self, *dims: Any) -> Tensor:
+        return _fn.permute(self, _shape_args(dims))
+
+    def squeeze(self, axis: Any = None) -> Tensor:
+        return _fn.squeeze(self, axis)
+
+    def unsqueeze(self, axis: int) -> Tensor:
+        return _fn.unsqueeze(self, axis)
+
+    def expand(self, *shape: Any) -> Tensor:
+        return _fn.expand(self, _shape_args(shape))
+
+    def broadcast_to(self, shape: Sequence[int]) -> Tensor:
+        return _fn.broadcast_to(self, shape)
+
+    def split(self, split_size_or_sections: Any, axis: int = 0) -> list[Tensor]:
+        return _fn.split(self, split_size_or_sections, axis)
+
+
+def _shape_args(args: tuple) -> tuple[int, ...]:
+    """Accept both ``reshape(2, 3)`` and ``reshape((2, 3))``."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return tuple(args)
+
+
+def _index_arrays(index: Any) -> Any:
+    """Replace tensors (and lists) inside an index by NumPy arrays, and check their dtype."""
+    parts = index if isinstance(index, tuple) else (index,)
+    converted = []
+    for part in parts:
+        if isinstance(part, Tensor):
+            part = part.data
+        elif isinstance(part, list):
+            part = np.asarray(part)
+        if isinstance(part, np.ndarray) and part.dtype.kind not in "iub":
+            raise IndexingError(f"getitem: tensors used as indices must be integers or booleans, got {part.dtype}")
+        converted.append(part)
+    return tuple(converted) if isinstance(index, tuple) else converted[0]
+
+
+_ADD, _SUB, _MUL, _DIV, _POW = OPS["add"], OPS["sub"], OPS["mul"], OPS["div"], OPS["pow"]
+_NEG, _MATMUL, _GETITEM = OPS["neg"], OPS["matmul"], OPS["getitem"]
+
+#: The namespace that ``create_graph`` rules run against: each table name applies the op to tensors.
+tensor_namespace = SimpleNamespace(**{name: partial(apply, op) for name, op in OPS.items()})
+
+from chainrule import functions as _fn  # noqa: E402 - compositions need Tensor defined first

@@ -1,0 +1,513 @@
+"""The op table the engine tests are parametrized over, and the helpers that check one entry.
+
+Every differentiable op of the public API appears once in :data:`OP_CASES` with
+- ``fn``: the chainrule call, taking tensors;
+- ``ref``: the same function in NumPy (float64), the forward reference;
+- ``torch_fn``: the same function in PyTorch, for parity (None where PyTorch has no equivalent);
+- ``inputs``: a hypothesis strategy drawing the input arrays (and the op's attributes, bound into the
+  three functions) away from kinks (relu at 0, ties in max) so that central differences are valid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import numpy as np
+
+import chainrule as cr
+
+try:  # PyTorch is the parity reference; CI installs it, a bare checkout may not have it
+    import torch
+except ImportError:  # pragma: no cover - exercised only without the parity extra
+    torch = None
+
+TORCH_MISSING = "PyTorch is not installed (pip install -e '.[parity]'); parity tests need it"
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """One drawn example: input arrays and the three functions with the op's attributes bound."""
+
+    arrays: tuple[np.ndarray, ...]
+    fn: Callable[..., Any]
+    ref: Callable[..., Any]
+    torch_fn: Callable[..., Any] | None
+
+
+@dataclass(frozen=True)
+class OpCase:
+    name: str
+    inputs: st.SearchStrategy[Drawn]
+
+
+# -- value generation ----------------------------------------------------------------------------------
+def _values(seed: int, shape: tuple[int, ...], domain: str) -> np.ndarray:
+    """Float64 values of ``shape`` drawn from ``domain``, kept away from the kinks that domain names."""
+    return np.asarray(_raw_values(seed, shape, domain), dtype=np.float64)
+
+
+def _raw_values(seed: int, shape: tuple[int, ...], domain: str) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape, dtype=np.int64))
+    if domain == "real":
+        return rng.uniform(-2.0, 2.0, shape)
+    if domain == "positive":
+        return rng.uniform(0.3, 2.5, shape)
+    if domain == "nonzero":  # |x| >= 0.2: no kink of relu/abs/leaky_relu/elu within eps
+        return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.2, 2.0, shape)
+    if domain == "distinct":  # all values at least 0.1 apart: no ties for max/min/sort-like ops
+        return (rng.permutation(size).reshape(shape) * 0.25 - size * 0.125 + rng.uniform(0, 0.1, shape)).astype(
+            np.float64
+        )
+    if domain == "unit":
+        return rng.uniform(-0.9, 0.9, shape)
+    raise ValueError(domain)
+
+
+seeds = st.integers(0, 2**32 - 1)
+small_shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
+nonscalar_shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
+
+
+def _unary(
+    fn: Callable,
+    ref: Callable,
+    torch_fn: Callable | None,
+    domain: str = "real",
+    shapes: st.SearchStrategy = small_shapes,
+) -> st.SearchStrategy[Drawn]:
+    return st.builds(lambda shape, seed: Drawn((_values(seed, shape, domain),), fn, ref, torch_fn), shapes, seeds)
+
+
+@st.composite
+def _binary(
+    draw: Any, fn: Callable, ref: Callable, torch_fn: Callable | None, domains: tuple[str, str] = ("real", "real")
+) -> Drawn:
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3))
+    a = _values(draw(seeds), shapes.input_shapes[0], domains[0])
+    b = _values(draw(seeds), shapes.input_shapes[1], domains[1])
+    return Drawn((a, b), fn, ref, torch_fn)
+
+
+@st.composite
+def _separated_pair(draw: Any, fn: Callable, ref: Callable, torch_fn: Callable | None) -> Drawn:
+    """Two broadcastable arrays that never tie (for maximum/minimum): ``a`` on the grid 0.1k + 0.025,
+    ``b`` on 0.1k - 0.025, so every difference is at least 0.05."""
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3))
+    a = np.round(_values(draw(seeds), shapes.input_shapes[0], "real"), 1) + 0.025
+    b = np.round(_values(draw(seeds), shapes.input_shapes[1], "real"), 1) - 0.025
+    return Drawn((a, b), fn, ref, torch_fn)
+
+
+@st.composite
+def _reduction(
+    draw: Any,
+    fn: Callable,
+    ref: Callable,
+    torch_fn: Callable | None,
+    domain: str = "real",
+    allow_tuple: bool = True,
+    min_side: int = 1,
+) -> Drawn:
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=min_side, max_side=4))
+    options: list[Any] = [None, *range(-len(shape), len(shape))]
+    axis = draw(
+        st.sampled_from(options) | (hnp.valid_tuple_axes(len(shape), min_size=1) if allow_tuple else st.nothing())
+    )
+    keepdims = draw(st.booleans())
+    x = _values(draw(seeds), shape, domain)
+    return Drawn(
+        (x,),
+        lambda a: fn(a, axis, keepdims),
+        lambda a: ref(a, axis, keepdims),
+        None if torch_fn is None else (lambda a: torch_fn(a, axis, keepdims)),
+    )
+
+
+@st.composite
+def _softmax_like(draw: Any, fn: Callable, ref: Callable, torch_fn: Callable) -> Drawn:
+    shape = draw(nonscalar_shapes)
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    x = _values(draw(seeds), shape, "real")
+    return Drawn((x,), lambda a: fn(a, axis), lambda a: ref(a, axis), lambda a: torch_fn(a, axis))
+
+
+@st.composite
+def _matmul(draw: Any) -> Drawn:
+    m, k, n = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kind = draw(st.sampled_from(["matrix", "vec-mat", "mat-vec", "vec-vec", "batched"]))
+    if kind == "matrix":
+        shapes = [(m, k), (k, n)]
+    elif kind == "vec-mat":
+        batch = draw(st.sampled_from([(), (2,)]))
+        shapes = [(k,), batch + (k, n)]
+    elif kind == "mat-vec":
+        batch = draw(st.sampled_from([(), (2,)]))
+        shapes = [batch + (m, k), (k,)]
+    elif kind == "vec-vec":
+        shapes = [(k,), (k,)]
+    else:
+        batch = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=2, max_side=2))
+        shapes = [batch.input_shapes[0] + (m, k), batch.input_shapes[1] + (k, n)]
+    a = _values(draw(seeds), shapes[0], "real")
+    b = _values(draw(seeds), shapes[1], "real")
+    return Drawn((a, b), cr.matmul, np.matmul, None if torch is None else torch.matmul)
+
+
+@st.composite
+def _where(draw: Any) -> Drawn:
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=3))
+    rng = np.random.default_rng(draw(seeds))
+    condition = np.asarray(rng.random(shapes.input_shapes[0]) > 0.5)
+    a = _values(draw(seeds), shapes.input_shapes[1], "real")
+    b = _values(draw(seeds), shapes.input_shapes[2], "real")
+    torch_fn = None if torch is None else (lambda x, y: torch.where(torch.from_numpy(condition), x, y))
+    return Drawn((a, b), lambda x, y: cr.where(condition, x, y), lambda x, y: np.where(condition, x, y), torch_fn)
+
+
+@st.composite
+def _reshape(draw: Any) -> Drawn:
+    shape = draw(small_shapes)
+    size = int(np.prod(shape, dtype=np.int64))
+    divisors = [d for d in range(1, size + 1) if size % d == 0]
+    first = draw(st.sampled_from(divisors))
+    target = draw(st.sampled_from([(size,), (first, -1), (-1, first, 1), (1, size)]))
+    x = _values(draw(seeds), shape, "real")
+    torch_fn = None if torch is None else (lambda a: a.reshape(target))
+    return Drawn((x,), lambda a: a.reshape(target), lambda a: a.reshape(target), torch_fn)
+
+
+@st.composite
+def _permute(draw: Any) -> Drawn:
+    shape = draw(nonscalar_shapes)
+    axes = tuple(draw(st.permutations(range(len(shape)))))
+    x = _values(draw(seeds), shape, "real")
+    torch_fn = None if torch is None else (lambda a: a.permute(*axes))
+    return Drawn((x,), lambda a: a.permute(*axes), lambda a: np.transpose(a, axes), torch_fn)
+
+
+@st.composite
+def _transpose(draw: Any) -> Drawn:
+    shape = draw(hnp.array_shapes(min_dims=2, max_dims=3, max_side=4))
+    d0, d1 = draw(st.integers(0, len(shape) - 1)), draw(st.integers(-len(shape), len(shape) - 1))
+    x = _values(draw(seeds), shape, "real")
+    torch_fn = None if torch is None else (lambda a: a.transpose(d0, d1))
+    return Drawn((x,), lambda a: a.transpose(d0, d1), lambda a: np.swapaxes(a, d0, d1), torch_fn)
+
+
+@st.composite
+def _broadcast_to(draw: Any, expand: bool = False) -> Drawn:
+    target = draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=3))
+    kept = draw(st.integers(0, len(target)))  # the source has the trailing `kept` axes, each 1 or full
+    source = tuple(draw(st.sampled_from([1, n])) for n in target[len(target) - kept :])
+    x = _values(draw(seeds), source, "real")
+    if expand:
+        torch_fn = None if torch is None else (lambda a: a.expand(*target))
+        return Drawn((x,), lambda a: a.expand(*target), lambda a: np.broadcast_to(a, target), torch_fn)
+    torch_fn = None if torch is None else (lambda a: torch.broadcast_to(a, target))
+    return Drawn((x,), lambda a: cr.broadcast_to(a, target), lambda a: np.broadcast_to(a, target), torch_fn)
+
+
+@st.composite
+def _squeeze_unsqueeze(draw: Any) -> Drawn:
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=2))
+    axis = draw(st.integers(-len(shape) - 1, len(shape)))
+    x = _values(draw(seeds), shape, "real")
+    torch_fn = None if torch is None else (lambda a: a.unsqueeze(axis).squeeze())
+    return Drawn(
+        (x,),
+        lambda a: a.unsqueeze(axis).squeeze(),
+        lambda a: np.squeeze(np.expand_dims(a, axis)),
+        torch_fn,
+    )
+
+
+@st.composite
+def _flatten(draw: Any) -> Drawn:
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=3))
+    start = draw(st.integers(0, len(shape) - 1))
+    x = _values(draw(seeds), shape, "real")
+    ref_shape = shape[:start] + (-1,)
+    torch_fn = None if torch is None else (lambda a: a.flatten(start))
+    return Drawn((x,), lambda a: a.flatten(start), lambda a: a.reshape(ref_shape), torch_fn)
+
+
+@st.composite
+def _getitem(draw: Any) -> Drawn:
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    kind = draw(st.sampled_from(["basic", "integer", "boolean", "repeated"]))
+    if kind == "basic":
+        index = draw(hnp.basic_indices(shape, allow_newaxis=True, allow_ellipsis=True))
+    elif kind == "integer":
+        index = draw(
+            hnp.integer_array_indices(shape, result_shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=3))
+        )
+    elif kind == "boolean":
+        index = np.random.default_rng(draw(seeds)).random(shape) > 0.4
+    else:  # the same row several times: gradients must add up (np.add.at semantics)
+        index = (np.array([0, shape[0] - 1, 0, 0]),)
+    x = _values(draw(seeds), shape, "real")
+    torch_index = index
+    if torch is not None:
+        parts = index if isinstance(index, tuple) else (index,)
+        torch_index = tuple(torch.from_numpy(p) if isinstance(p, np.ndarray) else p for p in parts)
+    parts = index if isinstance(index, tuple) else (index,)
+    negative_step = any(isinstance(p, slice) and (p.step or 1) < 0 for p in parts)
+    torch_fn = None if torch is None or negative_step else (lambda a: a[torch_index])  # torch: no negative steps
+    return Drawn((x,), lambda a: a[index], lambda a: a[index], torch_fn)
+
+
+@st.composite
+def _concatenate(draw: Any, stack: bool = False) -> Drawn:
+    base = list(draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=3)))
+    count = draw(st.integers(1, 3))
+    axis = draw(st.integers(-len(base), len(base) - 1))
+    shapes = []
+    for _ in range(count):
+        shape = list(base)
+        if not stack:
+            shape[axis] = draw(st.integers(1, 3))
+        shapes.append(tuple(shape))
+    arrays = tuple(_values(draw(seeds), s, "real") for s in shapes)
+    if stack:
+        torch_fn = None if torch is None else (lambda *a: torch.stack(a, axis))
+        return Drawn(arrays, lambda *a: cr.stack(a, axis), lambda *a: np.stack(a, axis), torch_fn)
+    torch_fn = None if torch is None else (lambda *a: torch.cat(a, axis))
+    return Drawn(arrays, lambda *a: cr.concatenate(a, axis), lambda *a: np.concatenate(a, axis), torch_fn)
+
+
+@st.composite
+def _split(draw: Any) -> Drawn:
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=2, max_side=5))
+    axis = draw(st.integers(0, len(shape) - 1))
+    size = draw(st.integers(1, shape[axis]))
+    x = _values(draw(seeds), shape, "real")
+    sections = list(range(size, shape[axis], size))
+
+    def ref(a: np.ndarray) -> tuple:
+        return tuple(np.split(a, sections, axis))
+
+    torch_fn = None if torch is None else (lambda a: torch.split(a, size, axis))
+    return Drawn((x,), lambda a: tuple(cr.split(a, size, axis)), ref, torch_fn)
+
+
+@st.composite
+def _pad(draw: Any) -> Drawn:
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=3))
+    widths = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in shape)
+    value = draw(st.sampled_from([0.0, -1.5]))
+    x = _values(draw(seeds), shape, "real")
+    flat = [w for pair in reversed(widths) for w in pair]  # PyTorch pads the last axis first
+    torch_fn = None if torch is None else (lambda a: torch.nn.functional.pad(a, flat, value=value))
+    return Drawn((x,), lambda a: cr.pad(a, widths, value), lambda a: np.pad(a, widths, constant_values=value), torch_fn)
+
+
+@st.composite
+def _clip(draw: Any) -> Drawn:
+    shape = draw(small_shapes)
+    low, high = draw(st.sampled_from([(-0.5, 0.7), (None, 0.3), (-0.25, None)]))
+    x = _values(draw(seeds), shape, "real")
+    # keep every element at least 0.05 away from the bounds (the kinks)
+    for bound in (low, high):
+        if bound is not None:
+            x = np.where(np.abs(x - bound) < 0.05, x + 0.1, x)
+    torch_fn = None if torch is None else (lambda a: torch.clamp(a, low, high))
+    return Drawn((x,), lambda a: a.clip(low, high), lambda a: np.clip(a, low, high), torch_fn)
+
+
+@st.composite
+def _pow_scalar(draw: Any) -> Drawn:
+    shape = draw(small_shapes)
+    exponent = draw(st.sampled_from([2, 3, 0.5, -1.5, 1.7]))
+    x = _values(draw(seeds), shape, "positive")
+    torch_fn = None if torch is None else (lambda a: a**exponent)
+    return Drawn((x,), lambda a: a**exponent, lambda a: a**exponent, torch_fn)
+
+
+# -- reference reductions ------------------------------------------------------------------------------
+def _torch_dims(a: Any, axis: Any) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(a.ndim))
+    return tuple(d % a.ndim for d in ((axis,) if isinstance(axis, int) else axis))
+
+
+def _np_var(a: np.ndarray, axis: Any, keepdims: bool) -> np.ndarray:
+    return np.var(a, axis=axis, ddof=1, keepdims=keepdims)
+
+
+def _np_logsumexp(a: np.ndarray, axis: Any, keepdims: bool) -> np.ndarray:
+    m = np.max(a, axis=axis, keepdims=True)
+    out = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis if axis is not None else tuple(range(a.ndim)))
+
+
+def _np_softmax(a: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(a - a.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _torch_prod(a: Any, axis: Any, keepdims: bool) -> Any:
+    out = a
+    for d in sorted(_torch_dims(a, axis), reverse=True):
+        out = out.prod(dim=d, keepdim=keepdims)
+    return out
+
+
+def _t(name: str) -> Callable | None:
+    """A PyTorch function by dotted name, or None when PyTorch is absent."""
+    if torch is None:
+        return None
+    target: Any = torch
+    for part in name.split("."):
+        target = getattr(target, part)
+    return target
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+_sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+_softplus = lambda a: np.logaddexp(0, a)  # noqa: E731
+_elu = lambda a: np.where(a > 0, a, np.expm1(np.minimum(a, 0)))  # noqa: E731
+_gelu = lambda a: a * 0.5 * (1 + _erf(a / math.sqrt(2)))  # noqa: E731
+
+
+OP_CASES: list[OpCase] = [
+    # arithmetic, with broadcasting
+    OpCase("add", _binary(lambda a, b: a + b, np.add, _t("add"))),
+    OpCase("sub", _binary(lambda a, b: a - b, np.subtract, _t("sub"))),
+    OpCase("mul", _binary(lambda a, b: a * b, np.multiply, _t("mul"))),
+    OpCase("div", _binary(lambda a, b: a / b, np.divide, _t("div"), ("real", "nonzero"))),
+    OpCase("pow", _binary(lambda a, b: a**b, np.power, _t("pow"), ("positive", "real"))),
+    OpCase("pow_scalar", _pow_scalar()),
+    OpCase("rsub_scalar", _unary(lambda a: 2.5 - a, lambda a: 2.5 - a, lambda a: 2.5 - a)),
+    OpCase("rdiv_scalar", _unary(lambda a: 1.5 / a, lambda a: 1.5 / a, lambda a: 1.5 / a, "nonzero")),
+    OpCase("rpow_scalar", _unary(lambda a: 2.0**a, lambda a: 2.0**a, lambda a: 2.0**a)),
+    OpCase("neg", _unary(lambda a: -a, np.negative, _t("neg"))),
+    OpCase("maximum", _separated_pair(cr.maximum, np.maximum, _t("maximum"))),
+    OpCase("minimum", _separated_pair(cr.minimum, np.minimum, _t("minimum"))),
+    OpCase("where", _where()),
+    OpCase("matmul", _matmul()),
+    # elementwise functions
+    OpCase("exp", _unary(cr.exp, np.exp, _t("exp"))),
+    OpCase("log", _unary(cr.log, np.log, _t("log"), "positive")),
+    OpCase("sqrt", _unary(cr.sqrt, np.sqrt, _t("sqrt"), "positive")),
+    OpCase("abs", _unary(cr.abs, np.abs, _t("abs"), "nonzero")),
+    OpCase("sin", _unary(cr.sin, np.sin, _t("sin"))),
+    OpCase("cos", _unary(cr.cos, np.cos, _t("cos"))),
+    OpCase("tanh", _unary(cr.tanh, np.tanh, _t("tanh"))),
+    OpCase("sigmoid", _unary(cr.sigmoid, _sigmoid, _t("sigmoid"))),
+    OpCase("relu", _unary(cr.relu, lambda a: np.maximum(a, 0), _t("relu"), "nonzero")),
+    OpCase(
+        "leaky_relu",
+        _unary(
+            lambda a: cr.leaky_relu(a, 0.1),
+            lambda a: np.where(a > 0, a, 0.1 * a),
+            None if torch is None else (lambda a: torch.nn.functional.leaky_relu(a, 0.1)),
+            "nonzero",
+        ),
+    ),
+    OpCase("elu", _unary(cr.elu, _elu, _t("nn.functional.elu"), "nonzero")),
+    OpCase("gelu", _unary(cr.gelu, _gelu, _t("nn.functional.gelu"))),
+    OpCase("softplus", _unary(cr.softplus, _softplus, _t("nn.functional.softplus"))),
+    OpCase("softsign", _unary(cr.softsign, lambda a: a / (1 + np.abs(a)), _t("nn.functional.softsign"), "nonzero")),
+    OpCase("silu", _unary(cr.silu, lambda a: a * _sigmoid(a), _t("nn.functional.silu"))),
+    OpCase("erf", _unary(cr.erf, _erf, _t("erf"))),
+    OpCase("clip", _clip()),
+    # reductions
+    OpCase(
+        "sum",
+        _reduction(
+            cr.sum,
+            lambda a, ax, k: np.sum(a, axis=ax, keepdims=k),
+            None if torch is None else (lambda a, ax, k: a.sum(dim=_torch_dims(a, ax), keepdim=k)),
+        ),
+    ),
+    OpCase(
+        "mean",
+        _reduction(
+            cr.mean,
+            lambda a, ax, k: np.mean(a, axis=ax, keepdims=k),
+            None if torch is None else (lambda a, ax, k: a.mean(dim=_torch_dims(a, ax), keepdim=k)),
+        ),
+    ),
+    OpCase(
+        "max",
+        _reduction(
+            cr.max,
+            lambda a, ax, k: np.max(a, axis=ax, keepdims=k),
+            None if torch is None else (lambda a, ax, k: torch.amax(a, dim=_torch_dims(a, ax), keepdim=k)),
+            "distinct",
+        ),
+    ),
+    OpCase(
+        "min",
+        _reduction(
+            cr.min,
+            lambda a, ax, k: np.min(a, axis=ax, keepdims=k),
+            None if torch is None else (lambda a, ax, k: torch.amin(a, dim=_torch_dims(a, ax), keepdim=k)),
+            "distinct",
+        ),
+    ),
+    OpCase("prod", _reduction(cr.prod, lambda a, ax, k: np.prod(a, axis=ax, keepdims=k), _torch_prod, "unit")),
+    OpCase(
+        "var",
+        _reduction(
+            cr.var,
+            _np_var,
+            None if torch is None else (lambda a, ax, k: torch.var(a, dim=_torch_dims(a, ax), keepdim=k)),
+            "distinct",
+            min_side=2,
+        ),
+    ),
+    OpCase(
+        "std",
+        _reduction(
+            cr.std,
+            lambda a, ax, k: np.sqrt(_np_var(a, ax, k)),
+            None if torch is None else (lambda a, ax, k: torch.std(a, dim=_torch_dims(a, ax), keepdim=k)),
+            "distinct",
+            min_side=2,
+        ),
+    ),
+    OpCase(
+        "logsumexp",
+        _reduction(
+            cr.logsumexp,
+            _np_logsumexp,
+            None if torch is None else (lambda a, ax, k: torch.logsumexp(a, dim=_torch_dims(a, ax), keepdim=k)),
+        ),
+    ),
+    OpCase(
+        "softmax",
+        _softmax_like(cr.softmax, _np_softmax, None if torch is None else (lambda a, ax: torch.softmax(a, ax))),
+    ),
+    OpCase(
+        "log_softmax",
+        _softmax_like(
+            cr.log_softmax,
+            lambda a, ax: np.log(_np_softmax(a, ax)),
+            None if torch is None else (lambda a, ax: torch.log_softmax(a, ax)),
+        ),
+    ),
+    # shape ops
+    OpCase("reshape", _reshape()),
+    OpCase("permute", _permute()),
+    OpCase("transpose", _transpose()),
+    OpCase("broadcast_to", _broadcast_to()),
+    OpCase("expand", _broadcast_to(expand=True)),
+    OpCase("squeeze_unsqueeze", _squeeze_unsqueeze()),
+    OpCase("flatten", _flatten()),
+    OpCase("getitem", _getitem()),
+    OpCase("concatenate", _concatenate()),
+    OpCase("stack", _concatenate(stack=True)),
+    OpCase("split", _split()),
+    OpCase("pad", _pad()),
+]
+
+
+def as_outputs(result: Any) -> list:
+    return list(result) if isinstance(result, (tuple, list)) else [result]

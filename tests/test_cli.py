@@ -1,0 +1,41 @@
+"""The command line: the quickstart's demo, exit codes, and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from chainrule.cli import main
+
+
+def test_demo_xor_trains_and_prints_the_loss_falling(capsys):
+    assert main(["demo", "xor", "--steps", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "Learned XOR." in out
+    losses = [float(line.split()[-1]) for line in out.splitlines() if line.strip().startswith("step")]
+    assert losses[-1] < 0.01 < losses[0]
+
+
+def test_demo_xor_on_the_scalar_engine(capsys):
+    assert main(["demo", "xor", "--engine", "scalar", "--steps", "300"]) == 0
+    assert "scalar engine" in capsys.readouterr().out
+
+
+def test_bad_values_exit_1_with_one_line(capsys):
+    assert main(["demo", "xor", "--steps", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule: error: train_xor: need steps >= 1") and err.count("\n") == 1
+
+
+def test_bad_usage_exits_2():
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "nonsense"])
+    assert info.value.code == 2
+    assert main([]) == 2
+
+
+def test_console_script_runs_as_module():
+    result = subprocess.run([sys.executable, "-m", "chainrule.cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("chainrule ")
