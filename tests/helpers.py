@@ -20,6 +20,7 @@ import hypothesis.strategies as st
 import numpy as np
 
 import chainrule as cr
+from chainrule.tensor import apply
 
 try:  # PyTorch is the parity reference; CI installs it, a bare checkout may not have it
     import torch
@@ -368,6 +369,79 @@ def _t(name: str) -> Callable | None:
     return target
 
 
+@st.composite
+def _linear(draw: Any) -> Drawn:
+    """The fused ``x @ weightᵀ + bias`` with and without bias, on 1-d to 3-d inputs."""
+    batch = draw(st.sampled_from([(), (2,), (2, 3)]))
+    n_in, n_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    x = _values(draw(seeds), batch + (n_in,), "real")
+    w = _values(draw(seeds), (n_out, n_in), "real")
+    if draw(st.booleans()):
+        b = _values(draw(seeds), (n_out,), "real")
+        torch_fn = None if torch is None else torch.nn.functional.linear
+        return Drawn((x, w, b), cr.nn.functional.linear, lambda a, c, d: a @ c.T + d, torch_fn)
+    torch_fn = None if torch is None else (lambda a, c: torch.nn.functional.linear(a, c))
+    return Drawn((x, w), cr.nn.functional.linear, lambda a, c: a @ c.T, torch_fn)
+
+
+def _window_geometry(draw: Any) -> tuple[tuple[int, int], dict[str, tuple[int, int]]]:
+    size = (draw(st.integers(3, 5)), draw(st.integers(3, 5)))
+    geometry = {
+        "kernel_size": (draw(st.integers(1, 2)), draw(st.integers(1, 3))),
+        "stride": (draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+        "padding": (draw(st.integers(0, 1)), draw(st.integers(0, 1))),
+        "dilation": (draw(st.integers(1, 2)), 1),
+    }
+    return size, geometry
+
+
+def _np_unfold(x: np.ndarray, kernel_size, stride, padding, dilation) -> np.ndarray:
+    """im2col written out with loops: (N, C, H, W) -> (N, OH, OW, C, KH, KW)."""
+    x = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    oh = (x.shape[2] - dilation[0] * (kernel_size[0] - 1) - 1) // stride[0] + 1
+    ow = (x.shape[3] - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1
+    out = np.empty((x.shape[0], oh, ow, x.shape[1], *kernel_size))
+    for i, j, p, q in np.ndindex(oh, ow, *kernel_size):
+        out[:, i, j, :, p, q] = x[:, :, i * stride[0] + p * dilation[0], j * stride[1] + q * dilation[1]]
+    return out
+
+
+@st.composite
+def _unfold(draw: Any) -> Drawn:
+    (h, w), g = _window_geometry(draw)
+    x = _values(draw(seeds), (draw(st.integers(1, 2)), draw(st.integers(1, 2)), h, w), "real")
+    oh, ow = _np_unfold(x, **g).shape[1:3]
+
+    def torch_fn(a: Any) -> Any:
+        cols = torch.nn.functional.unfold(a, **g)  # (N, C*KH*KW, OH*OW)
+        return cols.reshape(a.shape[0], a.shape[1], *g["kernel_size"], oh, ow).permute(0, 4, 5, 1, 2, 3)
+
+    fn = lambda a: cr.nn.functional.unfold(a, **g)  # noqa: E731
+    return Drawn((x,), fn, lambda a: _np_unfold(a, **g), None if torch is None else torch_fn)
+
+
+@st.composite
+def _fold(draw: Any) -> Drawn:
+    """col2im, the adjoint of unfold: its reference is the transpose of the unfold matrix."""
+    (h, w), g = _window_geometry(draw)
+    input_shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), h, w)
+    columns_shape = _np_unfold(np.zeros(input_shape), **g).shape
+    cols = _values(draw(seeds), columns_shape, "real")
+    n, oh, ow, c, kh, kw = columns_shape
+
+    def ref(a: np.ndarray) -> np.ndarray:
+        basis = np.eye(int(np.prod(input_shape))).reshape(-1, *input_shape)
+        matrix = np.stack([_np_unfold(e, **g).ravel() for e in basis])  # (inputs, columns)
+        return (matrix @ a.ravel()).reshape(input_shape)
+
+    def torch_fn(a: Any) -> Any:
+        stacked = a.permute(0, 3, 4, 5, 1, 2).reshape(n, c * kh * kw, oh * ow)
+        return torch.nn.functional.fold(stacked, output_size=(h, w), **g)
+
+    fn = lambda a: apply(cr.ops.OPS["fold"], a, input_shape=input_shape, **g)  # noqa: E731
+    return Drawn((cols,), fn, ref, None if torch is None else torch_fn)
+
+
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 _sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
 _softplus = lambda a: np.logaddexp(0, a)  # noqa: E731
@@ -391,6 +465,10 @@ OP_CASES: list[OpCase] = [
     OpCase("minimum", _separated_pair(cr.minimum, np.minimum, _t("minimum"))),
     OpCase("where", _where()),
     OpCase("matmul", _matmul()),
+    # layers' primitives: fused linear map, im2col and its adjoint
+    OpCase("linear", _linear()),
+    OpCase("unfold", _unfold()),
+    OpCase("fold", _fold()),
     # elementwise functions
     OpCase("exp", _unary(cr.exp, np.exp, _t("exp"))),
     OpCase("log", _unary(cr.log, np.log, _t("log"), "positive")),
@@ -399,6 +477,7 @@ OP_CASES: list[OpCase] = [
     OpCase("sin", _unary(cr.sin, np.sin, _t("sin"))),
     OpCase("cos", _unary(cr.cos, np.cos, _t("cos"))),
     OpCase("tanh", _unary(cr.tanh, np.tanh, _t("tanh"))),
+    OpCase("atan", _unary(cr.atan, np.arctan, _t("atan"))),
     OpCase("sigmoid", _unary(cr.sigmoid, _sigmoid, _t("sigmoid"))),
     OpCase("relu", _unary(cr.relu, lambda a: np.maximum(a, 0), _t("relu"), "nonzero")),
     OpCase(

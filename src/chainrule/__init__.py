@@ -8,7 +8,7 @@ needs NumPy alone.
 
 from __future__ import annotations
 
-from chainrule import autograd, func, ops
+from chainrule import autograd, func, nn, ops, optim
 from chainrule.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from chainrule.creation import (
     arange,
@@ -39,6 +39,7 @@ from chainrule.functions import (
     argmax,
     argmin,
     as_tensor,
+    atan,
     broadcast_to,
     cat,
     clamp,
@@ -85,6 +86,7 @@ from chainrule.functions import (
     where,
 )
 from chainrule.gradcheck import gradcheck, gradgradcheck
+from chainrule.io import load, save
 from chainrule.rng import default_generator, manual_seed
 from chainrule.scalar import Value
 from chainrule.tensor import Tensor, bool_, float32, float64, int64
@@ -120,9 +122,13 @@ __all__ = [
     "is_grad_enabled",
     "autograd",
     "func",
+    "nn",
+    "optim",
     "ops",
     "gradcheck",
     "gradgradcheck",
+    "save",
+    "load",
     "ChainruleError",
     "ShapeError",
     "DTypeError",
@@ -131,6 +137,7 @@ __all__ = [
     "DataError",
     "CheckpointError",
     "abs",
+    "atan",
     "argmax",
     "argmin",
     "broadcast_to",

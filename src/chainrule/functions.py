@@ -119,6 +119,11 @@ def cos(x: Any) -> Tensor:
     return _unary("cos", x)
 
 
+def atan(x: Any) -> Tensor:
+    """Inverse tangent, elementwise; derivative :math:`1/(1 + x^2)`."""
+    return _unary("atan", x)
+
+
 def tanh(x: Any) -> Tensor:
     """Hyperbolic tangent; derivative :math:`1 - \\tanh^2 x`."""
     return _unary("tanh", x)

@@ -422,6 +422,18 @@ class Cos(Elementwise):
         return (-grad_out * xp.sin(x),)
 
 
+class Atan(Elementwise):
+    name = "atan"
+
+    @staticmethod
+    def forward(x):
+        return np.arctan(x)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x):
+        return (grad_out / (1.0 + x * x),)
+
+
 class Tanh(Elementwise):
     name = "tanh"
 
@@ -940,6 +952,127 @@ class Sign(Primitive):
     @staticmethod
     def forward(x):
         return np.sign(x)
+
+
+# ===================================================================================================
+# Layers' primitives: fused linear map, and the unfold/fold pair that convolution and pooling use
+# ===================================================================================================
+class Linear(Primitive):
+    """``x @ weightᵀ + bias`` in one node (``bias`` may be None). Shapes: x (..., in), weight (out, in)."""
+
+    name = "linear"
+    float_only = True
+
+    @staticmethod
+    def forward(x, weight, bias=None):
+        if np.shape(x)[-1:] != np.shape(weight)[1:]:
+            raise ShapeError(
+                f"linear: input of shape {np.shape(x)} does not fit weight of shape {np.shape(weight)} "
+                f"(expected the input's last dimension to be {np.shape(weight)[1]})"
+            )
+        out = np.matmul(x, weight.T)
+        if bias is not None:
+            out += bias
+        return out
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, weight, bias=None):
+        grad_x = xp.matmul(grad_out, weight) if needs[0] else None  # (..., in)
+        grad_w = grad_b = None
+        if needs[1] or (len(needs) > 2 and needs[2]):
+            rows = xp.reshape(grad_out, shape=(-1, grad_out.shape[-1]))  # (B, out)
+            if needs[1]:
+                inputs = xp.reshape(x, shape=(-1, x.shape[-1]))  # (B, in)
+                grad_w = xp.matmul(xp.permute(rows, axes=(1, 0)), inputs)  # (out, in)
+            if len(needs) > 2 and needs[2]:
+                grad_b = xp.sum(rows, axis=0)
+        return (grad_x, grad_w, grad_b)[: len(needs)]
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, weight, bias=None):
+        tx, tw = tangents[0], tangents[1]
+        tb = tangents[2] if len(tangents) > 2 else None
+        result = _plus(
+            None if tx is None else xp.matmul(tx, xp.permute(weight, axes=(1, 0))),
+            None if tw is None else xp.matmul(x, xp.permute(tw, axes=(1, 0))),
+        )
+        return _plus(result, tb)
+
+
+def _window_slices(offsets, stride, dilation, out_sizes):
+    """The strided slice of the padded input that kernel offset ``offsets`` sees at every output position."""
+    return tuple(slice(o * d, o * d + s * (n - 1) + 1, s) for o, s, d, n in zip(offsets, stride, dilation, out_sizes))
+
+
+class Unfold(Primitive):
+    """Sliding windows of ``x`` (N, C, *spatial) as an array (N, *out_spatial, C, *kernel_size) (im2col).
+
+    Convolution is this followed by one matrix product; pooling is this followed by a reduction over the
+    kernel axes. Padding uses ``value`` (0 for convolution, -inf for max pooling).
+    """
+
+    name = "unfold"
+
+    @staticmethod
+    def forward(x, *, kernel_size, stride, padding, dilation, value=0.0):
+        spatial = len(kernel_size)
+        if any(padding):
+            widths = ((0, 0), (0, 0)) + tuple((p, p) for p in padding)
+            x = np.pad(x, widths, mode="constant", constant_values=value)
+        window = tuple((k - 1) * d + 1 for k, d in zip(kernel_size, dilation))
+        axes = tuple(range(2, 2 + spatial))
+        view = np.lib.stride_tricks.sliding_window_view(x, window, axis=axes)  # (N, C, *positions, *window)
+        index = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)
+        index += tuple(slice(None, None, d) for d in dilation)
+        view = view[index]  # (N, C, *out, *kernel)
+        order = (0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial))
+        return np.ascontiguousarray(view.transpose(order))
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, kernel_size, stride, padding, dilation, value=0.0):
+        folded = xp.fold(
+            grad_out, input_shape=x.shape, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation
+        )
+        return (folded,)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, kernel_size, stride, padding, dilation, value=0.0):
+        return xp.unfold(tangents[0], kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
+
+
+class Fold(Primitive):
+    """The adjoint of :class:`Unfold` (col2im): add every window back to where it came from."""
+
+    name = "fold"
+
+    @staticmethod
+    def forward(columns, *, input_shape, kernel_size, stride, padding, dilation):
+        spatial = len(kernel_size)
+        batch, channels = input_shape[:2]
+        padded_shape = tuple(n + 2 * p for n, p in zip(input_shape[2:], padding))
+        result = np.zeros((batch, channels, *padded_shape), dtype=columns.dtype)
+        out_sizes = columns.shape[1 : 1 + spatial]
+        for offsets in np.ndindex(*kernel_size):  # one strided add per kernel offset, never per pixel
+            target = result[(slice(None), slice(None), *_window_slices(offsets, stride, dilation, out_sizes))]
+            source = columns[(slice(None),) * (1 + spatial) + (slice(None), *offsets)]  # (N, *out, C)
+            target += np.moveaxis(source, -1, 1)
+        crop = tuple(slice(p, p + n) for p, n in zip(padding, input_shape[2:]))
+        return result[(slice(None), slice(None), *crop)]
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, columns, *, input_shape, kernel_size, stride, padding, dilation):
+        return (xp.unfold(grad_out, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation),)
+
+    @staticmethod
+    def jvp(xp, tangents, out, columns, *, input_shape, kernel_size, stride, padding, dilation):
+        return xp.fold(
+            tangents[0],
+            input_shape=input_shape,
+            kernel_size=kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------

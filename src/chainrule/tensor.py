@@ -156,7 +156,7 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
     Tensor
         The result; it requires grad when grad mode is on and any input tensor does.
     """
-    arrays = [a.data if type(a) is Tensor else a for a in args]
+    arrays = [a.data if isinstance(a, Tensor) else a for a in args]
     if op.float_only or len(arrays) > 1:
         arrays = _promote(op, arrays)
     try:
@@ -171,7 +171,7 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
     out.data = data
     out.grad = None
     if _GradMode.enabled and op.differentiable:
-        parents = tuple(a for a in args if type(a) is Tensor and a.requires_grad)
+        parents = tuple(a for a in args if isinstance(a, Tensor) and a.requires_grad)
         if parents:
             out.requires_grad = True
             out._ctx = _Node(op, args, attrs, parents)
@@ -416,12 +416,12 @@ class Tensor:
         if ctx is None:
             return []
         args = ctx.args
-        needs = tuple(type(a) is Tensor and a.requires_grad and (needed is None or id(a) in needed) for a in args)
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad and (needed is None or id(a) in needed) for a in args)
         if create_graph:
             xp, inputs, out = tensor_namespace, args, self
         else:
             xp, out = numpy_namespace, self.data
-            inputs = tuple(a.data if type(a) is Tensor else a for a in args)
+            inputs = tuple(a.data if isinstance(a, Tensor) else a for a in args)
         grads = ctx.op.vjp(xp, grad_out, needs, out, *inputs, **ctx.attrs)
         pushed = []
         for arg, need, grad in zip(args, needs, grads):
@@ -438,12 +438,12 @@ class Tensor:
     def _jvp(self, tangents: dict[int, Any], create_graph: bool) -> Any:
         ctx = self._ctx
         args = ctx.args
-        arg_tangents = tuple(tangents.get(id(a)) if type(a) is Tensor else None for a in args)
+        arg_tangents = tuple(tangents.get(id(a)) if isinstance(a, Tensor) else None for a in args)
         if create_graph:
             xp, inputs, out = tensor_namespace, args, self
         else:
             xp, out = numpy_namespace, self.data
-            inputs = tuple(a.data if type(a) is Tensor else a for a in args)
+            inputs = tuple(a.data if isinstance(a, Tensor) else a for a in args)
         tangent = ctx.op.jvp(xp, arg_tangents, out, *inputs, **ctx.attrs)
         if tangent.shape != self.data.shape:
             tangent = xp.broadcast_to(tangent, shape=self.data.shape)

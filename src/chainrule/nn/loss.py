@@ -1,0 +1,136 @@
+"""Losses as modules, with PyTorch's names and arguments; each calls its function form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chainrule.nn import functional as F
+from chainrule.nn.module import Module
+from chainrule.tensor import Tensor
+
+__all__ = [
+    "MSELoss",
+    "L1Loss",
+    "HuberLoss",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "NLLLoss",
+    "MultiMarginLoss",
+]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class _Loss(Module):
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}" if self.reduction != "mean" else ""
+
+
+class MSELoss(_Loss):
+    """Mean squared error. Shape: input and target alike."""
+
+    def forward(self, prediction: Tensor, target: Any) -> Tensor:
+        return F.mse_loss(prediction, target, self.reduction)
+
+
+class L1Loss(_Loss):
+    """Mean absolute error. Shape: input and target alike."""
+
+    def forward(self, prediction: Tensor, target: Any) -> Tensor:
+        return F.l1_loss(prediction, target, self.reduction)
+
+
+class HuberLoss(_Loss):
+    """Quadratic within ``delta`` of the target, linear beyond (robust regression)."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__(reduction)
+        if delta <= 0:
+            raise ValueError(f"HuberLoss: delta must be positive, got {delta}")
+        self.delta = float(delta)
+
+    def forward(self, prediction: Tensor, target: Any) -> Tensor:
+        return F.huber_loss(prediction, target, self.reduction, self.delta)
+
+
+class BCELoss(_Loss):
+    """Binary cross-entropy of probabilities (prefer :class:`BCEWithLogitsLoss`)."""
+
+    def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.weight = weight
+
+    def forward(self, probabilities: Tensor, target: Any) -> Tensor:
+        return F.binary_cross_entropy(probabilities, target, self.weight, self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Sigmoid + binary cross-entropy in one stable expression."""
+
+    def __init__(self, weight: Any = None, reduction: str = "mean", pos_weight: Any = None) -> None:
+        super().__init__(reduction)
+        self.weight, self.pos_weight = weight, pos_weight
+
+    def forward(self, logits: Tensor, target: Any) -> Tensor:
+        return F.binary_cross_entropy_with_logits(logits, target, self.weight, self.reduction, self.pos_weight)
+
+
+class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy from logits; targets are class indices or class probabilities.
+
+    Args:
+        weight: per-class weights (C,).  ignore_index: label to skip.  reduction: mean, sum or none.
+        label_smoothing: mix targets with the uniform distribution by this amount.
+
+    Shape: logits (N, C) or (N, C, d1, ...), target (N) / (N, d1, ...) of indices or probabilities like logits.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> from chainrule import nn
+    >>> loss = nn.CrossEntropyLoss()(cr.tensor([[2.0, 0.0, 0.0]]), cr.tensor([0]))
+    >>> round(loss.item(), 4)
+    0.2395
+    """
+
+    def __init__(
+        self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0
+    ) -> None:
+        super().__init__(reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}")
+        self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, float(label_smoothing)
+
+    def forward(self, logits: Tensor, target: Any) -> Tensor:
+        return F.cross_entropy(logits, target, self.weight, self.ignore_index, self.reduction, self.label_smoothing)
+
+
+class NLLLoss(_Loss):
+    """Negative log-likelihood of class indices, from log-probabilities."""
+
+    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.weight, self.ignore_index = weight, ignore_index
+
+    def forward(self, log_probs: Tensor, target: Any) -> Tensor:
+        return F.nll_loss(log_probs, target, self.weight, self.ignore_index, self.reduction)
+
+
+class MultiMarginLoss(_Loss):
+    """Multi-class hinge loss :math:`\\frac1C\\sum_{i\\ne y}\\max(0, m - s_y + s_i)^p` (max-margin classifier)."""
+
+    def __init__(self, p: int = 1, margin: float = 1.0, weight: Any = None, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        if p not in (1, 2):
+            raise ValueError(f"MultiMarginLoss: p must be 1 or 2, got {p}")
+        self.p, self.margin, self.weight = p, float(margin), weight
+
+    def forward(self, scores: Tensor, target: Any) -> Tensor:
+        return F.multi_margin_loss(scores, target, self.p, self.margin, self.weight, self.reduction)

@@ -1,0 +1,126 @@
+"""Normalization layers: ``BatchNorm1d``, ``BatchNorm2d`` and ``LayerNorm``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from chainrule.errors import ShapeError
+from chainrule.nn import functional as F
+from chainrule.nn.module import Module, Parameter
+from chainrule.tensor import Tensor, _wrap, as_dtype
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
+
+
+class _BatchNorm(Module):
+    expected_dims: tuple[int, ...] = (2, 3)
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: object = np.float32,
+    ) -> None:
+        super().__init__()
+        if num_features < 1:
+            raise ValueError(f"{type(self).__name__}: num_features must be positive, got {num_features}")
+        if eps <= 0 or not 0 <= momentum <= 1:
+            raise ValueError(f"{type(self).__name__}: need eps > 0 and momentum in [0, 1], got {eps}, {momentum}")
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.affine, self.track_running_stats = affine, track_running_stats
+        dtype = as_dtype(dtype)
+        self.weight = Parameter(np.ones(num_features, dtype=dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype=dtype)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", _wrap(np.zeros(num_features, dtype=dtype)))
+            self.register_buffer("running_var", _wrap(np.ones(num_features, dtype=dtype)))
+            self.register_buffer("num_batches_tracked", _wrap(np.zeros((), dtype=np.int64)))
+        else:
+            self.running_mean = self.running_var = None
+
+    def reset_parameters(self) -> None:
+        """Weight 1, bias 0, running mean 0 and variance 1."""
+        if self.affine:
+            self.weight.data[...] = 1
+            self.bias.data[...] = 0
+        if self.track_running_stats:
+            self.running_mean.data[...] = 0
+            self.running_var.data[...] = 1
+            self.num_batches_tracked.data[...] = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim not in self.expected_dims or x.shape[1] != self.num_features:
+            raise ShapeError(
+                f"{type(self).__name__}({self.num_features}): expected input with {self.expected_dims} "
+                f"dimensions and {self.num_features} channels on axis 1, got shape {x.shape}"
+            )
+        use_batch = self.training or not self.track_running_stats
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+        return F.batch_norm(
+            x,
+            self.running_mean if self.training or self.track_running_stats else None,
+            self.running_var if self.training or self.track_running_stats else None,
+            self.weight,
+            self.bias,
+            use_batch,
+            self.momentum,
+            self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization over (N, C) or (N, C, L): per channel, batch statistics while training, running
+    statistics (updated with ``momentum``) in eval mode.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> from chainrule import nn
+    >>> out = nn.BatchNorm1d(3)(cr.randn(16, 3))
+    >>> bool(abs(out.mean(axis=0)).max().item() < 1e-5)
+    True
+    """
+
+    expected_dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over (N, C, H, W), per channel."""
+
+    expected_dims = (4,)
+
+
+class LayerNorm(Module):
+    """Normalize each sample over its trailing ``normalized_shape`` axes, then apply a learned scale and shift."""
+
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        dtype: object = np.float32,
+    ) -> None:
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if not shape or any(n < 1 for n in shape):
+            raise ValueError(f"LayerNorm: normalized_shape must be positive, got {normalized_shape!r}")
+        self.normalized_shape, self.eps = shape, float(eps)
+        dtype = as_dtype(dtype)
+        self.weight = Parameter(np.ones(shape, dtype=dtype)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(shape, dtype=dtype)) if elementwise_affine and bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}"

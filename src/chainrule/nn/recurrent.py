@@ -1,0 +1,266 @@
+"""Recurrent layers: ``RNN``, ``LSTM`` and ``GRU``, trained by backpropagation through time.
+
+Parameter names, shapes and gate order are PyTorch's, so a PyTorch ``state_dict`` (as NumPy arrays) loads
+unchanged: ``weight_ih_l{k}`` (G·H, in), ``weight_hh_l{k}`` (G·H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (G·H,),
+with gates (i, f, g, o) for LSTM and (r, z, n) for GRU.
+
+Each time step is one matrix product for all gates: the input and the previous hidden state are joined
+and multiplied by the joined weights ``[W_ih | W_hh]``. The loop over time steps is the only Python loop.
+For truncated backpropagation through time, pass the returned state back in after ``.detach()``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from chainrule import functions as fn
+from chainrule.errors import ShapeError
+from chainrule.nn import functional as F
+from chainrule.nn import init
+from chainrule.nn.module import Module, Parameter
+from chainrule.tensor import Tensor, _wrap, as_dtype
+
+__all__ = ["RNN", "LSTM", "GRU"]
+
+
+class _RecurrentBase(Module):
+    gates = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: object = np.float32,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if input_size < 1 or hidden_size < 1 or num_layers < 1:
+            raise ValueError(
+                f"{name}: input_size, hidden_size and num_layers must be positive, "
+                f"got {input_size}, {hidden_size}, {num_layers}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout}")
+        if bidirectional:
+            raise ValueError(f"{name}: bidirectional layers are not supported")
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        dtype = as_dtype(dtype)
+        width = self.gates * hidden_size
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size
+            setattr(self, f"weight_ih_l{layer}", Parameter(np.empty((width, layer_input), dtype=dtype)))
+            setattr(self, f"weight_hh_l{layer}", Parameter(np.empty((width, hidden_size), dtype=dtype)))
+            if bias:
+                setattr(self, f"bias_ih_l{layer}", Parameter(np.empty(width, dtype=dtype)))
+                setattr(self, f"bias_hh_l{layer}", Parameter(np.empty(width, dtype=dtype)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default: every weight and bias U(±1/√hidden_size)."""
+        bound = 1 / math.sqrt(self.hidden_size)
+        for param in self.parameters():
+            init.uniform_(param, -bound, bound)
+
+    def _layer_params(self, layer: int) -> tuple[Tensor, Tensor | None]:
+        """The joined weight [W_ih | W_hh] (G·H, in + H) and the summed bias of one layer."""
+        joined = fn.concatenate([getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_hh_l{layer}")], axis=1)
+        bias = getattr(self, f"bias_ih_l{layer}") + getattr(self, f"bias_hh_l{layer}") if self.bias else None
+        return joined, bias
+
+    def _prepare(self, x: Tensor, state: Any) -> tuple[Tensor, bool, Any]:
+        name = type(self).__name__
+        if x.ndim not in (2, 3):
+            raise ShapeError(
+                f"{name}: expected input (T, N, {self.input_size}) or (N, T, {self.input_size}) with "
+                f"batch_first, or unbatched (T, {self.input_size}); got shape {x.shape}"
+            )
+        batched = x.ndim == 3
+        if not batched:
+            x = x.unsqueeze(1)
+        elif self.batch_first:
+            x = x.transpose(0, 1)  # (T, N, in)
+        if x.shape[-1] != self.input_size:
+            raise ShapeError(f"{name}(input_size={self.input_size}): input has {x.shape[-1]} features, shape {x.shape}")
+        if x.shape[0] == 0:
+            raise ShapeError(f"{name}: the input sequence is empty (shape {x.shape})")
+        return x, batched, state
+
+    def _initial(self, state: Any, batch: int, dtype: np.dtype, batched: bool) -> Tensor:
+        expected = (self.num_layers, batch, self.hidden_size)
+        if state is None:
+            return _wrap(np.zeros(expected, dtype=dtype))
+        state = fn.as_tensor(state)
+        if not batched:
+            state = state.unsqueeze(1)
+        if state.shape != expected:
+            raise ShapeError(f"{type(self).__name__}: expected initial state of shape {expected}, got {state.shape}")
+        return state
+
+    def _finish(self, outputs: list[Tensor], batched: bool) -> Tensor:
+        output = fn.stack(outputs, axis=0)  # (T, N, H)
+        if not batched:
+            return output.squeeze(1)
+        return output.transpose(0, 1) if self.batch_first else output
+
+    def _between_layers(self, x: Tensor, layer: int) -> Tensor:
+        if self.dropout and self.training and layer < self.num_layers - 1:
+            return F.dropout(x, self.dropout)
+        return x
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            text += f", num_layers={self.num_layers}"
+        if self.batch_first:
+            text += ", batch_first=True"
+        return text
+
+
+class RNN(_RecurrentBase):
+    """Elman RNN: :math:`h_t = \\phi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`, :math:`\\phi` = tanh or relu.
+
+    Shape: input (T, N, in) ((N, T, in) with ``batch_first``), h_0 (num_layers, N, H) ->
+    output (T, N, H), h_n (num_layers, N, H).
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> from chainrule import nn
+    >>> output, h_n = nn.RNN(10, 20, num_layers=2)(cr.randn(5, 3, 10))
+    >>> output.shape, h_n.shape
+    ((5, 3, 20), (2, 3, 20))
+    """
+
+    gates = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: object = np.float32,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, x: Tensor, h0: Any = None) -> tuple[Tensor, Tensor]:
+        x, batched, _ = self._prepare(fn.as_tensor(x), h0)
+        h_all = self._initial(h0, x.shape[1], x.dtype, batched)
+        activation = fn.tanh if self.nonlinearity == "tanh" else fn.relu
+        finals = []
+        for layer in range(self.num_layers):
+            weight, bias = self._layer_params(layer)
+            h = h_all[layer]
+            outputs = []
+            for t in range(x.shape[0]):
+                h = activation(F.linear(fn.concatenate([x[t], h], axis=1), weight, bias))  # (N, H)
+                outputs.append(h)
+            finals.append(h)
+            x = self._between_layers(fn.stack(outputs, axis=0), layer)
+        output = self._finish(outputs, batched)
+        h_n = fn.stack(finals, axis=0)
+        return output, (h_n if batched else h_n.squeeze(1))
+
+
+class LSTM(_RecurrentBase):
+    """Long short-term memory, PyTorch's gate order (input, forget, cell, output):
+
+    :math:`i, f, o = \\sigma(\\cdot)`, :math:`g = \\tanh(\\cdot)`, :math:`c_t = f c_{t-1} + i g`,
+    :math:`h_t = o \\tanh(c_t)`.
+
+    Shape: input (T, N, in), (h_0, c_0) each (num_layers, N, H) -> output (T, N, H), (h_n, c_n).
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> from chainrule import nn
+    >>> output, (h_n, c_n) = nn.LSTM(28, 64, batch_first=True)(cr.randn(4, 28, 28))
+    >>> output.shape, h_n.shape
+    ((4, 28, 64), (1, 4, 64))
+    """
+
+    gates = 4
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        x, batched, _ = self._prepare(fn.as_tensor(x), state)
+        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            raise ShapeError("LSTM: the initial state must be a pair (h_0, c_0)")
+        h0, c0 = (None, None) if state is None else state
+        h_all = self._initial(h0, x.shape[1], x.dtype, batched)
+        c_all = self._initial(c0, x.shape[1], x.dtype, batched)
+        size = self.hidden_size
+        final_h, final_c = [], []
+        for layer in range(self.num_layers):
+            weight, bias = self._layer_params(layer)
+            h, c = h_all[layer], c_all[layer]
+            outputs = []
+            for t in range(x.shape[0]):
+                gates = F.linear(fn.concatenate([x[t], h], axis=1), weight, bias)  # (N, 4H): one GEMM
+                i = fn.sigmoid(gates[:, :size])
+                f = fn.sigmoid(gates[:, size : 2 * size])
+                g = fn.tanh(gates[:, 2 * size : 3 * size])
+                o = fn.sigmoid(gates[:, 3 * size :])
+                c = f * c + i * g
+                h = o * fn.tanh(c)
+                outputs.append(h)
+            final_h.append(h)
+            final_c.append(c)
+            x = self._between_layers(fn.stack(outputs, axis=0), layer)
+        output = self._finish(outputs, batched)
+        h_n, c_n = fn.stack(final_h, axis=0), fn.stack(final_c, axis=0)
+        if not batched:
+            h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+        return output, (h_n, c_n)
+
+
+class GRU(_RecurrentBase):
+    """Gated recurrent unit, PyTorch's gate order (reset, update, new):
+
+    :math:`r, z = \\sigma(W_i x + b_i + W_h h + b_h)`, :math:`n = \\tanh(W_{in} x + b_{in} + r (W_{hn} h + b_{hn}))`,
+    :math:`h_t = (1 - z) n + z h_{t-1}`.
+
+    Shape: input (T, N, in), h_0 (num_layers, N, H) -> output (T, N, H), h_n (num_layers, N, H).
+    """
+
+    gates = 3
+
+    def forward(self, x: Tensor, h0: Any = None) -> tuple[Tensor, Tensor]:
+        x, batched, _ = self._prepare(fn.as_tensor(x), h0)
+        h_all = self._initial(h0, x.shape[1], x.dtype, batched)
+        size = self.hidden_size
+        finals = []
+        for layer in range(self.num_layers):
+            w_ih, w_hh = getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_hh_l{layer}")
+            b_ih = getattr(self, f"bias_ih_l{layer}") if self.bias else None
+            b_hh = getattr(self, f"bias_hh_l{layer}") if self.bias else None
+            h = h_all[layer]
+            outputs = []
+            for t in range(x.shape[0]):
+                from_input = F.linear(x[t], w_ih, b_ih)  # (N, 3H)
+                from_hidden = F.linear(h, w_hh, b_hh)  # (N, 3H): the new gate needs it apart from the input
+                reset_update = fn.sigmoid(from_input[:, : 2 * size] + from_hidden[:, : 2 * size])
+                r, z = reset_update[:, :size], reset_update[:, size:]
+                n = fn.tanh(from_input[:, 2 * size :] + r * from_hidden[:, 2 * size :])
+                h = n + z * (h - n)  # (1 - z) n + z h
+                outputs.append(h)
+            finals.append(h)
+            x = self._between_layers(fn.stack(outputs, axis=0), layer)
+        output = self._finish(outputs, batched)
+        h_n = fn.stack(finals, axis=0)
+        return output, (h_n if batched else h_n.squeeze(1))

@@ -1,0 +1,85 @@
+"""Gradient clipping and weight penalties."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from chainrule.errors import GradientError
+from chainrule.tensor import Tensor
+
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "l1_penalty", "l2_penalty"]
+
+
+def _with_grads(parameters: Iterable[Tensor] | Tensor) -> list[Tensor]:
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    return [p for p in params if p.grad is not None]
+
+
+def clip_grad_norm_(
+    parameters: Iterable[Tensor] | Tensor, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False
+) -> float:
+    """Scale all gradients together so that their joint norm is at most ``max_norm``; return the norm before.
+
+    :math:`g \\leftarrow g \\cdot \\min(1, \\text{max\\_norm} / (\\lVert g \\rVert + 10^{-6}))`, the norm taken over
+    all gradients as one vector (``norm_type`` 2 by default, ``inf`` for the largest absolute value).
+
+    Raises
+    ------
+    GradientError
+        If the norm is NaN or infinite and ``error_if_nonfinite`` is set.
+    """
+    if max_norm < 0:
+        raise ValueError(f"clip_grad_norm_: max_norm must be non-negative, got {max_norm}")
+    params = _with_grads(parameters)
+    if not params:
+        return 0.0
+    if norm_type == math.inf:
+        total = max(float(np.max(np.abs(p.grad.data))) if p.grad.data.size else 0.0 for p in params)
+    else:
+        total = float(sum(float(np.sum(np.abs(p.grad.data.astype(np.float64)) ** norm_type)) for p in params))
+        total = total ** (1.0 / norm_type)
+    if not math.isfinite(total):
+        if error_if_nonfinite:
+            raise GradientError(
+                f"clip_grad_norm_: the total gradient norm is {total}; the gradients contain NaN or "
+                "infinity (lower the learning rate, or pass error_if_nonfinite=False)"
+            )
+        return total
+    scale = max_norm / (total + 1e-6)
+    if scale < 1.0:
+        for p in params:
+            p.grad.data *= scale
+    return total
+
+
+def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -> None:
+    """Clamp every gradient element into ``[-clip_value, clip_value]`` in place."""
+    if clip_value < 0:
+        raise ValueError(f"clip_grad_value_: clip_value must be non-negative, got {clip_value}")
+    for p in _with_grads(parameters):
+        np.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
+
+
+def l1_penalty(parameters: Iterable[Tensor], weight: float = 1.0) -> Tensor:
+    """:math:`\\lambda \\sum_i |w_i|` over the parameters, to add to the loss (L1 regularisation, sparsity)."""
+    params = list(parameters)
+    if not params:
+        raise ValueError("l1_penalty: no parameters given")
+    total = params[0].abs().sum()
+    for p in params[1:]:
+        total = total + p.abs().sum()
+    return total * weight
+
+
+def l2_penalty(parameters: Iterable[Tensor], weight: float = 1.0) -> Tensor:
+    """:math:`\\frac{\\lambda}{2} \\sum_i w_i^2`, to add to the loss (same gradient as ``weight_decay=λ``)."""
+    params = list(parameters)
+    if not params:
+        raise ValueError("l2_penalty: no parameters given")
+    total = (params[0] * params[0]).sum()
+    for p in params[1:]:
+        total = total + (p * p).sum()
+    return total * (0.5 * weight)

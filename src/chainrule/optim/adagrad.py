@@ -1,0 +1,88 @@
+"""Adagrad: per-parameter learning rates shrinking with the sum of squared gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from chainrule.optim.optimizer import Optimizer
+
+__all__ = ["Adagrad", "adagrad_update"]
+
+
+def adagrad_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    state: dict[str, Any],
+    *,
+    lr: float,
+    lr_decay: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+) -> None:
+    """One Adagrad step on arrays, in place.
+
+    .. math::
+        \\tilde\\eta = \\eta / (1 + (t-1)\\,\\text{lr\\_decay}), \\quad s \\leftarrow s + g^2, \\quad
+        w \\leftarrow w - \\tilde\\eta\\, g / (\\sqrt{s} + \\epsilon)
+    """
+    if maximize:
+        grad = -grad
+    state["step"] += 1
+    if weight_decay:
+        grad = grad + weight_decay * param
+    clr = lr / (1 + (state["step"] - 1) * lr_decay)
+    total = state["sum"]
+    total += grad * grad
+    param -= clr * grad / (np.sqrt(total) + eps)
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al.). Args: lr (1e-2), lr_decay, weight_decay, initial_accumulator_value, eps (1e-10)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p] = {"step": 0, "sum": np.full_like(p.data, group["initial_accumulator_value"])}
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        for key in ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            if group[key] < 0:
+                raise ValueError(f"Adagrad: invalid {key} {group[key]} (must be >= 0)")
+
+    def _update(self, group: dict[str, Any]) -> None:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            adagrad_update(
+                p.data,
+                p.grad.data,
+                self.state[p],
+                lr=group["lr"],
+                lr_decay=group["lr_decay"],
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=group["maximize"],
+            )

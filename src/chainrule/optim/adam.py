@@ -1,0 +1,143 @@
+"""Adam and AdamW: adaptive moment estimation, with coupled or decoupled weight decay."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from chainrule.optim.optimizer import Optimizer
+
+__all__ = ["Adam", "AdamW", "adam_update"]
+
+
+def adam_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    state: dict[str, Any],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled: bool,
+    amsgrad: bool,
+    maximize: bool,
+) -> None:
+    """One Adam(W) step on arrays, in place.
+
+    .. math::
+        m \\leftarrow \\beta_1 m + (1-\\beta_1) g, \\quad v \\leftarrow \\beta_2 v + (1-\\beta_2) g^2, \\quad
+        w \\leftarrow w - \\eta \\frac{m / (1-\\beta_1^t)}{\\sqrt{v / (1-\\beta_2^t)} + \\epsilon}
+
+    Weight decay is added to the gradient (Adam) or applied as :math:`w \\leftarrow w(1 - \\eta\\lambda)`
+    (AdamW, decoupled).
+    """
+    if maximize:
+        grad = -grad
+    if weight_decay:
+        if decoupled:
+            param *= 1 - lr * weight_decay
+        else:
+            grad = grad + weight_decay * param
+    if "step" not in state:
+        state["step"] = 0
+        state["exp_avg"] = np.zeros_like(param)
+        state["exp_avg_sq"] = np.zeros_like(param)
+        if amsgrad:
+            state["max_exp_avg_sq"] = np.zeros_like(param)
+    state["step"] += 1
+    step = state["step"]
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    exp_avg *= beta1
+    exp_avg += (1 - beta1) * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * grad * grad
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    second = exp_avg_sq
+    if amsgrad:
+        np.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
+        second = state["max_exp_avg_sq"]
+    denominator = np.sqrt(second) / math.sqrt(bias_correction2) + eps
+    param -= (lr / bias_correction1) * exp_avg / denominator
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), with optional AMSGrad and coupled L2 weight decay.
+
+    Args:
+        params: parameters or groups.  lr: learning rate (1e-3).  betas: (β1, β2) = (0.9, 0.999).
+        eps: 1e-8.  weight_decay: L2 penalty added to the gradient.  amsgrad: use the running max of v.
+    """
+
+    decoupled = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize
+        )
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        name = type(self).__name__
+        beta1, beta2 = group["betas"]
+        if not 0.0 <= beta1 < 1.0 or not 0.0 <= beta2 < 1.0:
+            raise ValueError(f"{name}: invalid betas {group['betas']} (each must be in [0, 1))")
+        if group["eps"] < 0:
+            raise ValueError(f"{name}: invalid eps {group['eps']} (must be >= 0)")
+        if group["weight_decay"] < 0:
+            raise ValueError(f"{name}: invalid weight_decay {group['weight_decay']} (must be >= 0)")
+
+    def _update(self, group: dict[str, Any]) -> None:
+        beta1, beta2 = group["betas"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            adam_update(
+                p.data,
+                p.grad.data,
+                self.state.setdefault(p, {}),
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                decoupled=self.decoupled,
+                amsgrad=group["amsgrad"],
+                maximize=group["maximize"],
+            )
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): :math:`w \\leftarrow w(1-\\eta\\lambda)` each step.
+
+    The default ``weight_decay`` is 0.01, as in PyTorch.
+    """
+
+    decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)

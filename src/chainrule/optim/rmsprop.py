@@ -1,0 +1,112 @@
+"""RMSprop: divide the gradient by a running root mean square, optionally centered and with momentum."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from chainrule.optim.optimizer import Optimizer
+
+__all__ = ["RMSprop", "rmsprop_update"]
+
+
+def rmsprop_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    state: dict[str, Any],
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+    maximize: bool,
+) -> None:
+    """One RMSprop step on arrays, in place.
+
+    .. math::
+        v \\leftarrow \\alpha v + (1-\\alpha) g^2, \\quad
+        d = \\sqrt{v - \\bar g^2} + \\epsilon \\text{ (centered) or } \\sqrt{v} + \\epsilon, \\quad
+        w \\leftarrow w - \\eta g / d \\text{ (or through a momentum buffer)}
+    """
+    if maximize:
+        grad = -grad
+    if weight_decay:
+        grad = grad + weight_decay * param
+    if "step" not in state:
+        state["step"] = 0
+        state["square_avg"] = np.zeros_like(param)
+        if momentum > 0:
+            state["momentum_buffer"] = np.zeros_like(param)
+        if centered:
+            state["grad_avg"] = np.zeros_like(param)
+    state["step"] += 1
+    square_avg = state["square_avg"]
+    square_avg *= alpha
+    square_avg += (1 - alpha) * grad * grad
+    if centered:
+        grad_avg = state["grad_avg"]
+        grad_avg *= alpha
+        grad_avg += (1 - alpha) * grad
+        denominator = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        denominator = np.sqrt(square_avg) + eps
+    if momentum > 0:
+        buffer = state["momentum_buffer"]
+        buffer *= momentum
+        buffer += grad / denominator
+        param -= lr * buffer
+    else:
+        param -= lr * grad / denominator
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton). Args: lr (1e-2), alpha (0.99), eps (1e-8), weight_decay, momentum, centered."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        for key in ("alpha", "eps", "weight_decay", "momentum"):
+            if group[key] < 0:
+                raise ValueError(f"RMSprop: invalid {key} {group[key]} (must be >= 0)")
+
+    def _update(self, group: dict[str, Any]) -> None:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            rmsprop_update(
+                p.data,
+                p.grad.data,
+                self.state.setdefault(p, {}),
+                lr=group["lr"],
+                alpha=group["alpha"],
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                momentum=group["momentum"],
+                centered=group["centered"],
+                maximize=group["maximize"],
+            )

@@ -1,0 +1,115 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight decay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from chainrule.optim.optimizer import Optimizer
+
+__all__ = ["SGD", "sgd_update"]
+
+
+def sgd_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    buffer: np.ndarray | None,
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    weight_decay: float,
+    maximize: bool,
+) -> np.ndarray | None:
+    """One SGD step on arrays, in place; returns the momentum buffer.
+
+    .. math::
+        g \\leftarrow g + \\lambda w, \\quad b \\leftarrow \\mu b + (1 - \\tau) g, \\quad
+        w \\leftarrow w - \\eta\\,(g + \\mu b \\text{ if Nesterov else } b)
+
+    The first step sets :math:`b = g` (no dampening), as PyTorch does.
+    """
+    if maximize:
+        grad = -grad
+    if weight_decay:
+        grad = grad + weight_decay * param
+    if momentum:
+        if buffer is None:
+            buffer = np.array(grad, copy=True)
+        else:
+            buffer *= momentum
+            buffer += (1 - dampening) * grad
+        grad = grad + momentum * buffer if nesterov else buffer
+    param -= lr * grad
+    return buffer
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum and L2 weight decay.
+
+    Args:
+        params: parameters or parameter groups.  lr: learning rate (default 1e-3, as in PyTorch).
+        momentum: momentum factor μ.  dampening: τ.  weight_decay: L2 penalty λ (coupled: added to the gradient).
+        nesterov: Nesterov momentum (needs momentum > 0 and dampening 0).  maximize: ascend instead.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> w = cr.tensor([1.0], requires_grad=True)
+    >>> opt = cr.optim.SGD([w], lr=0.1)
+    >>> (w * w).sum().backward()
+    >>> opt.step()
+    >>> round(w.item(), 6)
+    0.8
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        super()._validate(group)
+        if group["momentum"] < 0:
+            raise ValueError(f"SGD: invalid momentum {group['momentum']} (must be >= 0)")
+        if group["weight_decay"] < 0:
+            raise ValueError(f"SGD: invalid weight_decay {group['weight_decay']} (must be >= 0)")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
+
+    def _update(self, group: dict[str, Any]) -> None:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state.setdefault(p, {})
+            state["momentum_buffer"] = sgd_update(
+                p.data,
+                p.grad.data,
+                state.get("momentum_buffer"),
+                lr=group["lr"],
+                momentum=group["momentum"],
+                dampening=group["dampening"],
+                nesterov=group["nesterov"],
+                weight_decay=group["weight_decay"],
+                maximize=group["maximize"],
+            )
+            if state["momentum_buffer"] is None:
+                del state["momentum_buffer"]
