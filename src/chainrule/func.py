@@ -99,6 +99,9 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..
 def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], tuple[Tensor, ...]]]:
     """Evaluate ``f(*primals)`` and return it with a function mapping a cotangent ``v`` to ``vᵀ J``.
 
+    Inside another transform (a primal already requires grad) the value and the pullback's results stay
+    in the outer graph, so ``grad(lambda x: vjp(f, x)[1](v)[0])`` is a second derivative.
+
     Examples
     --------
     >>> import chainrule as cr
@@ -128,6 +131,9 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], t
 
 def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Tensor, Tensor]:
     """Forward mode: evaluate ``f(*primals)`` and the directional derivative :math:`J t` in one sweep.
+
+    Nests with the other transforms: inside one (a primal already requires grad) the tangents are
+    computed on tensors, so ``grad`` of a ``jvp`` or ``jvp`` of a ``jvp`` gives second derivatives.
 
     Parameters
     ----------

@@ -394,7 +394,18 @@ class Tensor:
         return self * 1 if self.requires_grad else _wrap(self.data.copy())
 
     def to(self, dtype: Any) -> Tensor:
-        """The tensor converted to ``dtype`` (differentiable between float types)."""
+        """The tensor converted to ``dtype`` (differentiable between float types).
+
+        Converting to int64 or bool gives a constant: the result has no graph and ``requires_grad``
+        False, as in PyTorch (an integer cannot carry a gradient).
+
+        Examples
+        --------
+        >>> import chainrule as cr
+        >>> x = cr.tensor([1.7, -2.2], requires_grad=True)
+        >>> x.to(cr.int64), x.long().requires_grad, x.double().requires_grad
+        (tensor([ 1, -2]), False, True)
+        """
         dtype = as_dtype(dtype)
         return self if dtype == self.data.dtype else apply(OPS["cast"], self, dtype=dtype)
 
@@ -409,7 +420,7 @@ class Tensor:
         return self.to(float64)
 
     def long(self) -> Tensor:
-        """Converted to int64."""
+        """Converted to int64 (truncating toward zero); a constant with no graph."""
         return self.to(int64)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
