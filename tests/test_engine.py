@@ -259,3 +259,133 @@ def test_memory_of_intermediate_gradients_is_released():
     del h
     loss.backward()
     assert ref() is None
+
+
+# -- leaf gradients own their memory ----------------------------------------------------------------------
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_leaf_grad_never_aliases_the_grad_argument(as_tensor):
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    y = x + 0
+    seed = np.array([1.0, 1.0], dtype=np.float32)
+    y.backward(cr.tensor(seed) if as_tensor else seed)
+    assert not np.shares_memory(x.grad.data, seed)
+    seed *= 5
+    np.testing.assert_allclose(x.grad.data, [1.0, 1.0])
+    x.grad.data *= 3
+    np.testing.assert_allclose(seed, [5.0, 5.0])
+
+
+def test_leaf_grad_never_aliases_with_create_graph():
+    a = cr.tensor([1.0, 2.0], requires_grad=True)
+    b = cr.tensor([3.0, 4.0], requires_grad=True)
+    seed = cr.tensor([1.0, 1.0])
+    (a + b).backward(seed, create_graph=True)
+    assert a.grad is not b.grad and a.grad is not seed
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    assert not np.shares_memory(a.grad.data, seed.data)
+    a.grad.data *= 10
+    np.testing.assert_allclose(b.grad.data, [1.0, 1.0])
+    np.testing.assert_allclose(seed.data, [1.0, 1.0])
+
+
+def test_accumulation_leaves_a_held_grad_unchanged():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    held = x.grad
+    (x * x).sum().backward()
+    np.testing.assert_allclose(held.data, [3.0, 3.0])
+    np.testing.assert_allclose(x.grad.data, [5.0, 7.0])
+
+
+# -- casting to integers ends the graph ---------------------------------------------------------------------
+@pytest.mark.parametrize("cast", [lambda t: t.long(), lambda t: t.to(cr.int64), lambda t: t.astype("bool")])
+def test_cast_of_a_float_that_requires_grad_to_int_has_no_graph(cast):
+    x = cr.tensor([1.5, -2.0], requires_grad=True)
+    out = cast(x)
+    assert not out.requires_grad and out.grad_fn is None and out.is_leaf
+    assert x.double().requires_grad  # float to float stays differentiable
+
+
+# -- freed graphs --------------------------------------------------------------------------------------------
+def test_backward_frees_saved_tensors_and_a_second_backward_explains():
+    import weakref
+
+    x = cr.tensor(np.ones(3), requires_grad=True)
+    h = x.exp()
+    saved = weakref.ref(h)
+    y = (h * h).sum()
+    kept = y * 2  # an intermediate still alive after backward
+    del h
+    kept.backward()
+    assert saved() is None  # the freed nodes dropped their parents and saved inputs
+    assert y._ctx.op.name == "sum" and not hasattr(y._ctx, "args")
+    with pytest.raises(cr.GradientError, match="second time.*'mul'.*retain_graph=True"):
+        kept.backward()
+    with pytest.raises(cr.GradientError, match="second time"):
+        (y * 3).backward()
+
+
+# -- nested transforms ---------------------------------------------------------------------------------------
+def test_nested_transforms_match_closed_forms():
+    x0 = cr.tensor(0.7, dtype=cr.float64)
+    one = cr.tensor(1.0, dtype=cr.float64)
+    d2 = cr.func.grad(cr.func.grad(cr.sin))
+    d3 = cr.func.grad(d2)
+    assert d2(x0).item() == pytest.approx(-np.sin(0.7), rel=1e-12)
+    assert d3(x0).item() == pytest.approx(-np.cos(0.7), rel=1e-12)
+    assert cr.func.grad(d3)(x0).item() == pytest.approx(np.sin(0.7), rel=1e-12)
+    jvp_of_grad = cr.func.jvp(cr.func.grad(cr.sin), (x0,), (one,))[1]
+    assert jvp_of_grad.item() == pytest.approx(-np.sin(0.7), rel=1e-12)
+    grad_of_vjp = cr.func.grad(lambda x: cr.func.vjp(cr.sin, x)[1](one)[0])
+    assert grad_of_vjp(x0).item() == pytest.approx(-np.sin(0.7), rel=1e-12)
+    grad_of_jvp = cr.func.grad(lambda x: cr.func.jvp(lambda t: t**3, (x,), (one,))[1])  # d/dx 3x² = 6x
+    assert grad_of_jvp(x0).item() == pytest.approx(6 * 0.7, rel=1e-12)
+    jvp_of_jvp = cr.func.jvp(lambda x: cr.func.jvp(cr.exp, (x,), (one,))[1], (x0,), (one,))[1]
+    assert jvp_of_jvp.item() == pytest.approx(np.exp(0.7), rel=1e-12)
+
+
+# -- dtype promotion follows torch.result_type ------------------------------------------------------------------
+_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}
+
+
+@pytest.mark.skipif(torch is None, reason=TORCH_MISSING)
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "truediv", "pow", "maximum", "minimum"])
+@pytest.mark.parametrize(
+    "left, right",
+    [
+        ("float32", "float64"),
+        ("int64", "float32"),
+        ("int64", "int64"),
+        ("bool", "int64"),
+        ("float32", 2.5),
+        ("int64", 2.5),
+        ("int64", 2),
+        ("bool", 2.5),
+        ("float32", "0d-float64"),
+        ("int64", "0d-float64"),
+        ("float32", np.float64(2.0)),
+    ],
+)
+def test_binary_dtype_promotion_matches_torch(op, left, right):
+    import operator as operators
+
+    def make(spec, lib):
+        if not isinstance(spec, str):
+            return spec
+        zero_d = spec.startswith("0d-")
+        name = spec.removeprefix("0d-")
+        value = np.array(2 if zero_d else [1, 2]).astype(_DTYPES[name])
+        return cr.tensor(value) if lib is cr else torch.tensor(value)
+
+    if op in ("maximum", "minimum"):
+        if not isinstance(right, str):
+            pytest.skip("torch.maximum takes tensors only")
+        ours, theirs = getattr(cr, op), getattr(torch, op)
+    else:
+        ours = theirs = getattr(operators, op)
+    try:
+        expected = theirs(make(left, torch), make(right, torch)).dtype
+    except RuntimeError:
+        pytest.skip("PyTorch refuses this combination (e.g. bool - int)")
+    got = ours(make(left, cr), make(right, cr)).dtype
+    assert str(got) == str(expected).removeprefix("torch.")

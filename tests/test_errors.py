@@ -15,7 +15,11 @@ import chainrule as cr
         (lambda: cr.ones(3) + cr.ones(4), cr.ShapeError, r"add: shapes \(3,\) and \(4,\) cannot be broadcast"),
         (lambda: cr.ones(2, 3) * cr.ones(3, 2), cr.ShapeError, r"mul: shapes \(2, 3\) and \(3, 2\)"),
         (lambda: cr.maximum(cr.ones(2), cr.ones(5)), cr.ShapeError, r"maximum: shapes \(2,\) and \(5,\)"),
-        (lambda: cr.where(cr.ones(2), cr.ones(2), 0.0), cr.ShapeError, "where: the condition must be boolean"),
+        (
+            lambda: cr.where(cr.ones(2), cr.ones(2), 0.0),
+            cr.DTypeError,
+            "where: the condition must be boolean, got dtype float32",
+        ),
         # matmul
         (
             lambda: cr.ones(64, 1568) @ cr.ones(6272, 10),
@@ -119,3 +123,15 @@ def test_stable_functions_are_finite_at_plus_minus_1e4_in_float32():
     np.testing.assert_allclose(cr.sigmoid(x).data, [0, 1.9287e-22, 0.5, 1, 1], rtol=1e-4)
     np.testing.assert_allclose(cr.softplus(x).data, [0, 1.9287e-22, np.log(2), 50, 1e4], rtol=1e-4)
     assert cr.logsumexp(x).item() == pytest.approx(1e4)
+
+
+def test_argument_error_is_both_value_and_type_error():
+    assert issubclass(cr.ArgumentError, cr.ChainruleError)
+    assert issubclass(cr.ArgumentError, ValueError) and issubclass(cr.ArgumentError, TypeError)
+    assert cr.errors.ArgumentError is cr.ArgumentError and "ArgumentError" in cr.errors.__all__
+
+
+@pytest.mark.parametrize("name", ["stack", "cat", "concatenate"])
+def test_stack_and_cat_refuse_a_single_tensor(name):
+    with pytest.raises(cr.ArgumentError, match="expects a sequence .* got a Tensor"):
+        getattr(cr, name)(cr.ones(2, 3))

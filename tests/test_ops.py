@@ -134,3 +134,162 @@ def test_table_covers_the_primitives(data):
     differentiable = {name for name, op in cr.ops.OPS.items() if op.differentiable}
     # sum_to, scatter_add and cast appear inside backward passes (checked by the second-order test)
     assert differentiable - reached <= {"sum_to", "scatter_add", "cast"}
+
+
+# -- products at zeros ---------------------------------------------------------------------------------------
+@pytest.mark.skipif(torch is None, reason=TORCH_MISSING)
+@pytest.mark.parametrize(
+    "values, axis",
+    [
+        ([2.0, 0.0, 3.0], None),
+        ([0.0, 0.0, 3.0], None),
+        ([[2.0, 0.0, 3.0], [1.0, 2.0, 4.0], [0.0, 0.0, 5.0]], 1),
+        ([[2.0, 0.0], [0.0, 3.0]], 0),
+    ],
+)
+def test_prod_gradients_at_zeros_match_torch_to_second_order(values, axis):
+    x = cr.tensor(np.array(values), requires_grad=True)
+    t = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    out = x.prod() if axis is None else x.prod(dim=axis)
+    t_out = t.prod() if axis is None else t.prod(dim=axis)
+    (g,) = autograd.grad(out.sum(), x, create_graph=True)
+    (t_g,) = torch.autograd.grad(t_out.sum(), t, create_graph=True)
+    np.testing.assert_allclose(g.data, t_g.detach().numpy())
+    (g2,) = autograd.grad((g * g).sum(), x)
+    (t_g2,) = torch.autograd.grad((t_g * t_g).sum(), t)
+    np.testing.assert_allclose(g2.data, t_g2.numpy())
+    tangent = np.arange(1.0, x.data.size + 1).reshape(x.shape)
+    _, jvp = cr.func.jvp(lambda v: v.prod() if axis is None else v.prod(dim=axis), (x.data,), (tangent,))
+    expected = (t_g.detach().numpy() * tangent).sum(axis=axis)
+    np.testing.assert_allclose(jvp.data, expected)
+
+
+# -- powers at a zero base -----------------------------------------------------------------------------------
+@pytest.mark.skipif(torch is None, reason=TORCH_MISSING)
+@pytest.mark.parametrize("base", [0.0, 2.0, -1.0])
+@pytest.mark.parametrize("exponent", [2.0, 1.0, 0.5, 0.0, -1.0])
+def test_pow_gradients_at_zero_base_match_torch(base, exponent):
+    with np.errstate(all="ignore"):
+        a = cr.tensor(np.array(base), requires_grad=True)
+        b = cr.tensor(np.array(exponent), requires_grad=True)
+        (a**b).backward()
+        scalar_base = cr.tensor(np.array(base), requires_grad=True)
+        (scalar_base**exponent).backward()
+    t_a = torch.tensor(base, dtype=torch.float64, requires_grad=True)
+    t_b = torch.tensor(exponent, dtype=torch.float64, requires_grad=True)
+    (t_a**t_b).backward()
+    np.testing.assert_allclose(a.grad.item(), t_a.grad.item())  # nan == nan, inf == inf
+    np.testing.assert_allclose(b.grad.item(), t_b.grad.item())
+    np.testing.assert_allclose(scalar_base.grad.item(), t_a.grad.item())
+
+
+def test_pow_of_integers_stays_integer():
+    assert (cr.tensor([2, 3]) ** 2).dtype == np.int64
+    assert (cr.tensor([2, 3]) ** 0.5).dtype == np.float32
+
+
+# -- max and min: NaN, ties, values only -------------------------------------------------------------------------
+@pytest.mark.skipif(torch is None, reason=TORCH_MISSING)
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_min_ties_split_evenly_like_torch_amax(name):
+    values = [[1.0, 3.0, 3.0], [2.0, 2.0, 2.0], [-1.0, 5.0, -1.0]]
+    x = cr.tensor(np.array(values), requires_grad=True)
+    out = getattr(x, name)(dim=1)
+    assert isinstance(out, cr.Tensor) and out.shape == (3,)  # values only, no (values, indices) pair
+    (out * cr.tensor(np.array([1.0, 2.0, 3.0]))).sum().backward()
+    t = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    t_out = t.amax(dim=1) if name == "max" else t.amin(dim=1)
+    (t_out * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).sum().backward()
+    np.testing.assert_allclose(out.data, t_out.detach().numpy())
+    np.testing.assert_allclose(x.grad.data, t.grad.numpy())
+
+
+@pytest.mark.skipif(torch is None, reason=TORCH_MISSING)
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_min_propagate_nan_like_torch(name):
+    values = [1.0, np.nan, 2.0, np.nan]
+    with np.errstate(invalid="ignore"):
+        x = cr.tensor(np.array(values), requires_grad=True)
+        out = getattr(x, name)()
+        out.backward()
+        pair = getattr(cr, name + "imum")(
+            cr.tensor(np.array([1.0, np.nan, 0.0])), cr.tensor(np.array([np.nan, 2.0, 0.0]))
+        )
+    t = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    getattr(t, name)().backward()  # torch.max() without dim: the NaN elements share the gradient
+    assert np.isnan(out.item())
+    np.testing.assert_allclose(x.grad.data, t.grad.numpy())
+    t_pair = getattr(torch, name + "imum")(torch.tensor([1.0, np.nan, 0.0]), torch.tensor([np.nan, 2.0, 0.0]))
+    np.testing.assert_array_equal(np.isnan(pair.data), np.isnan(t_pair.numpy()))
+
+
+@pytest.mark.skipif(torch is None, reason=TORCH_MISSING)
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+def test_elementwise_max_min_gradients_with_ties_and_nan_match_torch(name):
+    left, right = [1.0, 2.0, np.nan, 3.0], [2.0, 2.0, 1.0, np.nan]
+    with np.errstate(invalid="ignore"):
+        a = cr.tensor(np.array(left), requires_grad=True)
+        b = cr.tensor(np.array(right), requires_grad=True)
+        getattr(cr, name)(a, b).sum().backward()
+    t_a = torch.tensor(left, dtype=torch.float64, requires_grad=True)
+    t_b = torch.tensor(right, dtype=torch.float64, requires_grad=True)
+    getattr(torch, name)(t_a, t_b).sum().backward()
+    np.testing.assert_allclose(a.grad.data, t_a.grad.numpy())
+    np.testing.assert_allclose(b.grad.data, t_b.grad.numpy())
+
+
+# -- axis arguments and the dim/keepdim aliases ------------------------------------------------------------------
+REDUCTIONS = ["sum", "mean", "max", "min", "prod", "var", "std", "logsumexp"]
+
+
+@pytest.mark.parametrize("name", REDUCTIONS)
+def test_reductions_accept_integer_like_axes_and_torch_aliases(name):
+    x = cr.tensor(np.arange(1.0, 7.0).reshape(2, 3))
+    expected = getattr(x, name)(axis=1, keepdims=True)
+    for call in (
+        lambda: getattr(x, name)(axis=np.int64(1), keepdims=True),
+        lambda: getattr(x, name)(dim=1, keepdim=True),
+        lambda: getattr(cr, name)(x, dim=-1, keepdim=True),
+        lambda: getattr(x, name)(axis=(np.int32(1),), keepdim=True),
+        lambda: getattr(x, name)(axis=1, dim=1, keepdims=True),  # agreeing aliases are fine
+    ):
+        out = call()
+        assert out.shape == (2, 1)
+        np.testing.assert_allclose(out.data, expected.data)
+
+
+@pytest.mark.parametrize("name", REDUCTIONS)
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"axis": True}, cr.ArgumentError, "{name}: axis must be an integer, got the bool True"),
+        ({"axis": 1.0}, cr.ArgumentError, "{name}: axis must be an integer, got float 1.0"),
+        ({"axis": 2}, cr.ShapeError, "{name}: axis 2 is out of range for a tensor of 2 dimensions"),
+        ({"axis": -3}, cr.ShapeError, "{name}: axis -3 is out of range for a tensor of 2 dimensions"),
+        ({"axis": (1, -1)}, cr.ShapeError, r"{name}: axis \(1, -1\) repeats an axis \(tensor of 2 dimensions\)"),
+        ({"axis": 0, "dim": 1}, cr.ArgumentError, "{name}: got axis=0 and dim=1; they are aliases"),
+        ({"keepdims": True, "keepdim": False}, cr.ArgumentError, "{name}: got keepdims=True and keepdim=False"),
+    ],
+)
+def test_bad_reduction_arguments_name_the_op(name, kwargs, error, message):
+    with pytest.raises(error, match=message.format(name=name)):
+        getattr(cr.ones(2, 3), name)(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_takes_dim_alias(name):
+    x = cr.tensor(np.array([[0.0, 1.0], [2.0, 4.0]]))
+    np.testing.assert_allclose(getattr(x, name)(dim=0).data, getattr(cr, name)(x, axis=0).data)
+    np.testing.assert_allclose(getattr(x, name)().data, getattr(x, name)(axis=-1).data)
+    with pytest.raises(cr.ArgumentError, match=f"{name}: got axis=0 and dim=1"):
+        getattr(x, name)(0, dim=1)
+
+
+def test_numpy_asarray_of_a_tensor():
+    t = cr.tensor([1.0, 2.0])
+    assert np.asarray(t).dtype == np.float32 and np.shares_memory(np.asarray(t), t.data)
+    np.testing.assert_array_equal(np.asarray(t, dtype=np.float64), [1.0, 2.0])
+    assert not np.shares_memory(np.array(t, copy=True), t.data)
+    with pytest.raises(ValueError):
+        np.array(t, dtype=np.float64, copy=False)
+    np.testing.assert_array_equal(np.asarray([cr.tensor(1.0), cr.tensor(2.0)]), [1.0, 2.0])

@@ -110,3 +110,27 @@ def test_value_rejects_bad_input():
         MLP(2, [1], activation="swish")
     with pytest.raises(ValueError, match="expected 2 inputs, got 3"):
         MLP(2, [1])([1.0, 2.0, 3.0])
+
+
+def test_value_division_by_zero_is_an_argument_error():
+    with pytest.raises(cr.ArgumentError, match=r"Value.__truediv__: division by zero"):
+        Value(1.0) / 0
+    with pytest.raises(cr.ArgumentError, match=r"Value.__pow__: 0.0 \*\* -1 divides by zero"):
+        Value(0.0) ** -1
+
+
+def test_value_pow_at_zero_matches_torch_slopes():
+    for exponent, value, slope in [(0, 1.0, 0.0), (0.5, 0.0, math.inf), (1, 0.0, 1.0), (2, 0.0, 0.0), (3.0, 0.0, 0.0)]:
+        x = Value(0.0)
+        y = x**exponent
+        y.backward()
+        assert (y.data, x.grad) == (value, slope), exponent
+
+
+def test_value_pow_never_returns_nan_or_inf_silently():
+    with pytest.raises(OverflowError, match=r"Value.__pow__: 10.0 \*\* 400 overflows"):
+        Value(10.0) ** 400
+    with pytest.raises(cr.ArgumentError, match="not a real number"):
+        Value(-8.0) ** (1 / 3)
+    with pytest.raises(OverflowError, match="Value.exp"):
+        Value(1000.0).exp()

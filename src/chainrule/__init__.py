@@ -26,6 +26,7 @@ from chainrule.creation import (
     zeros_like,
 )
 from chainrule.errors import (
+    ArgumentError,
     ChainruleError,
     CheckpointError,
     DataError,
@@ -132,6 +133,7 @@ __all__ = [
     "ChainruleError",
     "ShapeError",
     "DTypeError",
+    "ArgumentError",
     "IndexingError",
     "GradientError",
     "DataError",

@@ -11,6 +11,7 @@ __all__ = [
     "ChainruleError",
     "ShapeError",
     "DTypeError",
+    "ArgumentError",
     "IndexingError",
     "GradientError",
     "DataError",
@@ -28,6 +29,12 @@ class ShapeError(ChainruleError, ValueError):
 
 class DTypeError(ChainruleError, TypeError):
     """A dtype the op cannot take, e.g. asking for the gradient of an integer tensor."""
+
+
+class ArgumentError(ChainruleError, ValueError, TypeError):
+    """An argument of the wrong kind or value, e.g. ``sum: axis must be an integer, got 1.0`` or
+    ``Value.__truediv__: division by zero``. Both a ``ValueError`` and a ``TypeError``, so either
+    ``except`` clause a caller already has keeps working."""
 
 
 class IndexingError(ChainruleError, IndexError):

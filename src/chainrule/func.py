@@ -99,6 +99,9 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..
 def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], tuple[Tensor, ...]]]:
     """Evaluate ``f(*primals)`` and return it with a function mapping a cotangent ``v`` to ``vᵀ J``.
 
+    Inside another transform (a primal already requires grad) the value and the pullback's results stay
+    in the outer graph, so ``grad(lambda x: vjp(f, x)[1](v)[0])`` is a second derivative.
+
     Examples
     --------
     >>> import chainrule as cr
@@ -107,7 +110,9 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], t
     [3.0, 30.0]
     """
     with autograd.enable_grad():
-        inputs = [_primal(p)[0] for p in primals]
+        marked = [_primal(p) for p in primals]
+        inputs = [x for x, _ in marked]
+        nested = any(inner for _, inner in marked)
         out = as_tensor(f(*inputs))
 
     def pullback(cotangent: Any) -> tuple[Tensor, ...]:
@@ -116,14 +121,19 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], t
             raise ShapeError(f"vjp: cotangent has shape {cotangent.shape} but f's output has shape {out.shape}")
         if not out.requires_grad:
             return tuple(_wrap(np.zeros_like(x.data)) for x in inputs)
-        grads = autograd.grad(out, inputs, cotangent, retain_graph=True, allow_unused=True)
+        # Inside an outer transform the pullback is recorded too, so the outer one differentiates it.
+        with autograd.enable_grad():
+            grads = autograd.grad(out, inputs, cotangent, retain_graph=True, create_graph=nested, allow_unused=True)
         return tuple(_wrap(np.zeros_like(x.data)) if g is None else g for x, g in zip(inputs, grads))
 
-    return out.detach(), pullback
+    return (out if nested else out.detach()), pullback
 
 
 def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Tensor, Tensor]:
     """Forward mode: evaluate ``f(*primals)`` and the directional derivative :math:`J t` in one sweep.
+
+    Nests with the other transforms: inside one (a primal already requires grad) the tangents are
+    computed on tensors, so ``grad`` of a ``jvp`` or ``jvp`` of a ``jvp`` gives second derivatives.
 
     Parameters
     ----------
@@ -149,20 +159,32 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     if len(primals) != len(tangents):
         raise ShapeError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     with autograd.enable_grad():
-        inputs = [_wrap(as_tensor(p).data).requires_grad_(True) for p in primals]
+        marked = [_primal(p) for p in primals]
+        inputs = [x for x, _ in marked]
+        # Inside an outer transform (a primal already requires grad) the tangents are computed on tensors,
+        # recording a graph, so the outer transform can differentiate them (grad of jvp, jvp of jvp).
+        nested = any(inner for _, inner in marked)
         seeds = {}
         for i, (x, t) in enumerate(zip(inputs, tangents)):
             t = as_tensor(t)
             if t.shape != x.shape:
                 raise ShapeError(f"jvp: tangent {i} has shape {t.shape} but primal {i} has shape {x.shape}")
-            seeds[id(x)] = t.data.astype(x.dtype, copy=False)
+            seed = t if t.dtype == x.dtype else t.to(x.dtype)
+            seeds[id(x)] = seed if nested else seed.data
         out = as_tensor(f(*inputs))
-    if not out.requires_grad:
-        return out.detach(), _wrap(np.zeros_like(out.data))
-    tangent = autograd.forward_sweep([out], seeds).get(id(out))
+        if not out.requires_grad:
+            return _result(out, nested), _wrap(np.zeros_like(out.data))
+        tangent = autograd.forward_sweep([out], seeds, create_graph=nested).get(id(out))
     if tangent is None:  # pragma: no cover - out depends on no primal
         tangent = np.zeros_like(out.data)
-    return out.detach(), _wrap(np.asarray(tangent))
+    if isinstance(tangent, Tensor):
+        return _result(out, nested), tangent
+    return _result(out, nested), _wrap(np.asarray(tangent))
+
+
+def _result(out: Tensor, nested: bool) -> Tensor:
+    """A transform's value: part of the outer graph when nested, else a plain tensor."""
+    return out if nested else out.detach()
 
 
 def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto") -> Callable[..., Tensor]:

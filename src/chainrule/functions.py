@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.errors import ShapeError
+from chainrule.errors import ArgumentError, DTypeError, ShapeError
 from chainrule.ops import OPS, normalize_axis
 from chainrule.tensor import Tensor, _to_array, _wrap, apply
 
@@ -209,10 +209,25 @@ def minimum(a: Any, b: Any) -> Tensor:
 
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
-    """``a`` where ``condition`` is true, else ``b`` (broadcast together); no gradient to the condition."""
+    """``a`` where ``condition`` is true, else ``b`` (broadcast together); no gradient to the condition.
+
+    :math:`y_i = a_i` if :math:`c_i` else :math:`b_i`; shape: the broadcast of the three shapes.
+
+    Raises
+    ------
+    DTypeError
+        If ``condition`` is not boolean (``where: the condition must be boolean, got dtype float32``).
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> x = cr.tensor([-1.0, 2.0])
+    >>> cr.where(x > 0, x, 0.0).tolist()
+    [0.0, 2.0]
+    """
     cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
     if cond.dtype != np.bool_:
-        raise ShapeError(f"where: the condition must be boolean, got {cond.dtype}")
+        raise DTypeError(f"where: the condition must be boolean, got dtype {cond.dtype}; compare first, e.g. x > 0")
     return apply(OPS["where"], cond, _arg(a), _arg(b))
 
 
@@ -238,109 +253,292 @@ def _arg(value: Any) -> Any:
 
 
 # -- reductions --------------------------------------------------------------------------------------
-def _axis(axis: Any) -> Any:
-    if axis is None or isinstance(axis, int):
-        return axis
-    return tuple(int(a) for a in axis)
+# Every reduction takes NumPy's ``axis=``/``keepdims=`` and PyTorch's ``dim=``/``keepdim=`` spellings.
+def _reduction(
+    op: str, x: Tensor, axis: Any, keepdims: Any, dim: Any = None, keepdim: Any = None
+) -> tuple[tuple[int, ...] | None, bool]:
+    """Resolve the axis and keepdims of reduction ``op`` on ``x``: ``(None or sorted axes, keepdims)``."""
+    if dim is not None:
+        if axis is not None and _axis_key(axis) != _axis_key(dim):
+            raise ArgumentError(f"{op}: got axis={axis!r} and dim={dim!r}; they are aliases, pass one")
+        axis = dim
+    if keepdim is not None:
+        if keepdims is not None and bool(keepdims) != bool(keepdim):
+            raise ArgumentError(f"{op}: got keepdims={keepdims!r} and keepdim={keepdim!r}; they are aliases, pass one")
+        keepdims = keepdim
+    if keepdims is not None and not isinstance(keepdims, (bool, np.bool_)):
+        raise ArgumentError(f"{op}: keepdims must be True or False, got {keepdims!r}")
+    axes = None if axis is None else normalize_axis(axis, x.ndim, op)
+    return axes, bool(keepdims)
 
 
-def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
-    """Sum over ``axis`` (all axes by default)."""
+def _axis_key(axis: Any) -> Any:
+    """A comparable form of an axis argument (``1`` and ``(1,)`` agree)."""
+    return tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+
+
+def _one_axis(op: str, x: Tensor, axis: Any, dim: Any, default: int = -1) -> int:
+    """The single axis of ``softmax``-like ops: ``axis`` or its alias ``dim`` (``default`` when neither)."""
+    axes, _ = _reduction(op, x, axis, None, dim)
+    if axes is None:
+        axes = normalize_axis(default, x.ndim, op)
+    if len(axes) != 1:
+        raise ArgumentError(f"{op}: takes one axis, got {axis if dim is None else dim!r}")
+    return axes[0]
+
+
+def sum(
+    x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
+) -> Tensor:
+    """Sum over ``axis`` (all axes by default): :math:`y = \\sum_{i \\in \\text{axis}} x_i`.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        Input of any shape.
+    axis : int or sequence of int, optional
+        Axes to reduce (any integer-like, negative counts from the end); ``dim`` is an alias.
+    keepdims : bool
+        Keep reduced axes with size 1; ``keepdim`` is an alias.
+
+    Returns
+    -------
+    Tensor
+        ``x.shape`` without the reduced axes (or with size 1 there when ``keepdims``).
+
+    Raises
+    ------
+    ShapeError
+        For an axis out of range or repeated; ``ArgumentError`` for a non-integer axis or conflicting aliases.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.sum(cr.tensor([[1.0, 2.0], [3.0, 4.0]]), dim=0).tolist()
+    [4.0, 6.0]
+    """
     x = as_tensor(x)
-    normalize_axis(_axis(axis), x.ndim)
-    return apply(OPS["sum"], x, axis=_axis(axis), keepdims=keepdims)
+    axes, keep = _reduction("sum", x, axis, keepdims, dim, keepdim)
+    return apply(OPS["sum"], x, axis=axes, keepdims=keep)
 
 
 def _count(x: Tensor, axis: Any) -> int:
     return int(np.prod([x.shape[a] for a in normalize_axis(axis, x.ndim)], dtype=np.int64))
 
 
-def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
-    """Arithmetic mean over ``axis``: ``sum / count`` (composed)."""
+def mean(
+    x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
+) -> Tensor:
+    """Arithmetic mean over ``axis``: ``sum / count`` (composed). Integers are averaged as float32.
+
+    Takes ``axis``/``keepdims`` or their aliases ``dim``/``keepdim``, as :func:`sum`.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.mean(cr.tensor([[1.0, 2.0], [3.0, 4.0]]), axis=1, keepdims=True).tolist()
+    [[1.5], [3.5]]
+    """
     x = as_tensor(x)
-    count = _count(x, _axis(axis))
+    axes, keep = _reduction("mean", x, axis, keepdims, dim, keepdim)
+    count = _count(x, axes)
     if count == 0:
         raise ShapeError(f"mean: cannot average over an empty axis of a tensor of shape {x.shape}")
     if x.dtype.kind != "f":
         x = x.to(np.float32)
-    return sum(x, axis, keepdims) * (1.0 / count)
+    return sum(x, axes, keep) * (1.0 / count)
 
 
-def var(x: Any, axis: Any = None, keepdims: bool = False, *, correction: int = 1) -> Tensor:
+def var(
+    x: Any,
+    axis: Any = None,
+    keepdims: bool | None = None,
+    *,
+    correction: int = 1,
+    dim: Any = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     """Variance :math:`\\frac{1}{N - c}\\sum (x - \\bar x)^2` over ``axis`` (composed).
 
     ``correction=1`` (PyTorch's default) gives the unbiased estimate, ``correction=0`` the population variance.
+    Takes ``axis``/``keepdims`` or their aliases ``dim``/``keepdim``, as :func:`sum`.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.var(cr.tensor([1.0, 2.0, 3.0, 4.0]), dim=0, correction=0).item()
+    1.25
     """
     x = as_tensor(x)
-    count = _count(x, _axis(axis))
+    axes, keep = _reduction("var", x, axis, keepdims, dim, keepdim)
+    count = _count(x, axes)
     if count - correction <= 0:
         raise ShapeError(f"var: {count} elements with correction={correction} leave no degrees of freedom")
-    centered = x - mean(x, axis, keepdims=True)
-    return sum(centered * centered, axis, keepdims) * (1.0 / (count - correction))
+    centered = x - mean(x, axes, keepdims=True)
+    return sum(centered * centered, axes, keep) * (1.0 / (count - correction))
 
 
-def std(x: Any, axis: Any = None, keepdims: bool = False, *, correction: int = 1) -> Tensor:
-    """Standard deviation: the square root of :func:`var`."""
-    return sqrt(var(x, axis, keepdims, correction=correction))
+def std(
+    x: Any,
+    axis: Any = None,
+    keepdims: bool | None = None,
+    *,
+    correction: int = 1,
+    dim: Any = None,
+    keepdim: bool | None = None,
+) -> Tensor:
+    """Standard deviation: the square root of :func:`var` (same arguments).
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.std(cr.tensor([1.0, 3.0]), dim=0).item()
+    1.4142135381698608
+    """
+    x = as_tensor(x)
+    axes, keep = _reduction("std", x, axis, keepdims, dim, keepdim)
+    return sqrt(var(x, axes, keep, correction=correction))
 
 
-def max(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
-    """Largest element over ``axis``; tied maxima share the gradient equally."""
-    return apply(OPS["max"], as_tensor(x), axis=_axis(axis), keepdims=keepdims)
+def max(
+    x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
+) -> Tensor:
+    """Largest element over ``axis`` (PyTorch's ``amax``): values only, never an ``(values, indices)`` pair.
+
+    :math:`y = \\max_{i \\in \\text{axis}} x_i`. NaN propagates: a group holding a NaN has the maximum
+    NaN. Gradient: split evenly among the elements equal to the maximum (as ``torch.amax``); in a group
+    whose maximum is NaN it is split among the NaN elements (as ``torch.max()`` without ``dim``).
+    Takes ``axis``/``keepdims`` or their aliases ``dim``/``keepdim``; use :func:`argmax` for indices.
+
+    Shape: ``x.shape`` without the reduced axes (size 1 there with ``keepdims``).
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> x = cr.tensor([[1.0, 3.0, 3.0]], requires_grad=True)
+    >>> x.max(dim=1).sum().backward()
+    >>> x.grad.tolist()
+    [[0.0, 0.5, 0.5]]
+    """
+    x = as_tensor(x)
+    axes, keep = _reduction("max", x, axis, keepdims, dim, keepdim)
+    return apply(OPS["max"], x, axis=axes, keepdims=keep)
 
 
-def min(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
-    """Smallest element over ``axis``; tied minima share the gradient equally."""
-    return apply(OPS["min"], as_tensor(x), axis=_axis(axis), keepdims=keepdims)
+def min(
+    x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
+) -> Tensor:
+    """Smallest element over ``axis`` (PyTorch's ``amin``): values only; NaN and ties as in :func:`max`.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.min(cr.tensor([[4.0, 2.0], [1.0, 5.0]]), dim=1).tolist()
+    [2.0, 1.0]
+    """
+    x = as_tensor(x)
+    axes, keep = _reduction("min", x, axis, keepdims, dim, keepdim)
+    return apply(OPS["min"], x, axis=axes, keepdims=keep)
 
 
-def prod(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
-    """Product over ``axis``; the gradient of each element is the product of the others."""
-    return apply(OPS["prod"], as_tensor(x), axis=_axis(axis), keepdims=keepdims)
+def prod(
+    x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
+) -> Tensor:
+    """Product over ``axis``: :math:`y = \\prod_i x_i`, with :math:`\\partial y/\\partial x_i = \\prod_{j \\ne i} x_j`.
+
+    The gradient is exact at zeros too: with one zero only that element gets a nonzero gradient (the
+    product of the others), with two or more every gradient is 0; second derivatives are exact as well.
+    Takes ``axis``/``keepdims`` or their aliases ``dim``/``keepdim``.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> x = cr.tensor([2.0, 0.0, 3.0], requires_grad=True)
+    >>> x.prod().backward()
+    >>> x.grad.tolist()
+    [0.0, 6.0, 0.0]
+    """
+    x = as_tensor(x)
+    axes, keep = _reduction("prod", x, axis, keepdims, dim, keepdim)
+    return apply(OPS["prod"], x, axis=axes, keepdims=keep)
 
 
-def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
-    """:math:`\\log\\sum e^{x}` over ``axis``, finite for any finite input."""
-    return apply(OPS["logsumexp"], as_tensor(x), axis=_axis(axis), keepdims=keepdims)
+def logsumexp(
+    x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
+) -> Tensor:
+    """:math:`\\log\\sum e^{x}` over ``axis``, finite for any finite input (``dim``/``keepdim`` accepted).
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> round(cr.logsumexp(cr.tensor([0.0, 0.0]), dim=0).item(), 6)
+    0.693147
+    """
+    x = as_tensor(x)
+    axes, keep = _reduction("logsumexp", x, axis, keepdims, dim, keepdim)
+    return apply(OPS["logsumexp"], x, axis=axes, keepdims=keep)
 
 
-def softmax(x: Any, axis: int = -1) -> Tensor:
-    """:math:`e^{x_i}/\\sum_j e^{x_j}` along ``axis``.
+def softmax(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    """:math:`e^{x_i}/\\sum_j e^{x_j}` along ``axis`` (default -1; ``dim`` is an alias). Same shape as ``x``.
 
     Examples
     --------
     >>> import chainrule as cr
     >>> cr.softmax(cr.tensor([0.0, 0.0])).tolist()
     [0.5, 0.5]
+    >>> cr.softmax(cr.zeros(2, 2), dim=0).tolist()
+    [[0.5, 0.5], [0.5, 0.5]]
     """
     x = as_tensor(x)
-    normalize_axis(axis, x.ndim)
-    return apply(OPS["softmax"], x, axis=axis)
+    return apply(OPS["softmax"], x, axis=_one_axis("softmax", x, axis, dim))
 
 
-def log_softmax(x: Any, axis: int = -1) -> Tensor:
-    """:math:`x_i - \\log\\sum_j e^{x_j}` along ``axis``, finite for any finite input."""
+def log_softmax(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    """:math:`x_i - \\log\\sum_j e^{x_j}` along ``axis`` (default -1; ``dim`` is an alias), finite for finite input.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> round(cr.log_softmax(cr.tensor([0.0, 0.0]), dim=-1)[0].item(), 6)
+    -0.693147
+    """
     x = as_tensor(x)
-    normalize_axis(axis, x.ndim)
-    return apply(OPS["log_softmax"], x, axis=axis)
+    return apply(OPS["log_softmax"], x, axis=_one_axis("log_softmax", x, axis, dim))
 
 
-def argmax(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
+def argmax(
+    x: Any,
+    axis: int | None = None,
+    keepdims: bool | None = None,
+    *,
+    dim: int | None = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     """Index of the largest element (of the flattened tensor when ``axis`` is None); no gradient."""
-    x = as_tensor(x)
-    if x.data.size == 0:
-        raise ShapeError(f"argmax: cannot take the argmax of an empty tensor of shape {x.shape}")
-    normalize_axis(axis, x.ndim)
-    return _wrap(np.asarray(np.argmax(x.data, axis=axis, keepdims=keepdims), dtype=np.int64))
+    return _arg_extremum("argmax", np.argmax, x, axis, keepdims, dim, keepdim)
 
 
-def argmin(x: Any, axis: int | None = None, keepdims: bool = False) -> Tensor:
+def argmin(
+    x: Any,
+    axis: int | None = None,
+    keepdims: bool | None = None,
+    *,
+    dim: int | None = None,
+    keepdim: bool | None = None,
+) -> Tensor:
     """Index of the smallest element (of the flattened tensor when ``axis`` is None); no gradient."""
+    return _arg_extremum("argmin", np.argmin, x, axis, keepdims, dim, keepdim)
+
+
+def _arg_extremum(op: str, find: Any, x: Any, axis: Any, keepdims: Any, dim: Any, keepdim: Any) -> Tensor:
     x = as_tensor(x)
     if x.data.size == 0:
-        raise ShapeError(f"argmin: cannot take the argmin of an empty tensor of shape {x.shape}")
-    normalize_axis(axis, x.ndim)
-    return _wrap(np.asarray(np.argmin(x.data, axis=axis, keepdims=keepdims), dtype=np.int64))
+        raise ShapeError(f"{op}: cannot take the {op} of an empty tensor of shape {x.shape}")
+    axes, keep = _reduction(op, x, axis, keepdims, dim, keepdim)
+    if axes is not None and len(axes) != 1:
+        raise ArgumentError(f"{op}: takes one axis, got {axis if dim is None else dim!r}")
+    return _wrap(np.asarray(find(x.data, axis=None if axes is None else axes[0], keepdims=keep), dtype=np.int64))
 
 
 # -- shape ops ---------------------------------------------------------------------------------------
@@ -417,9 +615,35 @@ def expand(x: Any, shape: Sequence[int]) -> Tensor:
     return broadcast_to(x, resolved)
 
 
+def _sequence(op: str, tensors: Any) -> list[Tensor]:
+    """The tensors of a ``cat``/``stack`` call, refusing a lone tensor (it would be split along axis 0)."""
+    if isinstance(tensors, (Tensor, np.ndarray)) or not isinstance(tensors, Sequence):
+        raise ArgumentError(
+            f"{op}: expects a sequence (list or tuple) of tensors, got a {type(tensors).__name__}; "
+            f"write {op}([a, b]) rather than {op}(a)"
+        )
+    return [as_tensor(t) for t in tensors]
+
+
 def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join tensors along an existing ``axis``; shapes must agree on every other axis."""
-    tensors = [as_tensor(t) for t in tensors]
+    """Join tensors along an existing ``axis``; shapes must agree on every other axis.
+
+    Dtypes are promoted as in PyTorch (``float32`` with ``float64`` gives ``float64``).
+
+    Parameters
+    ----------
+    tensors : list or tuple of Tensor
+        At least one; a single tensor is refused (``ArgumentError``).
+    axis : int
+        The axis to join along.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.cat([cr.ones(1, 2), cr.zeros(2, 2)]).shape
+    (3, 2)
+    """
+    tensors = _sequence("concatenate", tensors)
     if not tensors:
         raise ShapeError("concatenate: needs at least one tensor")
     ndim = tensors[0].ndim
@@ -437,8 +661,18 @@ cat = concatenate
 
 
 def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join equally shaped tensors along a new ``axis`` (composed from unsqueeze and concatenate)."""
-    tensors = [as_tensor(t) for t in tensors]
+    """Join equally shaped tensors along a new ``axis`` (composed from unsqueeze and concatenate).
+
+    Shape: ``k`` tensors of shape ``s`` give ``s`` with ``k`` inserted at ``axis``. A single tensor
+    instead of a list is refused (``ArgumentError``).
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> cr.stack([cr.ones(3), cr.zeros(3)], axis=1).shape
+    (3, 2)
+    """
+    tensors = _sequence("stack", tensors)
     if not tensors:
         raise ShapeError("stack: needs at least one tensor")
     first = tensors[0].shape

@@ -27,13 +27,14 @@ composition of these primitives in :mod:`chainrule.functions` and has no rule of
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from chainrule.errors import ShapeError
+from chainrule.errors import ArgumentError, ShapeError
 
 __all__ = ["Primitive", "Elementwise", "OPS", "numpy_namespace", "normalize_axis"]
 
@@ -47,6 +48,8 @@ class Primitive:
     differentiable: bool = True
     #: integer or boolean inputs are converted to floating point before the forward
     float_only: bool = False
+    #: inputs from this position on take part in dtype promotion (``where`` leaves its condition alone)
+    promote_from: int = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -86,19 +89,41 @@ def _plus(a: Any, b: Any) -> Any:
     return a + b
 
 
-def normalize_axis(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
-    """Return ``axis`` as a sorted tuple of non-negative axes (all axes for ``None``)."""
+def normalize_axis(axis: Any, ndim: int, op: str = "") -> tuple[int, ...]:
+    """Return ``axis`` as a sorted tuple of non-negative axes (all axes for ``None``).
+
+    Any integer-like (``int``, ``np.int64``, a one-element integer tensor) is accepted through
+    :func:`operator.index`; ``bool`` and ``float`` are not axes.
+
+    Raises
+    ------
+    ArgumentError
+        For an axis that is not an integer (or a sequence of integers).
+    ShapeError
+        For an axis out of range for ``ndim`` dimensions, or one given twice.
+
+    Examples
+    --------
+    >>> normalize_axis(-1, 3), normalize_axis((2, 0), 3), normalize_axis(None, 2)
+    ((2,), (0, 2), (0, 1))
+    """
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    prefix = f"{op}: " if op else ""
+    parts = axis if isinstance(axis, (tuple, list)) else (axis,)
     result = []
-    for a in axes:
-        a = int(a)
-        if not -ndim <= a < ndim:
-            raise ShapeError(f"axis {a} is out of range for a tensor of {ndim} dimensions")
-        result.append(a % ndim)
+    for part in parts:
+        if isinstance(part, (bool, np.bool_)):
+            raise ArgumentError(f"{prefix}axis must be an integer, got the bool {part!r}")
+        try:
+            index = operator.index(part)
+        except TypeError:
+            raise ArgumentError(f"{prefix}axis must be an integer, got {type(part).__name__} {part!r}") from None
+        if not -ndim <= index < ndim:
+            raise ShapeError(f"{prefix}axis {index} is out of range for a tensor of {ndim} dimensions")
+        result.append(index % ndim)
     if len(set(result)) != len(result):
-        raise ShapeError(f"axis {axis} repeats an axis")
+        raise ShapeError(f"{prefix}axis {tuple(parts)} repeats an axis (tensor of {ndim} dimensions)")
     return tuple(sorted(result))
 
 
@@ -187,27 +212,47 @@ class Div(Primitive):
 
 
 class Pow(Primitive):
-    """``a ** b``; the exponent's gradient ``out * log(a)`` is only formed when it is needed."""
+    """``a ** b``. Integers stay integers (``int64 ** 2`` is int64, as in PyTorch).
+
+    Gradients, as PyTorch defines them where the formulas meet ``0 * inf``:
+    :math:`\\partial/\\partial a = b\\,a^{b-1}`, taken as 0 wherever ``b == 0`` (so ``0 ** 0`` has slope 0);
+    :math:`\\partial/\\partial b = a^b \\log a`, taken as 0 wherever ``a == 0`` and ``b >= 0``.
+    ``0 ** 0.5`` has slope inf and ``0 ** -1`` slope -inf, as in PyTorch. The exponent's gradient is only
+    formed when it is needed.
+    """
 
     name = "pow"
-    float_only = True
 
     @staticmethod
     def forward(a, b):
         return np.power(a, b)
 
     @staticmethod
+    def _grad_base(xp, scale, a, b):
+        if isinstance(b, (int, float)):  # a Python exponent: decide in Python, no mask
+            return scale * 0.0 if b == 0 else scale * b * a ** (b - 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return xp.where(_raw(b) == 0, 0.0, scale * b * a ** (b - 1))
+
+    @staticmethod
+    def _grad_exponent(xp, scale, out, a, b):
+        at_zero = (_raw(a) == 0) & (_raw(b) >= 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            grad = scale * out * xp.log(a)
+        return xp.where(at_zero, 0.0, grad) if np.any(at_zero) else grad
+
+    @staticmethod
     def vjp(xp, grad_out, needs, out, a, b):
-        grad_a = grad_out * b * a ** (b - 1) if needs[0] else None
-        grad_b = grad_out * out * xp.log(a) if needs[1] else None
+        grad_a = Pow._grad_base(xp, grad_out, a, b) if needs[0] else None
+        grad_b = Pow._grad_exponent(xp, grad_out, out, a, b) if needs[1] else None
         return grad_a, grad_b
 
     @staticmethod
     def jvp(xp, tangents, out, a, b):
         ta, tb = tangents
         return _plus(
-            None if ta is None else ta * b * a ** (b - 1),
-            None if tb is None else tb * out * xp.log(a),
+            None if ta is None else Pow._grad_base(xp, ta, a, b),
+            None if tb is None else Pow._grad_exponent(xp, tb, out, a, b),
         )
 
 
@@ -225,7 +270,7 @@ class Neg(Elementwise):
 
 
 class Maximum(Primitive):
-    """Elementwise maximum; at ties the gradient is split evenly between the two inputs."""
+    """Elementwise maximum (NaN propagates); at ties the gradient is split evenly between the two inputs."""
 
     name = "maximum"
 
@@ -235,7 +280,7 @@ class Maximum(Primitive):
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, a, b):
-        return _select_vjp(xp, grad_out, needs, a, b, a > b)
+        return _select_vjp(xp, grad_out, needs, a, b, _raw(a) < _raw(b), _raw(a) > _raw(b))
 
     @staticmethod
     def jvp(xp, tangents, out, a, b):
@@ -243,7 +288,7 @@ class Maximum(Primitive):
 
 
 class Minimum(Primitive):
-    """Elementwise minimum; at ties the gradient is split evenly between the two inputs."""
+    """Elementwise minimum (NaN propagates); at ties the gradient is split evenly between the two inputs."""
 
     name = "minimum"
 
@@ -253,18 +298,20 @@ class Minimum(Primitive):
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, a, b):
-        return _select_vjp(xp, grad_out, needs, a, b, a < b)
+        return _select_vjp(xp, grad_out, needs, a, b, _raw(a) > _raw(b), _raw(a) < _raw(b))
 
     @staticmethod
     def jvp(xp, tangents, out, a, b):
         return _select_jvp(xp, tangents, a, b, a < b)
 
 
-def _select_vjp(xp, grad_out, needs, a, b, a_wins):
-    ties = a == b
+def _select_vjp(xp, grad_out, needs, a, b, a_loses, b_loses):
+    """Gradient of an elementwise max/min: the winner takes ``grad_out``, a tie splits it in half, and
+    where a NaN is involved neither input loses, so both get it (PyTorch's rule)."""
+    ties = _raw(a) == _raw(b)
     half = grad_out * 0.5
-    grad_a = xp.where(a_wins, grad_out, xp.where(ties, half, 0.0)) if needs[0] else None
-    grad_b = xp.where(a_wins, 0.0, xp.where(ties, half, grad_out)) if needs[1] else None
+    grad_a = xp.where(a_loses, 0.0, xp.where(ties, half, grad_out)) if needs[0] else None
+    grad_b = xp.where(b_loses, 0.0, xp.where(ties, half, grad_out)) if needs[1] else None
     return grad_a, grad_b
 
 
@@ -277,6 +324,7 @@ class Where(Primitive):
     """``where(condition, a, b)``: ``a`` where the (boolean, constant) condition holds, else ``b``."""
 
     name = "where"
+    promote_from = 1
 
     @staticmethod
     def forward(condition, a, b):
@@ -595,15 +643,22 @@ class Sum(Primitive):
 
 
 class _Extremum(Primitive):
-    """max/min over axes; ties share the gradient evenly (the subgradient PyTorch's ``amax`` uses)."""
+    """max/min over axes; ties share the gradient evenly (the subgradient PyTorch's ``amax`` uses).
+
+    A group whose result is NaN shares the gradient among its NaN elements (as ``torch.max()``), rather
+    than making every gradient of the group NaN.
+    """
 
     float_only = False
 
     @staticmethod
     def _winners(xp, out, x, axis, keepdims):
-        wins = x == _as_kept(xp, out, x.shape, axis, keepdims)
-        count = xp.sum(wins, axis=axis, keepdims=True)
-        return wins, count
+        # Constants of the rule (no gradient flows through a comparison), so computed on the raw arrays.
+        values, result = _raw(x), _raw(out)
+        result = result if keepdims else result.reshape(_keepdims_shape(values.shape, axis))
+        wins = (values == result) | (np.isnan(values) & np.isnan(result))
+        count = np.sum(wins, axis=axis, keepdims=True)
+        return wins, count.astype(values.dtype)
 
     @classmethod
     def vjp(cls, xp, grad_out, needs, out, x, *, axis=None, keepdims=False):
@@ -638,7 +693,12 @@ class Min(_Extremum):
 
 
 class Prod(Primitive):
-    """Product over axes. The gradient is the product of the other elements, exact at zeros too."""
+    """Product over axes. The gradient is the product of the other elements, exact at zeros too.
+
+    Without zeros it is ``out / x``. With zeros the product of the others is formed directly: by
+    exclusive cumulative products on NumPy arrays, and, when the rule runs on tensors (``create_graph``),
+    by a differentiable composition, so second derivatives at zeros are exact too.
+    """
 
     name = "prod"
 
@@ -649,37 +709,44 @@ class Prod(Primitive):
     @staticmethod
     def vjp(xp, grad_out, needs, out, x, *, axis=None, keepdims=False):
         kept_grad = _as_kept(xp, grad_out, x.shape, axis, keepdims)
-        data = _raw(x)
-        if np.all(data != 0):
+        if np.all(_raw(x) != 0):
             return (kept_grad * _as_kept(xp, out, x.shape, axis, keepdims) / x,)
-        # With zeros, out / x is undefined: use the exclusive product (a constant: no second order there).
-        return (kept_grad * _product_of_others(data, axis),)
+        return (kept_grad * _product_of_others(xp, x, axis),)
 
     @staticmethod
     def jvp(xp, tangents, out, x, *, axis=None, keepdims=False):
-        data = _raw(x)
-        if np.all(data != 0):
+        if np.all(_raw(x) != 0):
             return xp.sum(tangents[0] * _as_kept(xp, out, x.shape, axis, keepdims) / x, axis=axis, keepdims=keepdims)
-        others = _product_of_others(data, axis)
-        return xp.sum(tangents[0] * others, axis=axis, keepdims=keepdims)
+        return xp.sum(tangents[0] * _product_of_others(xp, x, axis), axis=axis, keepdims=keepdims)
 
 
-def _raw(x: Any) -> np.ndarray:
-    """The NumPy array behind ``x`` (an array already, or a tensor in a create_graph rule)."""
-    return x if isinstance(x, np.ndarray) else np.asarray(x.data)
+def _raw(x: Any) -> Any:
+    """The NumPy value behind ``x`` (an array or number already, or a tensor in a create_graph rule)."""
+    return x if isinstance(x, (np.ndarray, int, float)) else np.asarray(x.data)
 
 
-def _product_of_others(x: np.ndarray, axis: Any) -> np.ndarray:
-    """For each element, the product of the other elements of its reduction group."""
+def _product_of_others(xp: Any, x: Any, axis: Any) -> Any:
+    """For each element, the product of the other elements of its reduction group (same shape as ``x``)."""
     axes = normalize_axis(axis, x.ndim)
     kept = [i for i in range(x.ndim) if i not in axes]
-    moved = np.transpose(x, kept + list(axes))
-    flat = moved.reshape(moved.shape[: len(kept)] + (-1,))
-    ones = np.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
-    before = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
-    after = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
-    others = (before * after).reshape(moved.shape)
-    return np.transpose(others, np.argsort(kept + list(axes)))
+    order = tuple(kept + list(axes))
+    back = tuple(np.argsort(order).tolist())
+    if isinstance(x, np.ndarray):
+        moved = np.transpose(x, order)
+        flat = moved.reshape(moved.shape[: len(kept)] + (-1,))
+        ones = np.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+        before = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+        after = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+        return np.transpose((before * after).reshape(moved.shape), back)
+    # On tensors: row i of an (n, n) matrix is the group with element i replaced by 1; its product is
+    # the product of the others, and differentiable (n² memory, only when differentiating twice).
+    moved = xp.permute(x, axes=order)
+    group_shape = tuple(moved.shape[: len(kept)])
+    n = int(np.prod(moved.shape[len(kept) :], dtype=np.int64))
+    rows = xp.reshape(moved, shape=group_shape + (1, n))  # (..., 1, n)
+    rows = xp.where(np.eye(n, dtype=bool), 1.0, rows)  # (..., n, n)
+    others = xp.prod(rows, axis=(len(group_shape) + 1,))  # (..., n)
+    return xp.permute(xp.reshape(others, shape=tuple(moved.shape)), axes=back)
 
 
 class Logsumexp(Primitive):

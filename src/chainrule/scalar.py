@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chainrule import autograd
-from chainrule.errors import DTypeError, GradientError
+from chainrule.errors import ArgumentError, DTypeError, GradientError
 
 __all__ = ["Value", "Neuron", "Layer", "MLP"]
 
@@ -81,24 +81,57 @@ class Value:
         return Value(self.data * other.data, (self, other), (other.data, self.data), "*")
 
     def __pow__(self, exponent: float) -> Value:
+        """``self ** exponent`` for a constant exponent; local derivative :math:`n x^{n-1}`.
+
+        Float semantics where they are defined, PyTorch's slopes at 0: ``0 ** 0`` is 1 with slope 0,
+        ``0 ** 0.5`` is 0 with slope inf. Undefined or unrepresentable results raise instead of turning
+        into NaN or inf silently.
+
+        Raises
+        ------
+        ArgumentError
+            For ``0 ** negative`` (division by zero) and a negative base with a fractional exponent
+            (not a real number); ``DTypeError`` for an exponent that is not an int or float.
+        OverflowError
+            When the result does not fit a float.
+
+        Examples
+        --------
+        >>> from chainrule import Value
+        >>> x = Value(3.0)
+        >>> y = x ** 2
+        >>> y.backward()
+        >>> y.data, x.grad
+        (9.0, 6.0)
+        """
         if not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
             raise DTypeError(f"Value.__pow__: the exponent must be an int or float, got {type(exponent).__name__}")
+        if self.data == 0 and exponent < 0:
+            raise ArgumentError(f"Value.__pow__: {self.data} ** {exponent} divides by zero")
         try:
             out = self.data**exponent
-            local = exponent * self.data ** (exponent - 1)
-        except ZeroDivisionError:
-            raise ZeroDivisionError(f"Value.__pow__: 0 ** {exponent} is undefined") from None
-        if isinstance(out, complex):
-            raise ValueError(f"Value.__pow__: {self.data} ** {exponent} is not a real number")
+            if exponent == 0:
+                local = 0.0
+            elif self.data == 0 and exponent < 1:
+                local = math.inf  # the slope of x ** p at 0 for 0 < p < 1, as in PyTorch
+            else:
+                local = exponent * self.data ** (exponent - 1)
+        except OverflowError:
+            raise OverflowError(f"Value.__pow__: {self.data} ** {exponent} overflows a float") from None
+        if isinstance(out, complex) or isinstance(local, complex):
+            raise ArgumentError(f"Value.__pow__: {self.data} ** {exponent} is not a real number")
         return Value(out, (self,), (local,), f"**{exponent}")
 
     def exp(self) -> Value:
-        out = math.exp(self.data)
+        try:
+            out = math.exp(self.data)
+        except OverflowError:
+            raise OverflowError(f"Value.exp: exp({self.data}) overflows a float") from None
         return Value(out, (self,), (out,), "exp")
 
     def log(self) -> Value:
         if self.data <= 0:
-            raise ValueError(f"Value.log: log of {self.data} is undefined (needs a positive number)")
+            raise ArgumentError(f"Value.log: log of {self.data} is undefined (needs a positive number)")
         return Value(math.log(self.data), (self,), (1.0 / self.data,), "log")
 
     def tanh(self) -> Value:
@@ -123,7 +156,7 @@ class Value:
     def __truediv__(self, other: Any) -> Value:
         other = _value(other)
         if other.data == 0:
-            raise ZeroDivisionError("Value.__truediv__: division by zero")
+            raise ArgumentError(f"Value.__truediv__: division by zero ({self.data} / 0)")
         return self * other**-1
 
     def __radd__(self, other: Any) -> Value:

@@ -98,29 +98,57 @@ class _FreedNode:
         self.op = op
 
 
-def _promote(op: type[Primitive], arrays: list) -> list:
-    """Integer inputs meeting a float (or a float-only op) become float, never widening a float tensor.
+_CATEGORY = {"b": 0, "i": 1, "u": 1, "f": 2}
+_SCALAR_DEFAULT = (bool_, int64, float32)  # what a Python bool, int or float becomes when it decides the dtype
 
-    NumPy would turn ``int64 * float32`` into float64; like PyTorch we keep the float tensor's dtype.
+
+def _promote_pair(a: np.dtype, b: np.dtype) -> np.dtype:
+    """PyTorch's ``promote_types``: the higher category wins outright (``int64 ⊕ float32`` is float32)."""
+    if a == b:
+        return a
+    category_a, category_b = _CATEGORY[a.kind], _CATEGORY[b.kind]
+    if category_a != category_b:
+        return a if category_a > category_b else b
+    return np.promote_types(a, b)
+
+
+def _promote(op: type[Primitive], arrays: list) -> list:
+    """Cast the inputs of ``op`` to one dtype, by PyTorch's rules (``torch.result_type``).
+
+    Three tiers, strongest first: tensors with dimensions, 0-d tensors, Python numbers. A weaker tier
+    decides the dtype only when its category (bool < integer < float) is higher: ``float32 ⊕ float64`` is
+    float64, ``float32 ⊕ 0-d float64`` stays float32, ``int64 ⊕ 2.5`` is float32 (the default float),
+    ``int64 ⊕ int64`` stays int64. A float-only op (``div``, ``exp`` …) turns an integer result into float32.
+    Inputs before ``op.promote_from`` (``where``'s condition) are left alone.
     """
-    float_dtype = None
-    has_int = False
-    for value in arrays:
+    dims = zeros = None
+    scalar_category = -1
+    for value in arrays[op.promote_from :]:
         if isinstance(value, np.ndarray):
-            kind = value.dtype.kind
-            if kind == "f":
-                float_dtype = value.dtype if float_dtype is None else np.promote_types(float_dtype, value.dtype)
-            elif kind in "iu" or (kind == "b" and op.float_only):
-                has_int = True
-        elif isinstance(value, float) and float_dtype is None:
-            float_dtype = float32
-    if not has_int or (float_dtype is None and not op.float_only):
+            if value.ndim:
+                dims = value.dtype if dims is None else _promote_pair(dims, value.dtype)
+            else:
+                zeros = value.dtype if zeros is None else _promote_pair(zeros, value.dtype)
+        elif isinstance(value, bool):
+            scalar_category = max(scalar_category, 0)
+        elif isinstance(value, int):
+            scalar_category = max(scalar_category, 1)
+        elif isinstance(value, float):
+            scalar_category = 2
+    target = dims
+    if zeros is not None and (target is None or _CATEGORY[zeros.kind] > _CATEGORY[target.kind]):
+        target = zeros
+    if target is None:
         return arrays
-    target = float32 if float_dtype is None else float_dtype
-    cast_kinds = _INT_KINDS if op.float_only else "iu"
+    if scalar_category > _CATEGORY[target.kind]:
+        target = _SCALAR_DEFAULT[scalar_category]
+    if op.float_only and target.kind != "f":
+        target = float32
     return [
-        value.astype(target) if isinstance(value, np.ndarray) and value.dtype.kind in cast_kinds else value
-        for value in arrays
+        value.astype(target)
+        if index >= op.promote_from and isinstance(value, np.ndarray) and value.dtype != target
+        else value
+        for index, value in enumerate(arrays)
     ]
 
 
@@ -156,7 +184,8 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
     Tensor
         The result; it requires grad when grad mode is on and any input tensor does.
     """
-    arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+    # NumPy scalars count as Python numbers (PyTorch's rule), so np.float64(2) never upcasts a float32 tensor.
+    arrays = [a.data if isinstance(a, Tensor) else a.item() if isinstance(a, np.generic) else a for a in args]
     if op.float_only or len(arrays) > 1:
         arrays = _promote(op, arrays)
     try:
@@ -170,7 +199,8 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
     out = Tensor.__new__(Tensor)
     out.data = data
     out.grad = None
-    if _GradMode.enabled and op.differentiable:
+    # Only a floating-point result can carry a gradient: casting to int64 or bool ends the graph.
+    if _GradMode.enabled and op.differentiable and data.dtype.kind == "f":
         parents = tuple(a for a in args if isinstance(a, Tensor) and a.requires_grad)
         if parents:
             out.requires_grad = True
@@ -323,6 +353,30 @@ class Tensor:
             raise ShapeError(f"item: only a one-element tensor has an item, this one has shape {self.data.shape}")
         return self.data.reshape(()).item()
 
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """The values as an array, so that ``np.asarray(t)`` works (NumPy 2's protocol).
+
+        Parameters
+        ----------
+        dtype : dtype, optional
+            Convert to this dtype.
+        copy : bool, optional
+            True always copies; False never does (``ValueError`` if a dtype change needs one);
+            None copies only when converting.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import chainrule as cr
+        >>> np.asarray(cr.tensor([1.0, 2.0]), dtype=np.float64)
+        array([1., 2.])
+        """
+        if dtype is not None and np.dtype(dtype) != self.data.dtype:
+            if copy is False:
+                raise ValueError(f"__array__: converting {self.data.dtype} to {np.dtype(dtype)} needs a copy")
+            return self.data.astype(dtype)
+        return self.data.copy() if copy else self.data
+
     def numpy(self) -> np.ndarray:
         """The values as a NumPy array (shared, not copied)."""
         return self.data
@@ -340,7 +394,18 @@ class Tensor:
         return self * 1 if self.requires_grad else _wrap(self.data.copy())
 
     def to(self, dtype: Any) -> Tensor:
-        """The tensor converted to ``dtype`` (differentiable between float types)."""
+        """The tensor converted to ``dtype`` (differentiable between float types).
+
+        Converting to int64 or bool gives a constant: the result has no graph and ``requires_grad``
+        False, as in PyTorch (an integer cannot carry a gradient).
+
+        Examples
+        --------
+        >>> import chainrule as cr
+        >>> x = cr.tensor([1.7, -2.2], requires_grad=True)
+        >>> x.to(cr.int64), x.long().requires_grad, x.double().requires_grad
+        (tensor([ 1, -2]), False, True)
+        """
         dtype = as_dtype(dtype)
         return self if dtype == self.data.dtype else apply(OPS["cast"], self, dtype=dtype)
 
@@ -355,7 +420,7 @@ class Tensor:
         return self.to(float64)
 
     def long(self) -> Tensor:
-        """Converted to int64."""
+        """Converted to int64 (truncating toward zero); a constant with no graph."""
         return self.to(int64)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -452,7 +517,14 @@ class Tensor:
         return tangent
 
     def _accumulate(self, grad: Any) -> None:
+        # A leaf's .grad is its own: never an array or tensor the user passed, another leaf's gradient or
+        # a buffer of the graph, and accumulation builds a new tensor, so a .grad the user holds from an
+        # earlier backward keeps its values (optimizers and clipping may still change .grad in place).
         if isinstance(grad, Tensor):  # create_graph: keep the gradient differentiable
+            if grad._ctx is None and not grad.requires_grad:
+                grad = _wrap(grad.data.copy())
+            elif self.grad is None:
+                grad = apply(_MUL, grad, 1.0)  # a node of its own: other leaves may have received `grad` too
             self.grad = grad if self.grad is None else self.grad + grad
             return
         grad = np.asarray(grad)
@@ -463,11 +535,7 @@ class Tensor:
                 grad = grad.copy()
             self.grad = _wrap(grad)
         else:
-            held = self.grad.data
-            if held.flags.writeable and held.shape == grad.shape:
-                np.add(held, grad, out=held)
-            else:
-                self.grad = _wrap(held + grad)
+            self.grad = _wrap(self.grad.data + grad)
 
     def _release(self) -> None:
         if self._ctx is not None and type(self._ctx) is _Node:
@@ -710,41 +778,64 @@ class Tensor:
     def minimum(self, other: Any) -> Tensor:
         return _fn.minimum(self, other)
 
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _fn.sum(self, axis, keepdims)
+    # Reductions take NumPy's axis=/keepdims= or PyTorch's dim=/keepdim=; max/min return values only.
+    def sum(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None) -> Tensor:
+        return _fn.sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _fn.mean(self, axis, keepdims)
+    def mean(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None) -> Tensor:
+        return _fn.mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _fn.max(self, axis, keepdims)
+    def max(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None) -> Tensor:
+        return _fn.max(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _fn.min(self, axis, keepdims)
+    def min(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None) -> Tensor:
+        return _fn.min(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def prod(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _fn.prod(self, axis, keepdims)
+    def prod(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None) -> Tensor:
+        return _fn.prod(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def var(self, axis: Any = None, keepdims: bool = False, *, correction: int = 1) -> Tensor:
-        return _fn.var(self, axis, keepdims, correction=correction)
+    def var(
+        self,
+        axis: Any = None,
+        keepdims: bool | None = None,
+        *,
+        correction: int = 1,
+        dim: Any = None,
+        keepdim: Any = None,
+    ) -> Tensor:
+        return _fn.var(self, axis, keepdims, correction=correction, dim=dim, keepdim=keepdim)
 
-    def std(self, axis: Any = None, keepdims: bool = False, *, correction: int = 1) -> Tensor:
-        return _fn.std(self, axis, keepdims, correction=correction)
+    def std(
+        self,
+        axis: Any = None,
+        keepdims: bool | None = None,
+        *,
+        correction: int = 1,
+        dim: Any = None,
+        keepdim: Any = None,
+    ) -> Tensor:
+        return _fn.std(self, axis, keepdims, correction=correction, dim=dim, keepdim=keepdim)
 
-    def logsumexp(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _fn.logsumexp(self, axis, keepdims)
+    def logsumexp(
+        self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
+        return _fn.logsumexp(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def softmax(self, axis: int = -1) -> Tensor:
-        return _fn.softmax(self, axis)
+    def softmax(self, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+        return _fn.softmax(self, axis, dim=dim)
 
-    def log_softmax(self, axis: int = -1) -> Tensor:
-        return _fn.log_softmax(self, axis)
+    def log_softmax(self, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+        return _fn.log_softmax(self, axis, dim=dim)
 
-    def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
-        return _fn.argmax(self, axis, keepdims)
+    def argmax(
+        self, axis: int | None = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
+        return _fn.argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
-    def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
-        return _fn.argmin(self, axis, keepdims)
+    def argmin(
+        self, axis: int | None = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
+        return _fn.argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def all(self, axis: Any = None) -> Tensor:
         return _wrap(np.asarray(np.all(self.data, axis=axis)))
