@@ -23,10 +23,17 @@ def test_demo_xor_on_the_scalar_engine(capsys):
     assert "scalar engine" in capsys.readouterr().out
 
 
-def test_bad_values_exit_1_with_one_line(capsys):
-    assert main(["demo", "xor", "--steps", "0"]) == 1
+def test_bad_values_are_usage_errors(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "xor", "--steps", "0"])
+    assert info.value.code == 2
+    assert "--steps: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_errors_inside_a_command_exit_1_with_one_line(capsys):
+    assert main(["evaluate", "/nonexistent/run"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("chainrule: error: train_xor: need steps >= 1") and err.count("\n") == 1
+    assert err.startswith("chainrule: error: ") and err.count("\n") == 1
 
 
 def test_bad_usage_exits_2():

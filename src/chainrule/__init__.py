@@ -8,7 +8,7 @@ needs NumPy alone.
 
 from __future__ import annotations
 
-from chainrule import autograd, func, nn, ops, optim
+from chainrule import autograd, data, func, nn, ops, optim
 from chainrule.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from chainrule.creation import (
     arange,
@@ -122,6 +122,7 @@ __all__ = [
     "set_grad_enabled",
     "is_grad_enabled",
     "autograd",
+    "data",
     "func",
     "nn",
     "optim",

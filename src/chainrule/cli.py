@@ -7,8 +7,10 @@ Exit codes: 0 on success, 2 for bad usage (argparse), 1 for an error explained i
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from chainrule import __version__
 from chainrule.errors import ChainruleError
@@ -16,18 +18,69 @@ from chainrule.errors import ChainruleError
 __all__ = ["main"]
 
 
+# -- argument types: bad values are usage errors (exit 2) --------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _finite_float(low: float = 0.0, *, inclusive: bool = False, high: float = math.inf) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = math.isfinite(value) and (value >= low if inclusive else value > low) and value < high
+        if not ok:
+            bound = f">= {low:g}" if inclusive else f"> {low:g}"
+            upper = f" and < {high:g}" if math.isfinite(high) else ""
+            raise argparse.ArgumentTypeError(f"expected a finite number {bound}{upper}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _widths(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths like 128,64, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive widths like 128,64, got {text!r}")
+    return values
+
+
+# -- demo --------------------------------------------------------------------------------------------
 def _demo_xor(args: argparse.Namespace) -> int:
     from chainrule.demo import XOR_INPUTS, XOR_TARGETS, train_xor
 
+    plural = "step" if args.steps == 1 else "steps"
     print(
         f"Training a 2-{args.hidden}-1 tanh network on XOR ({args.engine} engine, lr={args.lr}, "
-        f"{args.steps} steps of gradient descent on the mean squared error)"
+        f"{args.steps} {plural} of gradient descent on the mean squared error)"
     )
     result = train_xor(steps=args.steps, lr=args.lr, hidden=args.hidden, seed=args.seed, engine=args.engine)
     every = max(1, args.steps // 10)
-    for step in range(0, args.steps, every):
+    shown = [*range(0, args.steps, every)]
+    if shown[-1] != args.steps - 1:
+        shown.append(args.steps - 1)
+    for step in shown:
         print(f"  step {step:5d}   loss {result.losses[step]:.6f}")
-    print(f"  step {args.steps - 1:5d}   loss {result.losses[-1]:.6f}")
     print("Predictions after training:")
     for x, target, pred in zip(XOR_INPUTS, XOR_TARGETS, result.predictions):
         print(f"  {x[0]:.0f} xor {x[1]:.0f} = {target:.0f}   network says {pred:+.4f}")
@@ -36,20 +89,138 @@ def _demo_xor(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train / evaluate / predict / datasets -----------------------------------------------------------
+def _train(args: argparse.Namespace) -> int:
+    from chainrule.train.runs import TrainConfig, train_run
+
+    config = TrainConfig(
+        data=args.data,
+        model=args.model,
+        hidden=args.hidden,
+        activation=args.activation,
+        dropout=args.dropout,
+        epochs=args.epochs,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        val_split=args.val_split,
+        patience=args.patience,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        out=args.out,
+        plots=not args.no_plots,
+    )
+    train_run(config, resume=args.resume, verbose=0 if args.quiet else 1)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from chainrule.train.runs import evaluate_run
+
+    evaluate_run(args.run_dir, data=args.data, data_dir=args.data_dir, limit=args.limit)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from chainrule.train.runs import predict_files
+
+    predict_files(args.run_dir, args.files, top=args.top)
+    return 0
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from chainrule.data import describe
+
+    for line in describe(args.data_dir):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``chainrule`` command."""
+    from chainrule.train.loop import OPTIMIZERS
+    from chainrule.train.models import ACTIVATIONS, MODELS
+    from chainrule.train.runs import DATASET_NAMES, TrainConfig
+
     parser = argparse.ArgumentParser(prog="chainrule", description="Backpropagation you can read, on NumPy.")
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)  # --debug is accepted after the subcommand too
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    demo = commands.add_parser("demo", help="small networks that really learn")
+    defaults = TrainConfig()
+    train = commands.add_parser(
+        "train",
+        parents=[common],
+        help="train a model on a dataset (default: an MLP on the bundled digits, offline)",
+        description="Train a model, evaluate it on the test split, and write checkpoint, history and plots.",
+    )
+    train.add_argument("--data", choices=DATASET_NAMES, default=defaults.data, help="dataset (default %(default)s)")
+    train.add_argument("--model", choices=MODELS, default=defaults.model, help="model (default %(default)s)")
+    train.add_argument(
+        "--hidden",
+        type=_widths,
+        default=defaults.hidden,
+        help="hidden widths, e.g. 128,64 (MLP layers; hidden size of rnn/lstm/gru; dense width of the cnn)",
+    )
+    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default=defaults.activation)
+    train.add_argument("--dropout", type=_finite_float(0.0, inclusive=True, high=1.0), default=defaults.dropout)
+    train.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help="default %(default)s")
+    train.add_argument("--lr", type=_finite_float(), default=defaults.lr, help="learning rate (default %(default)s)")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="default %(default)s")
+    train.add_argument(
+        "--momentum", type=_finite_float(0.0, inclusive=True, high=1.0), default=defaults.momentum,
+        help="SGD/RMSprop momentum (default %(default)s)",
+    )  # fmt: skip
+    train.add_argument("--weight-decay", type=_finite_float(0.0, inclusive=True), default=defaults.weight_decay)
+    train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size, help="default %(default)s")
+    train.add_argument(
+        "--val-split", type=_finite_float(0.0, inclusive=True, high=1.0), default=defaults.val_split,
+        help="fraction of the training split held out for validation (default %(default)s; 0: none)",
+    )  # fmt: skip
+    train.add_argument(
+        "--patience", type=_non_negative_int, default=defaults.patience,
+        help="early stopping after this many epochs without improvement (0: off; default %(default)s)",
+    )  # fmt: skip
+    train.add_argument("--seed", type=_non_negative_int, default=defaults.seed, help="default %(default)s")
+    train.add_argument("--data-dir", default=None, help="where to look for dataset files first")
+    train.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training samples")
+    train.add_argument("--out", default=None, help="run directory (default runs/<data>-<model>)")
+    train.add_argument("--resume", action="store_true", help="continue from --out/last.safetensors")
+    train.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", parents=[common], help="evaluate a trained run on its test split")
+    evaluate.add_argument("run_dir", help="a directory written by 'chainrule train'")
+    evaluate.add_argument("--data", choices=DATASET_NAMES, default=None, help="another dataset of the same shape")
+    evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument("--limit", type=_positive_int, default=None, help="use only the first N test samples")
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser(
+        "predict", parents=[common], help="classify images (.png) or arrays (.npy) with a trained run"
+    )
+    predict.add_argument("run_dir", help="a directory written by 'chainrule train'")
+    predict.add_argument("files", nargs="+", metavar="IMAGE_OR_NPY")
+    predict.add_argument("--top", type=_positive_int, default=3, help="how many classes to show (default 3)")
+    predict.set_defaults(run=_predict)
+
+    datasets = commands.add_parser("datasets", parents=[common], help="list the datasets and where each was found")
+    datasets.add_argument("--data-dir", default=None)
+    datasets.set_defaults(run=_datasets)
+
+    demo = commands.add_parser("demo", parents=[common], help="small networks that really learn")
     demos = demo.add_subparsers(dest="demo", metavar="DEMO", required=True)
-    xor = demos.add_parser("xor", help="train a 2-4-1 tanh network on XOR and print the loss falling")
-    xor.add_argument("--steps", type=int, default=500, help="gradient-descent steps (default 500)")
-    xor.add_argument("--lr", type=float, default=0.2, help="learning rate (default 0.2)")
-    xor.add_argument("--hidden", type=int, default=4, help="hidden units (default 4)")
-    xor.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
+    xor = demos.add_parser("xor", parents=[common], help="train a 2-4-1 tanh network on XOR and print the loss falling")
+    xor.add_argument("--steps", type=_positive_int, default=500, help="gradient-descent steps (default 500)")
+    xor.add_argument("--lr", type=_finite_float(), default=0.2, help="learning rate (default 0.2)")
+    xor.add_argument("--hidden", type=_positive_int, default=4, help="hidden units (default 4)")
+    xor.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the initial weights (default 0)")
     xor.add_argument(
         "--engine",
         choices=("tensor", "scalar"),
@@ -69,11 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except (ChainruleError, ValueError, ArithmeticError, OSError) as error:
+    except (ChainruleError, ValueError, TypeError, ArithmeticError, OSError) as error:
         if args.debug:
             raise
         print(f"chainrule: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("chainrule: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,54 @@
+"""Training: the :func:`fit` loop, evaluation, metrics, callbacks, checkpoints and plots.
+
+>>> from chainrule.train import fit, evaluate, predict, EarlyStopping, ModelCheckpoint
+"""
+
+from chainrule.train.callbacks import (
+    Callback,
+    EarlyStopping,
+    HistoryLogger,
+    LRScheduler,
+    ModelCheckpoint,
+    NonFiniteLossError,
+    ProgressBar,
+    TerminateOnNaN,
+    TrainState,
+)
+from chainrule.train.history import History
+from chainrule.train.loop import LOSSES, OPTIMIZERS, evaluate, fit, predict
+from chainrule.train.metrics import (
+    accuracy,
+    confusion_matrix,
+    mae,
+    precision_recall_f1,
+    r2_score,
+    rmse,
+    top_k_accuracy,
+)
+from chainrule.train.models import build_model
+
+__all__ = [
+    "fit",
+    "evaluate",
+    "predict",
+    "History",
+    "TrainState",
+    "Callback",
+    "ProgressBar",
+    "EarlyStopping",
+    "ModelCheckpoint",
+    "LRScheduler",
+    "TerminateOnNaN",
+    "NonFiniteLossError",
+    "HistoryLogger",
+    "accuracy",
+    "top_k_accuracy",
+    "confusion_matrix",
+    "precision_recall_f1",
+    "mae",
+    "rmse",
+    "r2_score",
+    "build_model",
+    "LOSSES",
+    "OPTIMIZERS",
+]

@@ -1,0 +1,146 @@
+"""What :func:`chainrule.train.fit` returns: one record per epoch, and a one-sentence diagnosis of the fit."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from chainrule.io import atomic_write_bytes
+
+__all__ = ["History"]
+
+
+@dataclass
+class History:
+    """Per-epoch records of a training run.
+
+    Each record is a dict with ``epoch`` (1-based), ``loss`` and the training metrics, ``val_loss`` and
+    ``val_<metric>`` when there is validation data, ``lr`` (of the first parameter group) and ``time``
+    (seconds the epoch took). ``history["val_loss"]`` is the list of one key over the epochs.
+
+    Examples
+    --------
+    >>> h = History()
+    >>> h.append({"epoch": 1, "loss": 0.9, "val_loss": 1.0})
+    >>> h.append({"epoch": 2, "loss": 0.5, "val_loss": 0.6})
+    >>> h["loss"]
+    [0.9, 0.5]
+    >>> h.best("val_loss")
+    (2, 0.6)
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Add the record of one finished epoch."""
+        self.records.append(dict(record))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, key: str) -> list[Any]:
+        if not any(key in r for r in self.records):
+            known = sorted({k for r in self.records for k in r})
+            raise KeyError(f"History has no {key!r}; it has {known}")
+        return [r.get(key, math.nan) for r in self.records]
+
+    def __contains__(self, key: str) -> bool:
+        return any(key in r for r in self.records)
+
+    @property
+    def keys(self) -> list[str]:
+        """Every key that appears in a record, in first-seen order."""
+        seen: dict[str, None] = {}
+        for record in self.records:
+            seen.update(dict.fromkeys(record))
+        return list(seen)
+
+    def best(self, key: str, mode: str = "min") -> tuple[int, float]:
+        """``(epoch, value)`` of the best value of ``key`` (lowest for ``mode="min"``, highest for ``"max"``)."""
+        values = [(r["epoch"], r[key]) for r in self.records if key in r and not math.isnan(r[key])]
+        if not values:
+            raise KeyError(f"History has no finite values of {key!r}")
+        return (min if mode == "min" else max)(values, key=lambda item: item[1])
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": [dict(r) for r in self.records]}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> History:
+        return cls([dict(r) for r in state.get("records", [])])
+
+    def save_json(self, path: str | os.PathLike[str]) -> None:
+        """Write the records as JSON (atomically)."""
+        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=1) + "\n").encode())
+
+    def save_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write one row per epoch, one column per key (atomically)."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.keys, restval="")
+        writer.writeheader()
+        writer.writerows(self.records)
+        atomic_write_bytes(path, buffer.getvalue().encode())
+
+    # -- diagnosis -----------------------------------------------------------------------------------
+    def diagnosis(self) -> str:
+        """One sentence on how the fit went: overfitting, underfitting, still learning, or a good fit.
+
+        The rules compare the training and validation losses: overfitting when the validation loss has
+        risen more than 10% above its minimum while the training loss kept falling, or when it ends more than
+        twice the training loss; still learning when the training loss fell more than 5% over the last
+        epochs; underfitting when training and validation losses stay close but high compared with where
+        they started; otherwise a good fit.
+
+        Examples
+        --------
+        >>> h = History([{"epoch": e, "loss": 1 / e, "val_loss": 1 / e + 0.05} for e in range(1, 6)])
+        >>> h.diagnosis()[:21]
+        'Still learning: the t'
+        """
+        if not self.records:
+            return "No epochs were run."
+        losses = [r["loss"] for r in self.records]
+        first, last = losses[0], losses[-1]
+        if not all(math.isfinite(v) for v in losses):
+            return "The training loss became non-finite: lower the learning rate, clip gradients or check the data."
+        tail = losses[-3] if len(losses) >= 3 else first
+        still_falling = len(losses) >= 2 and last < 0.95 * tail
+        if "val_loss" not in self:
+            base = f"Training loss fell from {first:.4g} to {last:.4g} over {len(losses)} epochs"
+            return base + (
+                " and is still falling: train longer." if still_falling else "; no validation data to judge fit."
+            )
+        val = [r.get("val_loss", math.nan) for r in self.records]
+        best_epoch, best_val = self.best("val_loss")
+        final_val = val[-1]
+        if final_val > 1.1 * best_val and last < losses[best_epoch - 1] and best_epoch < len(val):
+            return (
+                f"Overfitting: validation loss bottomed at {best_val:.4g} in epoch {best_epoch} and rose to "
+                f"{final_val:.4g} while training loss kept falling to {last:.4g}; use early stopping, weight decay, "
+                "dropout or more data."
+            )
+        if final_val > 2 * last and final_val - last > 0.05:
+            return (
+                f"Overfitting: validation loss {final_val:.4g} is {final_val / max(last, 1e-12):.1f}x the training "
+                f"loss {last:.4g}; regularize (weight decay, dropout) or get more data."
+            )
+        if still_falling:
+            return (
+                f"Still learning: the training loss fell from {tail:.4g} to {last:.4g} over the last epochs "
+                f"(validation {final_val:.4g}); train for more epochs."
+            )
+        if last > 0.5 * first and first > 0:
+            return (
+                f"Underfitting: the training loss only fell from {first:.4g} to {last:.4g} and validation is "
+                f"{final_val:.4g}; use a larger model, a higher learning rate or more epochs."
+            )
+        return (
+            f"Good fit: training loss {last:.4g} and validation loss {final_val:.4g} are close, and the loss has "
+            "leveled off."
+        )

@@ -1,0 +1,422 @@
+"""The training loop: :func:`fit`, :func:`evaluate` and :func:`predict`.
+
+``fit`` is written to be read top to bottom: resolve the arguments, then for each epoch run the
+mini-batches (forward, loss, backward, step), validate without building graphs, record the epoch, and let
+the callbacks react. Nothing else happens in the loop; progress bars, early stopping, checkpoints, learning-
+rate schedules and NaN checks are callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from chainrule import rng
+from chainrule.autograd import no_grad
+from chainrule.data import DataLoader, Dataset, TensorDataset, random_split
+from chainrule.errors import CheckpointError, DataError
+from chainrule.nn import loss as losses
+from chainrule.nn.module import Module
+from chainrule.optim.optimizer import Optimizer
+from chainrule.tensor import Tensor
+from chainrule.train.callbacks import (
+    Callback,
+    LRScheduler,
+    ModelCheckpoint,
+    ProgressBar,
+    TerminateOnNaN,
+    TrainState,
+)
+from chainrule.train.history import History
+from chainrule.train.metrics import get_metric
+
+__all__ = ["fit", "evaluate", "predict", "checkpoint_state", "as_dataset", "LOSSES", "OPTIMIZERS"]
+
+CHECKPOINT_FORMAT = "chainrule.checkpoint"
+
+LOSSES: dict[str, Callable[[], Module]] = {
+    "cross_entropy": losses.CrossEntropyLoss,
+    "nll": losses.NLLLoss,
+    "mse": losses.MSELoss,
+    "l1": losses.L1Loss,
+    "huber": losses.HuberLoss,
+    "bce": losses.BCELoss,
+    "bce_with_logits": losses.BCEWithLogitsLoss,
+    "multi_margin": losses.MultiMarginLoss,
+}
+_CLASSIFICATION_LOSSES = (losses.CrossEntropyLoss, losses.NLLLoss, losses.MultiMarginLoss)
+
+
+def _optimizers() -> dict[str, type[Optimizer]]:
+    from chainrule import optim
+
+    return {
+        "sgd": optim.SGD,
+        "adam": optim.Adam,
+        "adamw": optim.AdamW,
+        "rmsprop": optim.RMSprop,
+        "adagrad": optim.Adagrad,
+    }
+
+
+OPTIMIZERS = tuple(_optimizers())
+
+
+# -- argument resolution -----------------------------------------------------------------------------
+def as_dataset(data: Any, name: str = "data") -> Dataset | DataLoader:
+    """Accept a Dataset, a DataLoader, or a tuple ``(inputs, targets)`` of arrays/tensors."""
+    if isinstance(data, (Dataset, DataLoader)):
+        return data
+    if isinstance(data, (tuple, list)) and len(data) >= 2:
+        return TensorDataset(*data)
+    raise DataError(
+        f"fit: {name} must be a Dataset, a DataLoader or a tuple (inputs, targets) of arrays, got {type(data).__name__}"
+    )
+
+
+def _loader(data: Any, batch_size: int, shuffle: bool, name: str) -> DataLoader:
+    data = as_dataset(data, name)
+    if isinstance(data, DataLoader):
+        return data
+    if len(data) == 0:
+        raise DataError(f"fit: {name} is empty")
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle)
+
+
+def _resolve_loss(loss: Any) -> Callable[[Tensor, Tensor], Tensor]:
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"fit: unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+        return LOSSES[loss]()
+    if not callable(loss):
+        raise TypeError(f"fit: loss must be a name, a loss module or a function, got {type(loss).__name__}")
+    return loss
+
+
+def _resolve_optimizer(optimizer: Any, model: Module, lr: float | None) -> Optimizer:
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    table = _optimizers()
+    if not isinstance(optimizer, str) or optimizer not in table:
+        raise ValueError(f"fit: optimizer must be an Optimizer or one of {', '.join(table)}, got {optimizer!r}")
+    default_lr = 0.01 if optimizer == "sgd" else 0.001
+    return table[optimizer](model.parameters(), lr=default_lr if lr is None else lr)
+
+
+def _split(batch: Sequence[Tensor]) -> tuple[Sequence[Tensor], Tensor]:
+    """The model's inputs and the target: the last array of a batch is the target."""
+    if len(batch) < 2:
+        raise DataError(f"fit: each batch needs inputs and a target, got {len(batch)} array(s)")
+    return batch[:-1], batch[-1]
+
+
+# -- evaluation --------------------------------------------------------------------------------------
+def _run_epoch_outputs(model: Module, loader: Iterable, loss_fn: Any) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mean loss, concatenated outputs and targets over ``loader``, without building a graph."""
+    total, count, outputs, targets = 0.0, 0, [], []
+    with no_grad():
+        for batch in loader:
+            inputs, target = _split(batch)
+            output = model(*inputs)
+            n = len(target)
+            if loss_fn is not None:
+                total += float(loss_fn(output, target).item()) * n
+            count += n
+            outputs.append(output.data)
+            targets.append(target.data)
+    if count == 0:
+        raise DataError("evaluate: the data is empty")
+    return total / count, np.concatenate(outputs), np.concatenate(targets)
+
+
+def evaluate(
+    model: Module,
+    data: Any,
+    loss: Any = None,
+    metrics: Sequence[str | Callable] | None = ("accuracy",),
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` on ``data``, in eval mode and without gradients.
+
+    Parameters
+    ----------
+    model : Module
+    data : Dataset, DataLoader or (inputs, targets)
+    loss : str, Module or callable, optional
+        Reported as ``"loss"`` when given.
+    metrics : sequence of names or functions
+        See :func:`chainrule.train.metrics.get_metric`.
+
+    Returns
+    -------
+    dict
+        ``{"loss": ..., "accuracy": ...}``.
+
+    Examples
+    --------
+    >>> import numpy as np, chainrule as cr
+    >>> from chainrule import nn
+    >>> model = nn.Linear(2, 2)
+    >>> x, y = np.eye(2, dtype=np.float32), np.array([0, 1])
+    >>> sorted(evaluate(model, (x, y), loss="cross_entropy"))
+    ['accuracy', 'loss']
+    """
+    loss_fn = None if loss is None else _resolve_loss(loss)
+    was_training = model.training
+    model.eval()
+    try:
+        mean_loss, outputs, targets = _run_epoch_outputs(model, _loader(data, batch_size, False, "data"), loss_fn)
+    finally:
+        model.train(was_training)
+    result = {} if loss_fn is None else {"loss": mean_loss}
+    for metric in metrics or ():
+        name, fn = get_metric(metric)
+        result[name] = fn(outputs, targets)
+    return result
+
+
+def predict(model: Module, inputs: Any, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs for ``inputs`` (an array, a Tensor, or a Dataset whose last array is ignored).
+
+    Runs in eval mode without gradients, ``batch_size`` samples at a time. Returns a NumPy array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from chainrule import nn
+    >>> predict(nn.Linear(3, 2), np.zeros((5, 3), dtype=np.float32)).shape
+    (5, 2)
+    """
+    if isinstance(inputs, (Dataset, DataLoader)):
+        loader = inputs if isinstance(inputs, DataLoader) else DataLoader(inputs, batch_size=batch_size)
+        batches: Iterable = (_split(batch)[0] for batch in loader)
+    else:
+        array = inputs.data if isinstance(inputs, Tensor) else np.asarray(inputs)
+        if array.dtype == np.float64:
+            array = array.astype(np.float32)
+        if array.ndim == 0 or len(array) == 0:
+            raise DataError(f"predict: expected a batch of inputs, got an array of shape {array.shape}")
+        batches = ((Tensor(array[i : i + batch_size]),) for i in range(0, len(array), batch_size))
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            outputs = [model(*batch).data for batch in batches]
+    finally:
+        model.train(was_training)
+    return np.concatenate(outputs)
+
+
+# -- checkpoints -------------------------------------------------------------------------------------
+def checkpoint_state(
+    state: TrainState, callbacks: Sequence[Callback], loader: DataLoader, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Everything needed to continue a run exactly: weights, optimizer moments, epoch and step, history,
+    callback state (schedulers, early stopping) and the state of every random generator."""
+    generator = getattr(loader, "generator", None)
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "epoch": state.epoch,
+        "step": state.step,
+        "history": state.history.to_dict(),
+        "callbacks": {_callback_key(i, cb): cb.state_dict() for i, cb in enumerate(callbacks)},
+        "rng": rng.get_state(),
+        "loader_rng": None if generator is None else generator.bit_generator.state,
+        "config": dict(config or {}),
+    }
+
+
+def _callback_key(index: int, callback: Callback) -> str:
+    return f"{index}:{type(callback).__name__}"
+
+
+def _resume(path: Any, state: TrainState, callbacks: Sequence[Callback], loader: DataLoader) -> None:
+    from chainrule.io import load
+
+    saved = load(path)
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"fit: {str(path)!r} is not a training checkpoint (saved by ModelCheckpoint)")
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.epoch, state.step = int(saved["epoch"]), int(saved["step"])
+    state.history = History.from_dict(saved["history"])
+    for i, callback in enumerate(callbacks):
+        key = _callback_key(i, callback)
+        if key in saved["callbacks"]:
+            callback.load_state_dict(saved["callbacks"][key])
+    rng.set_state(saved["rng"])
+    generator = getattr(loader, "generator", None)
+    if generator is not None and saved.get("loader_rng") is not None:
+        generator.bit_generator.state = saved["loader_rng"]
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+def fit(
+    model: Module,
+    train_data: Any,
+    *,
+    loss: Any = "cross_entropy",
+    optimizer: Any = "adam",
+    lr: float | None = None,
+    epochs: int = 10,
+    batch_size: int = 32,
+    val_data: Any = None,
+    val_split: float | None = None,
+    metrics: Sequence[str | Callable] | None = None,
+    callbacks: Sequence[Callback] = (),
+    scheduler: Any = None,
+    seed: int | None = None,
+    verbose: int = 1,
+    resume: Any = None,
+    config: dict[str, Any] | None = None,
+) -> History:
+    """Train ``model`` on ``train_data`` with mini-batch gradient descent; return the :class:`History`.
+
+    Each step is ``outputs = model(*inputs)``, ``l = loss(outputs, target)``, ``l.backward()``,
+    ``optimizer.step()``. After each epoch the model is evaluated on the validation data (in eval mode,
+    without gradients) and the epoch's record (loss, metrics, ``val_*``, learning rate, time) is appended.
+
+    Parameters
+    ----------
+    model : Module
+    train_data : Dataset, DataLoader or (inputs, targets)
+        The last array of each batch is the target, the others are passed to the model.
+    loss : str, Module or callable
+        A name from :data:`LOSSES` or ``f(outputs, targets) -> scalar Tensor``.
+    optimizer : str or Optimizer
+        An optimizer over ``model.parameters()``, or a name (``sgd``, ``adam``, ``adamw``, ``rmsprop``,
+        ``adagrad``) created with ``lr``.
+    epochs : int
+        Train until this epoch (counting epochs already done when resuming).
+    batch_size : int
+        Used when ``train_data`` is not already a DataLoader.
+    val_data : optional
+        Like ``train_data``. Or ``val_split``, the fraction of ``train_data`` held out (seeded).
+    metrics : names or functions, optional
+        Default: ``["accuracy"]`` for classification losses, none otherwise.
+    callbacks : sequence of Callback
+        A :class:`ProgressBar` (with ``verbose``) and :class:`TerminateOnNaN` are added unless given.
+    scheduler : optional
+        A learning-rate scheduler, stepped once per epoch (shorthand for ``callbacks=[LRScheduler(...)]``).
+    seed : int, optional
+        Seeds the global generator before training: shuffling, validation split and dropout.
+    verbose : int
+        0 silent, 1 a progress bar per epoch, 2 a line per epoch.
+    resume : path, optional
+        A checkpoint written by :class:`ModelCheckpoint`: weights, optimizer, epoch, history, callback and
+        random-generator state are restored and training continues with the next epoch, bit for bit as if
+        it had not stopped.
+
+    Returns
+    -------
+    History
+
+    Examples
+    --------
+    >>> import numpy as np, chainrule as cr
+    >>> from chainrule import nn
+    >>> from chainrule.train import fit
+    >>> _ = cr.manual_seed(0)
+    >>> x = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
+    >>> y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
+    >>> model = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))
+    >>> history = fit(model, (x, y), loss="cross_entropy", optimizer="adam", lr=0.05, epochs=30, verbose=0)
+    >>> history["accuracy"][-1] > 0.9
+    True
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"fit: model must be a chainrule.nn.Module, got {type(model).__name__}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
+    if seed is not None:
+        rng.manual_seed(seed)
+    loss_fn = _resolve_loss(loss)
+    optimizer = _resolve_optimizer(optimizer, model, lr)
+    if metrics is None:
+        metrics = ["accuracy"] if isinstance(loss_fn, _CLASSIFICATION_LOSSES) else []
+    metric_fns = [get_metric(m) for m in metrics]
+
+    train_set = as_dataset(train_data, "train_data")
+    if val_split is not None:
+        if val_data is not None:
+            raise ValueError("fit: pass either val_data or val_split, not both")
+        if not 0 < val_split < 1 or isinstance(train_set, DataLoader):
+            raise ValueError(f"fit: val_split must be a fraction in (0, 1) of a dataset, got {val_split!r}")
+        train_set, val_data = random_split(train_set, [1 - val_split, val_split])
+    train_loader = _loader(train_set, batch_size, True, "train_data")
+    val_loader = None if val_data is None else _loader(val_data, max(batch_size, 256), False, "val_data")
+
+    callbacks = list(callbacks)
+    if scheduler is not None:
+        callbacks.append(LRScheduler(scheduler))
+    if not any(isinstance(cb, ProgressBar) for cb in callbacks):
+        callbacks.insert(0, ProgressBar(verbose))
+    if not any(isinstance(cb, TerminateOnNaN) for cb in callbacks):
+        callbacks.insert(0, TerminateOnNaN())
+    # Checkpoints are written last at each epoch end, so they hold the state after the scheduler stepped.
+    callbacks.sort(key=lambda cb: isinstance(cb, ModelCheckpoint))
+    state = TrainState(model=model, optimizer=optimizer, epochs=epochs, batches=len(train_loader))
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            callback.fit_state = lambda s: checkpoint_state(s, callbacks, train_loader, config)
+    if resume is not None:
+        _resume(resume, state, callbacks, train_loader)
+
+    for callback in callbacks:
+        callback.on_train_begin(state)
+    while state.epoch < epochs and not state.stop:
+        state.epoch += 1
+        state.batch, state.running = 0, {}
+        for callback in callbacks:
+            callback.on_epoch_begin(state)
+        started = time.perf_counter()
+        model.train()
+        total, count, outputs, targets = 0.0, 0, [], []
+        for batch in train_loader:
+            inputs, target = _split(batch)
+            output = model(*inputs)
+            batch_loss = loss_fn(output, target)
+            optimizer.zero_grad()
+            batch_loss.backward()
+            optimizer.step()
+
+            n = len(target)
+            state.step += 1
+            state.batch += 1
+            state.loss = float(batch_loss.item())
+            total, count = total + state.loss * n, count + n
+            outputs.append(output.data)
+            targets.append(target.data)
+            state.running["loss"] = total / count
+            for callback in callbacks:
+                callback.on_batch_end(state)
+
+        record: dict[str, Any] = {"epoch": state.epoch, "loss": total / max(count, 1)}
+        epoch_outputs, epoch_targets = np.concatenate(outputs), np.concatenate(targets)
+        record.update({name: fn(epoch_outputs, epoch_targets) for name, fn in metric_fns})
+        if val_loader is not None:
+            model.eval()
+            val_loss, val_outputs, val_targets = _run_epoch_outputs(model, val_loader, loss_fn)
+            record["val_loss"] = val_loss
+            record.update({f"val_{name}": fn(val_outputs, val_targets) for name, fn in metric_fns})
+            model.train()
+        record["lr"] = float(optimizer.param_groups[0]["lr"])
+        record["time"] = time.perf_counter() - started
+        state.record = record
+        state.history.append(record)
+        for callback in callbacks:
+            callback.on_epoch_end(state)
+        if not math.isfinite(record["loss"]):  # pragma: no cover - TerminateOnNaN stops earlier
+            break
+
+    for callback in callbacks:
+        callback.on_train_end(state)
+    return state.history

@@ -1,0 +1,152 @@
+"""Plots of a training run, saved as PNG files (needs the ``plot`` extra: ``pip install 'chainrule[plot]'``).
+
+Every function draws one figure, writes it to ``path`` atomically and returns the path. Matplotlib is
+imported inside the functions with the non-interactive Agg backend, so ``import chainrule`` stays fast and
+plots work without a display.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chainrule.errors import ChainruleError, ShapeError
+from chainrule.io import atomic_write_bytes
+from chainrule.train.history import History
+
+__all__ = ["plot_history", "plot_confusion_matrix", "plot_misclassified", "plot_decision_boundary"]
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise ChainruleError("plots need matplotlib: pip install 'chainrule[plot]'") from None
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    figure.clf()
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
+    """Loss (left) and every metric (right) per epoch, training solid and validation dashed."""
+    plt = _pyplot()
+    if not len(history):
+        raise ChainruleError("plot_history: the history has no epochs")
+    metrics = [k for k in history.keys if k not in ("epoch", "loss", "lr", "time") and not k.startswith("val_")]
+    figure, axes = plt.subplots(1, 2 if metrics else 1, figsize=(10 if metrics else 5.5, 3.8), squeeze=False)
+    epochs = history["epoch"]
+    for ax, keys, title in ((axes[0, 0], ["loss"], "loss"), *(((axes[0, 1], metrics, "metrics"),) if metrics else ())):
+        for key in keys:
+            line = ax.plot(epochs, history[key], marker="o", markersize=3, label=f"train {key}")[0]
+            if f"val_{key}" in history:
+                ax.plot(epochs, history[f"val_{key}"], "--", color=line.get_color(), marker="s", markersize=3,
+                        label=f"validation {key}")  # fmt: skip
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray, path: str | os.PathLike[str], class_names: Sequence[str] | None = None
+) -> Path:
+    """The confusion matrix (rows: true class, columns: predicted) with counts in the cells."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ShapeError(f"plot_confusion_matrix: expected a square matrix, got shape {matrix.shape}")
+    n = matrix.shape[0]
+    names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
+    figure, ax = plt.subplots(figsize=(1.0 + 0.5 * n, 0.8 + 0.5 * n))
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(n):
+        for j in range(n):
+            color = "white" if matrix[i, j] > matrix.max() / 2 else "black"
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color=color, fontsize=8)
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    ax.set_title(f"confusion matrix (accuracy {accuracy:.2%})")
+    return _save(figure, path)
+
+
+def plot_misclassified(
+    images: np.ndarray,
+    targets: np.ndarray,
+    predicted: np.ndarray,
+    path: str | os.PathLike[str],
+    class_names: Sequence[str] | None = None,
+    limit: int = 36,
+) -> Path:
+    """A grid of up to ``limit`` misclassified images titled ``true → predicted``.
+
+    Shapes: images (N, 1, H, W) or (N, H, W); targets and predicted (N,).
+    """
+    plt = _pyplot()
+    images = np.asarray(images)
+    if images.ndim == 4:
+        images = images[:, 0]
+    if images.ndim != 3 or not (len(images) == len(targets) == len(predicted)):
+        raise ShapeError(
+            f"plot_misclassified: expected images (N, H, W) and N labels, got {images.shape}, "
+            f"{np.shape(targets)}, {np.shape(predicted)}"
+        )
+    wrong = np.flatnonzero(np.asarray(targets) != np.asarray(predicted))[:limit]
+    names = list(class_names) if class_names is not None else None
+    columns = 6
+    rows = max(1, -(-len(wrong) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, index in zip(axes.ravel(), wrong):
+        ax.imshow(images[index], cmap="gray_r")
+        true, pred = int(targets[index]), int(predicted[index])
+        label = f"{names[true]} → {names[pred]}" if names else f"{true} → {pred}"
+        ax.set_title(label, fontsize=8)
+    figure.suptitle(f"{len(wrong)} misclassified (true → predicted)" if len(wrong) else "no misclassified images")
+    return _save(figure, path)
+
+
+def plot_decision_boundary(model: Any, x: np.ndarray, y: np.ndarray, path: str | os.PathLike[str]) -> Path:
+    """The regions a classifier of 2-D inputs assigns to each class, with the data points on top.
+
+    Shapes: x (N, 2), y (N,). The model maps (M, 2) float32 inputs to class scores (M, C) or one logit (M, 1).
+    """
+    from chainrule.train.loop import predict
+
+    plt = _pyplot()
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ShapeError(f"plot_decision_boundary: expected 2-D inputs of shape (N, 2), got {x.shape}")
+    pad = 0.5
+    xs = np.linspace(x[:, 0].min() - pad, x[:, 0].max() + pad, 200)
+    ys = np.linspace(x[:, 1].min() - pad, x[:, 1].max() + pad, 200)
+    grid_x, grid_y = np.meshgrid(xs, ys)
+    grid = np.stack([grid_x.ravel(), grid_y.ravel()], axis=1).astype(np.float32)
+    scores = predict(model, grid, batch_size=8192)
+    classes = (scores[:, 0] > 0).astype(int) if scores.shape[1] == 1 else scores.argmax(axis=1)
+    figure, ax = plt.subplots(figsize=(5, 4.5))
+    ax.contourf(grid_x, grid_y, classes.reshape(grid_x.shape), alpha=0.3, cmap="coolwarm")
+    ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=14)
+    ax.set_title("decision boundary")
+    return _save(figure, path)

@@ -1,0 +1,354 @@
+"""Runs: what ``chainrule train``, ``evaluate`` and ``predict`` do, as functions you can call from Python.
+
+A run directory holds everything about one training run:
+
+=======================  ==========================================================================
+``config.json``          the :class:`TrainConfig`, the model config, the dataset info, test metrics
+``model.safetensors``    the final weights (the best epoch's when early stopping restored them)
+``last.safetensors``     full checkpoint after the last epoch (``chainrule train --resume``)
+``best.safetensors``     full checkpoint of the epoch with the best validation loss
+``history.json/.csv``    per-epoch loss, metrics, learning rate and time
+``*.png``                learning curves, confusion matrix, misclassified images, decision boundary
+=======================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chainrule import data as datasets
+from chainrule import rng
+from chainrule.errors import ChainruleError, CheckpointError, DataError
+from chainrule.io import atomic_write_bytes, load, save
+from chainrule.nn.module import Module
+from chainrule.train import plots
+from chainrule.train.callbacks import EarlyStopping, HistoryLogger, ModelCheckpoint
+from chainrule.train.history import History
+from chainrule.train.loop import _optimizers, evaluate, fit, predict
+from chainrule.train.metrics import confusion_matrix, precision_recall_f1
+from chainrule.train.models import build_model
+
+__all__ = ["TrainConfig", "RunResult", "train_run", "evaluate_run", "predict_files", "load_run", "DATASET_NAMES"]
+
+DATASET_NAMES = tuple(datasets.DATASETS)
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``chainrule train`` needs; every field has a default, so ``TrainConfig()`` trains an MLP on
+    the bundled digits offline."""
+
+    data: str = "digits"
+    model: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [128, 64])
+    activation: str = "relu"
+    dropout: float = 0.0
+    epochs: int = 20
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    val_split: float = 0.1
+    patience: int = 0
+    seed: int = 0
+    data_dir: str | None = None
+    limit: int | None = None
+    out: str | None = None
+    plots: bool = True
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out or os.path.join("runs", f"{self.data}-{self.model}"))
+
+
+@dataclass
+class RunResult:
+    """What :func:`train_run` produced."""
+
+    model: Module
+    history: History
+    test: dict[str, float]
+    run_dir: Path
+    files: list[Path]
+
+
+def _load_splits(name: str, data_dir: str | None, limit: int | None) -> Any:
+    """The dataset's splits; image files are looked up in ``data_dir`` first, ``limit`` caps each split."""
+    if name not in datasets.DATASETS:
+        raise DataError(f"train: unknown dataset {name!r}; choose one of {', '.join(datasets.DATASETS)}")
+    if name in _FILE_DATASETS:
+        return datasets.load(name, root=data_dir, limit=limit)
+    return datasets.load(name)
+
+
+_FILE_DATASETS = ("mnist", "fashion_mnist")
+
+
+def _first(dataset: Any, n: int | None) -> Any:
+    if n is None or n >= len(dataset):
+        return dataset
+    return datasets.TensorDataset(*(array[:n] for array in dataset.arrays))
+
+
+def _make_optimizer(config: TrainConfig, model: Module) -> Any:
+    table = _optimizers()
+    kwargs: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay}
+    if config.optimizer in ("sgd", "rmsprop"):
+        kwargs["momentum"] = config.momentum
+    return table[config.optimizer](model.parameters(), **kwargs)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(value, indent=1) + "\n").encode())
+
+
+def _print_table(rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+
+
+def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1) -> RunResult:
+    """Train the model that ``config`` describes, evaluate it on the test split, write the run directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> result = train_run(TrainConfig(data="xor", hidden=[8], epochs=2, out=tempfile.mkdtemp(), plots=False),
+    ...                    verbose=0)  # doctest: +ELLIPSIS
+    Training mlp on xor ...
+    >>> sorted(result.test)
+    ['accuracy', 'loss']
+    """
+    run_dir = config.run_dir
+    last = run_dir / "last.safetensors"
+    if resume and not last.is_file():
+        raise CheckpointError(f"train: cannot resume: {str(last)!r} does not exist (train without --resume first)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rng.manual_seed(config.seed)
+    splits = _load_splits(config.data, config.data_dir, config.limit)
+    train_set, test_set, info = _first(splits.train, config.limit), splits.test, splits.info
+    regression = info.task == "regression"
+    model_config = {
+        "model": config.model,
+        "input_shape": list(info.input_shape),
+        "num_classes": 1 if regression else info.num_classes,
+        "hidden": list(config.hidden),
+        "activation": config.activation,
+        "dropout": config.dropout,
+    }
+    model = build_model(model_config)
+    optimizer = _make_optimizer(config, model)
+    loss = "mse" if regression else "cross_entropy"
+    metrics = ["mae", "rmse", "r2"] if regression else ["accuracy"]
+    val_split = config.val_split if config.val_split > 0 else None
+
+    print(
+        f"Training {config.model} on {info.name} ({len(train_set)} training, {len(test_set)} test samples "
+        f"of shape {tuple(info.input_shape)}; {model.num_parameters():,} parameters) -> {run_dir}"
+    )
+    monitor = "val_loss" if val_split else "loss"
+    callbacks: list[Any] = [ModelCheckpoint(run_dir, monitor=monitor), HistoryLogger(run_dir / "history.csv")]
+    if config.patience:
+        callbacks.append(EarlyStopping(monitor=monitor, patience=config.patience, restore_best=True))
+    history = fit(
+        model,
+        train_set,
+        loss=loss,
+        optimizer=optimizer,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        val_split=val_split,
+        metrics=metrics,
+        callbacks=callbacks,
+        verbose=verbose,
+        resume=last if resume else None,
+        config={"train": asdict(config), "model": model_config},
+    )
+
+    test = evaluate(model, test_set, loss=loss, metrics=metrics)
+    files = [run_dir / "model.safetensors", run_dir / "config.json", run_dir / "history.json"]
+    save(model.state_dict(), files[0])
+    _write_json(
+        files[1],
+        {
+            "train": asdict(config),
+            "model": model_config,
+            "data": {
+                "name": info.name,
+                "task": info.task,
+                "input_shape": list(info.input_shape),
+                "num_classes": info.num_classes,
+                "class_names": list(info.class_names or []),
+            },
+            "test": test,
+        },
+    )
+    history.save_json(files[2])
+    if config.plots:
+        files += _plots(model, history, test_set, info, run_dir, regression)
+
+    print(f"Test ({len(test_set)} samples): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
+    print(history.diagnosis())
+    print(f"Wrote {', '.join(p.name for p in files)} and the checkpoints to {run_dir}")
+    return RunResult(model, history, test, run_dir, files)
+
+
+def _plots(model: Module, history: History, test_set: Any, info: Any, run_dir: Path, regression: bool) -> list[Path]:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("(no plots: pip install 'chainrule[plot]' for learning curves and confusion matrices)")
+        return []
+    files = [plots.plot_history(history, run_dir / "curves.png")]
+    if regression:
+        return files
+    x, y = test_set.arrays[0], test_set.arrays[-1]
+    predicted = predict(model, x).argmax(axis=1)
+    names = list(info.class_names) if info.class_names else None
+    matrix = confusion_matrix(predicted, y, info.num_classes)
+    files.append(plots.plot_confusion_matrix(matrix, run_dir / "confusion.png", names))
+    if x.ndim == 4:
+        files.append(plots.plot_misclassified(x, y, predicted, run_dir / "misclassified.png", names))
+    elif x.ndim == 2 and x.shape[1] == 2:
+        files.append(plots.plot_decision_boundary(model, x, y, run_dir / "decision_boundary.png"))
+    return files
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> tuple[Module, dict[str, Any]]:
+    """The trained model of a run directory and its ``config.json``."""
+    run_dir = Path(run_dir)
+    config_path, weights = run_dir / "config.json", run_dir / "model.safetensors"
+    if not config_path.is_file() or not weights.is_file():
+        raise CheckpointError(
+            f"{str(run_dir)!r} is not a run directory: expected config.json and model.safetensors "
+            "(written by 'chainrule train --out DIR')"
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{str(config_path)!r} is not valid JSON: {error}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or "data" not in config:
+        raise CheckpointError(f"{str(config_path)!r} does not describe a model (missing 'model' or 'data')")
+    model = build_model(config["model"])
+    model.load_state_dict(load(weights))
+    model.eval()
+    return model, config
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike[str], data: str | None = None, data_dir: str | None = None, limit: int | None = None
+) -> dict[str, float]:
+    """Evaluate a run's model on the test split of its dataset (or of ``data``), print the report."""
+    model, config = load_run(run_dir)
+    name = data or config["data"]["name"]
+    splits = _load_splits(name, data_dir, None)
+    test_set = _first(splits.test, limit)
+    if list(splits.info.input_shape) != list(config["data"]["input_shape"]):
+        raise DataError(
+            f"evaluate: the model reads samples of shape {tuple(config['data']['input_shape'])}, "
+            f"but {name} has samples of shape {tuple(splits.info.input_shape)}"
+        )
+    regression = config["data"]["task"] == "regression"
+    loss = "mse" if regression else "cross_entropy"
+    metrics = ["mae", "rmse", "r2"] if regression else ["accuracy", "top3_accuracy"]
+    result = evaluate(model, test_set, loss=loss, metrics=metrics)
+    print(f"{name} test split, {len(test_set)} samples:")
+    _print_table([(k, f"{v:.4f}") for k, v in result.items()])
+    if not regression:
+        x, y = test_set.arrays[0], test_set.arrays[-1]
+        predicted = predict(model, x).argmax(axis=1)
+        classes = config["data"]["num_classes"]
+        precision, recall, f1 = precision_recall_f1(predicted, y, classes, average="none")
+        names = config["data"]["class_names"] or [str(i) for i in range(classes)]
+        width = max(len(str(n)) for n in names)
+        print(f"  {'class':<{width}}  precision  recall  f1")
+        for i, label in enumerate(names):
+            print(f"  {label:<{width}}  {precision[i]:9.4f}  {recall[i]:6.4f}  {f1[i]:.4f}")
+        print("Confusion matrix (rows: true class, columns: predicted):")
+        print(confusion_matrix(predicted, y, classes))
+    return result
+
+
+def _read_input(path: Path, input_shape: list[int]) -> np.ndarray:
+    """One or more samples from a .npy array or an image, shaped (N, *input_shape), float32."""
+    if not path.is_file():
+        raise DataError(f"predict: {str(path)!r} does not exist")
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as error:
+            raise DataError(f"predict: {str(path)!r} is not a plain .npy array: {error}") from None
+        array = np.asarray(array, dtype=np.float32)
+        if array.max(initial=0) > 1.0:
+            array = array / 255.0 if array.max() > 16 else array / 16.0
+    else:
+        try:
+            import matplotlib.image
+        except ImportError:
+            raise ChainruleError("predict: reading images needs matplotlib: pip install 'chainrule[plot]'") from None
+        try:
+            array = np.asarray(matplotlib.image.imread(path), dtype=np.float32)
+        except Exception as error:  # Pillow/matplotlib raise many types for unreadable files
+            raise DataError(f"predict: cannot read image {str(path)!r}: {error}") from None
+        if array.ndim == 3:
+            array = array[..., :3].mean(axis=2)  # grayscale
+        if array.max() > 1.0:
+            array = array / 255.0
+        if array.mean() > 0.5:  # dark digit on light paper -> light on dark, as in the datasets
+            array = 1.0 - array
+        array = _resize(array, input_shape[-2:])
+    sample = math.prod(input_shape)
+    if array.size % sample:
+        raise DataError(
+            f"predict: {str(path)!r} has {array.size} values, not a multiple of one sample "
+            f"{tuple(input_shape)} ({sample} values)"
+        )
+    return array.reshape(-1, *input_shape).astype(np.float32)
+
+
+def _resize(image: np.ndarray, shape: list[int]) -> np.ndarray:
+    """Area-average (or repeat) a 2-D image to ``shape`` by sampling pixel centres bilinearly."""
+    if list(image.shape) == list(shape):
+        return image
+    rows = np.linspace(0, image.shape[0] - 1, shape[0])
+    cols = np.linspace(0, image.shape[1] - 1, shape[1])
+    r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
+    r1, c1 = np.minimum(r0 + 1, image.shape[0] - 1), np.minimum(c0 + 1, image.shape[1] - 1)
+    fr, fc = (rows - r0)[:, None], (cols - c0)[None, :]
+    top = image[r0][:, c0] * (1 - fc) + image[r0][:, c1] * fc
+    bottom = image[r1][:, c0] * (1 - fc) + image[r1][:, c1] * fc
+    return top * (1 - fr) + bottom * fr
+
+
+def predict_files(run_dir: str | os.PathLike[str], files: list[str], top: int = 3) -> list[np.ndarray]:
+    """Classify each file (a PNG image, or a .npy array of one or more samples); print the top classes."""
+    model, config = load_run(run_dir)
+    input_shape = config["data"]["input_shape"]
+    names = config["data"].get("class_names") or []
+    results = []
+    for name in files:
+        samples = _read_input(Path(name), input_shape)
+        scores = predict(model, samples)
+        if config["data"]["task"] == "regression":
+            for i, value in enumerate(scores[:, 0]):
+                print(f"{name}[{i}]: {value:.4f}")
+            results.append(scores)
+            continue
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+        for i, row in enumerate(probabilities):
+            order = np.argsort(-row)[:top]
+            shown = ", ".join(f"{names[c] if c < len(names) else c} ({row[c]:.1%})" for c in order)
+            where = name if len(probabilities) == 1 else f"{name}[{i}]"
+            print(f"{where}: {shown}")
+        results.append(probabilities)
+    return results

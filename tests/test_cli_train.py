@@ -1,0 +1,73 @@
+"""``chainrule train / evaluate / predict / datasets`` end to end on small runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from chainrule.cli import main
+
+pytest.importorskip("safetensors", reason="runs write checkpoints (pip install 'chainrule[io]')")
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    pytest.importorskip("sklearn", reason="the digits dataset ships with scikit-learn")
+    out = tmp_path_factory.mktemp("run")
+    code = main(["train", "--epochs", "3", "--out", str(out), "--quiet", "--no-plots", "--hidden", "32"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_complete_run_directory(digits_run, capsys):
+    files = {p.name for p in digits_run.iterdir()}
+    assert {"config.json", "model.safetensors", "last.safetensors", "best.safetensors", "history.json",
+            "history.csv"} <= files  # fmt: skip
+    config = json.loads((digits_run / "config.json").read_text())
+    assert config["data"]["input_shape"] == [1, 8, 8] and config["test"]["accuracy"] > 0.8
+    assert len(json.loads((digits_run / "history.json").read_text())["records"]) == 3
+
+
+def test_evaluate_and_predict_a_run(digits_run, capsys, tmp_path):
+    assert main(["evaluate", str(digits_run)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "Confusion matrix" in out
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[:2].astype(np.float32)
+    path = tmp_path / "two.npy"
+    np.save(path, images)
+    assert main(["predict", str(digits_run), str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{path}[0]: ")
+
+
+def test_resume_continues_to_more_epochs(digits_run, capsys):
+    assert main(["train", "--epochs", "4", "--out", str(digits_run), "--quiet", "--no-plots", "--hidden", "32",
+                 "--resume"]) == 0  # fmt: skip
+    assert len(json.loads((digits_run / "history.json").read_text())["records"]) == 4
+
+
+def test_plots_for_a_2d_dataset(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="plots need the plot extra")
+    assert main(["train", "--data", "moons", "--epochs", "2", "--out", str(tmp_path), "--quiet"]) == 0
+    assert {"curves.png", "confusion.png", "decision_boundary.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_errors_are_one_line_and_bad_usage_exits_2(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule: error: ") and "is not a run directory" in err and err.count("\n") == 1
+    for argv in (["train", "--lr", "nan"], ["train", "--epochs", "0"], ["train", "--hidden", "12,x"],
+                 ["train", "--data", "nope"], ["demo", "xor", "--steps", "-1"]):  # fmt: skip
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+
+
+def test_datasets_lists_where_each_was_found(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "mnist" in out and "fashion_mnist" in out

@@ -1,0 +1,179 @@
+"""The training loop: it learns, it is reproducible, callbacks act, and a resumed run matches bit for bit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import nn, optim
+from chainrule.data import DataLoader, TensorDataset
+from chainrule.train import (
+    EarlyStopping,
+    HistoryLogger,
+    LRScheduler,
+    ModelCheckpoint,
+    NonFiniteLossError,
+    evaluate,
+    fit,
+    predict,
+)
+
+
+def _blobs(n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centers = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
+    x = (centers[y] + rng.normal(scale=0.6, size=(n, 2))).astype(np.float32)
+    return x, y.astype(np.int64)
+
+
+def _model(dropout=0.0):
+    layers = [nn.Linear(2, 16), nn.ReLU()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers, nn.Linear(16, 3))
+
+
+def test_fit_learns_and_records_every_epoch():
+    cr.manual_seed(0)
+    x, y = _blobs()
+    model = _model()
+    history = fit(model, (x, y), loss="cross_entropy", optimizer="sgd", lr=0.1, epochs=15, batch_size=16,
+                  val_split=0.25, verbose=0)  # fmt: skip
+    assert len(history) == 15
+    assert {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"} <= set(history.keys)
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert history["val_accuracy"][-1] > 0.9
+    result = evaluate(model, (x, y), loss="cross_entropy")
+    assert result["accuracy"] > 0.9 and result["loss"] == pytest.approx(
+        float(nn.CrossEntropyLoss()(cr.tensor(predict(model, x)), cr.tensor(y)).item()), rel=1e-5
+    )
+    assert model.training  # evaluate restores the mode it found
+
+
+def test_the_seed_reaches_shuffling_and_dropout():
+    x, y = _blobs()
+
+    def run():
+        cr.manual_seed(3)
+        model = _model(dropout=0.3)
+        return fit(model, (x, y), optimizer="adam", lr=0.01, epochs=3, batch_size=32, seed=7, verbose=0)["loss"]
+
+    first, second = run(), run()
+    assert first == second
+    cr.manual_seed(3)
+    other = fit(_model(dropout=0.3), (x, y), optimizer="adam", lr=0.01, epochs=3, batch_size=32, seed=8, verbose=0)
+    assert other["loss"] != first
+
+
+def test_fit_accepts_datasets_and_loaders():
+    x, y = _blobs(64)
+    cr.manual_seed(0)
+    loader = DataLoader(TensorDataset(x, y), batch_size=10, shuffle=True)
+    history = fit(_model(), loader, epochs=2, verbose=0, val_data=TensorDataset(x, y))
+    assert len(history) == 2 and "val_loss" in history
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    x, y = _blobs(60)
+    cr.manual_seed(0)
+    model = _model()
+    snapshots = []
+
+    class Snapshot(EarlyStopping):
+        def on_epoch_end(self, state):
+            super().on_epoch_end(state)
+            snapshots.append({k: v.data.copy() for k, v in state.model.state_dict().items()})
+
+    stop = Snapshot(monitor="val_loss", patience=2)
+    # a learning rate this large makes the validation loss bounce, so patience runs out
+    history = fit(model, (x, y), optimizer="sgd", lr=5.0, epochs=50, val_data=(x, y), callbacks=[stop], verbose=0)
+    assert len(history) < 50
+    best_epoch, _ = history.best("val_loss")
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value.data, snapshots[best_epoch - 1][key])
+
+
+def test_scheduler_callback_changes_the_learning_rate():
+    x, y = _blobs(40)
+    model = _model()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    history = fit(model, (x, y), optimizer=opt, epochs=4, callbacks=[LRScheduler(optim.lr_scheduler.StepLR(opt, 2))],
+                  verbose=0)  # fmt: skip
+    assert history["lr"] == pytest.approx([0.1, 0.1, 0.01, 0.01])
+
+
+def _training_run(directory, epochs, resume=None):
+    x, y = _blobs(120)
+    cr.manual_seed(11)
+    model = _model(dropout=0.2)
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    sched = optim.lr_scheduler.ExponentialLR(opt, gamma=0.9)
+    losses = []
+
+    class StepLosses(HistoryLogger):
+        def on_batch_end(self, state):
+            losses.append(state.loss)
+
+    callbacks = [ModelCheckpoint(directory), LRScheduler(sched), StepLosses(directory / "h.json")]
+    history = fit(model, (x, y), optimizer=opt, epochs=epochs, batch_size=16, val_split=0.2, seed=5,
+                  callbacks=callbacks, verbose=0, resume=resume)  # fmt: skip
+    return history, losses, model
+
+
+def test_a_resumed_run_matches_an_uninterrupted_one_bit_for_bit(tmp_path):
+    pytest.importorskip("safetensors", reason="checkpoints need the io extra")
+    full_dir, part_dir = tmp_path / "full", tmp_path / "part"
+    full_dir.mkdir(), part_dir.mkdir()
+    full_history, full_losses, full_model = _training_run(full_dir, 5)
+    _, first_losses, _ = _training_run(part_dir, 2)
+    history, rest_losses, model = _training_run(part_dir, 5, resume=part_dir / "last.safetensors")
+    assert first_losses + rest_losses == full_losses  # exact equality, every step
+    assert history["loss"] == full_history["loss"] and history["lr"] == full_history["lr"]
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value.data, full_model.state_dict()[key].data)
+
+
+def test_a_nan_batch_stops_in_that_step_and_leaves_the_checkpoint(tmp_path):
+    pytest.importorskip("safetensors", reason="checkpoints need the io extra")
+    x, y = _blobs(64)
+    cr.manual_seed(0)
+    model = _model()
+    fit(model, (x, y), epochs=1, batch_size=16, callbacks=[ModelCheckpoint(tmp_path, monitor="loss")], verbose=0)
+    before = (tmp_path / "last.safetensors").read_bytes()
+    x_bad = x.copy()
+    x_bad[20] = np.nan  # in the second batch of 16 when not shuffled
+    loader = DataLoader(TensorDataset(x_bad, y), batch_size=16, shuffle=False)
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 2 \(epoch 1, batch 2 of 4\)"):
+        fit(model, loader, epochs=1, callbacks=[ModelCheckpoint(tmp_path, monitor="loss")], verbose=0)
+    assert (tmp_path / "last.safetensors").read_bytes() == before
+
+
+def test_bad_arguments_are_explained():
+    x, y = _blobs(10)
+    with pytest.raises(ValueError, match="epochs must be a non-negative integer"):
+        fit(_model(), (x, y), epochs=-1, verbose=0)
+    with pytest.raises(ValueError, match="unknown loss 'crossentropy'"):
+        fit(_model(), (x, y), loss="crossentropy", verbose=0)
+    with pytest.raises(ValueError, match="either val_data or val_split"):
+        fit(_model(), (x, y), val_data=(x, y), val_split=0.1, verbose=0)
+    with pytest.raises(cr.errors.ChainruleError, match="'val_loss' is not in the epoch's record"):
+        fit(_model(), (x, y), epochs=1, callbacks=[EarlyStopping()], verbose=0)
+
+
+def test_regression_learns_to_within_5_percent_of_least_squares():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    y = (x @ np.array([1.5, -2.0, 0.5]) + 0.3 + rng.normal(scale=0.5, size=400)).astype(np.float32)[:, None]
+    design = np.hstack([x, np.ones((400, 1))]).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(design, y.astype(np.float64), rcond=None)
+    best_mse = float(np.mean((design @ coef - y) ** 2))
+    cr.manual_seed(0)
+    model = nn.Linear(3, 1)
+    fit(model, (x, y), loss="mse", optimizer="sgd", lr=0.05, epochs=40, batch_size=32, verbose=0)
+    mse = float(np.mean((predict(model, x) - y) ** 2))
+    assert mse <= 1.05 * best_mse
+    assert math.isfinite(mse)
