@@ -124,7 +124,8 @@ def _format_record(record: dict[str, Any]) -> str:
 class ProgressBar(Callback):
     """A tqdm bar per epoch with the running loss and metric; a plain line per epoch without tqdm.
 
-    ``verbose=0`` prints nothing, ``1`` a bar (or line) per epoch, ``2`` only a line per epoch.
+    ``verbose=0`` prints nothing, ``1`` a bar per epoch (a line when tqdm is missing or the output is not a
+    terminal, so logs stay readable), ``2`` only a line per epoch.
     """
 
     def __init__(self, verbose: int = 1, file: Any = None) -> None:
@@ -138,7 +139,7 @@ class ProgressBar(Callback):
         return self.file or sys.stdout
 
     def on_epoch_begin(self, state: TrainState) -> None:
-        if self.verbose != 1:
+        if self.verbose != 1 or not getattr(self._out(), "isatty", lambda: False)():
             return
         try:
             from tqdm.auto import tqdm
