@@ -67,12 +67,12 @@ ROWS: dict[str, tuple[TrainConfig, float]] = {
 }
 
 
-def run_classification(name: str, config: TrainConfig, target: float, out: Path) -> str:
+def run_classification(name: str, config: TrainConfig, target: float, out: Path, verbose: int = 0) -> str:
     dataset = config.data
     if dataset in ("mnist", "fashion_mnist") and data.locate(dataset) is None:
         return f"| {name} | skipped: {dataset} files not found | ≥ {target:.0%} | | |"
     started = time.perf_counter()
-    result = train_run(replace(config, out=str(out / name), plots=False), verbose=0)
+    result = train_run(replace(config, out=str(out / name), plots=False), verbose=verbose)
     seconds = time.perf_counter() - started
     accuracy = result.test["accuracy"]
     verdict = "met" if accuracy >= target else "SHORT"
@@ -81,15 +81,9 @@ def run_classification(name: str, config: TrainConfig, target: float, out: Path)
 
 def run_regression(out: Path) -> str:
     config = TrainConfig(
-        data="linear_regression",
-        model="linear",
-        epochs=100,
-        lr=0.05,
-        optimizer="sgd",
-        momentum=0.9,
-        batch_size=32,
-        val_split=0.0,
-    )
+        data="linear_regression", model="linear", epochs=200, lr=0.01, optimizer="sgd", momentum=0.9,
+        batch_size=32, val_split=0.0,
+    )  # fmt: skip
     started = time.perf_counter()
     result = train_run(replace(config, out=str(out / "regression"), plots=False), verbose=0)
     seconds = time.perf_counter() - started
@@ -111,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rows", nargs="*", help="rows to run (default: all); see --list")
     parser.add_argument("--list", action="store_true", help="list the rows and exit")
+    parser.add_argument("--verbose", action="store_true", help="print a line per epoch")
     args = parser.parse_args(argv)
     names = [*ROWS, "regression"]
     if args.list:
@@ -124,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.rows or names:
             line = (
-                run_regression(Path(tmp)) if name == "regression" else run_classification(name, *ROWS[name], Path(tmp))
+                run_regression(Path(tmp))
+                if name == "regression"
+                else run_classification(name, *ROWS[name], Path(tmp), 2 if args.verbose else 0)
             )
             print(line, flush=True)
     return 0

@@ -71,3 +71,20 @@ def test_datasets_lists_where_each_was_found(capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
     assert "digits" in out and "mnist" in out and "fashion_mnist" in out
+
+
+def test_predict_reads_a_png_like_the_array_it_shows(digits_run, capsys, tmp_path):
+    matplotlib = pytest.importorskip("matplotlib", reason="reading PNG images needs the plot extra")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.datasets import load_digits
+
+    image = load_digits().images[0].astype(np.float32) / 16.0
+    np.save(tmp_path / "zero.npy", image[None])
+    plt.imsave(tmp_path / "paper.png", image, cmap="gray_r", vmin=0, vmax=1)  # dark ink on light paper
+    plt.imsave(tmp_path / "screen.png", image, cmap="gray", vmin=0, vmax=1)  # light ink on dark
+    assert (
+        main(["predict", str(digits_run), *(str(tmp_path / f) for f in ("zero.npy", "paper.png", "screen.png"))]) == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert len({line.split(": ", 1)[1].split(" (")[0] for line in lines}) == 1, lines  # the same top class

@@ -303,7 +303,8 @@ def _read_input(path: Path, input_shape: list[int]) -> np.ndarray:
             array = array[..., :3].mean(axis=2)  # grayscale
         if array.max() > 1.0:
             array = array / 255.0
-        if array.mean() > 0.5:  # dark digit on light paper -> light on dark, as in the datasets
+        border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
+        if np.median(border) > 0.5:  # dark ink on light paper -> light on dark, as in the datasets
             array = 1.0 - array
         array = _resize(array, input_shape[-2:])
     sample = math.prod(input_shape)
