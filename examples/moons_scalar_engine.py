@@ -1,7 +1,7 @@
 """The micrograd demo as micrograd ran it: one Value per number, on the scalar engine.
 
 Run ``python examples/moons_scalar_engine.py``. Every multiply and add is a Python object, so a step on
-100 points takes about 0.6 s on an idle core: the script runs 15 steps (about 10 s) and checks them
+100 points takes about 0.6 s on an idle core: the script runs 10 steps (about 6 s) and checks them
 against the tensor engine, which does the same arithmetic on arrays. For micrograd's full 100 steps
 (1 to 2.5 min, 100% training accuracy) run ``CHAINRULE_SCALAR_STEPS=100 python examples/moons_scalar_engine.py``.
 See :func:`chainrule.explain.demos.moons_scalar_engine`.
@@ -13,7 +13,7 @@ import numpy as np
 
 from chainrule.explain.demos import moons_max_margin, moons_scalar_engine
 
-steps = int(os.environ.get("CHAINRULE_SCALAR_STEPS", "15"))
+steps = int(os.environ.get("CHAINRULE_SCALAR_STEPS", "10"))
 scalar = moons_scalar_engine(n_samples=100, steps=steps)
 print(scalar)
 print()
