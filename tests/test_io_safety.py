@@ -9,10 +9,17 @@ file proves that no payload ran. Files that are valid containers but do not fit 
 from __future__ import annotations
 
 import ast
+import errno
+import itertools
 import json
 import math
+import os
 import pickle
+import signal
 import struct
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -315,3 +322,116 @@ def test_source_never_unpickles_evaluates_or_imports_by_name():
         if "allow_pickle=True" in text:
             found.append(f"{path.relative_to(SRC)}: allow_pickle=True")
     assert not found, "\n".join(found)
+
+
+# -- atomic, durable saving -----------------------------------------------------------------------------
+def temp_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if ".tmp-" in p.name)
+
+
+def assert_state_equal(loaded: dict, expected: dict) -> None:
+    assert list(loaded) == list(expected)
+    for key in expected:
+        np.testing.assert_array_equal(loaded[key].data, expected[key].data, err_msg=key)
+
+
+def two_states() -> tuple[dict, dict]:
+    cr.manual_seed(1)
+    state_a = nn.Linear(32, 32).state_dict()
+    state_b = nn.Linear(32, 32).state_dict()
+    return state_a, state_b
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync", "replace"])
+def test_a_failed_save_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch, failing):
+    state_a, state_b = two_states()
+    path = tmp_path / "model.safetensors"
+    cr.save(state_a, path)
+    real = getattr(os, failing)
+    calls = []
+
+    def full_disk(*args):
+        if failing == "write" and not calls:  # the first write gets part of the way, like a disk filling up
+            calls.append(args)
+            return real(args[0], bytes(args[1][:100]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, failing, full_disk)
+    with pytest.raises(cr.CheckpointError) as info:
+        cr.save(state_b, path)
+    monkeypatch.undo()
+    message = str(info.value)
+    assert str(path) in message and "No space left on device [ENOSPC]" in message
+    assert "previous file, if any, is unchanged" in message
+    assert_state_equal(cr.load(path), state_a)
+    assert temp_files(tmp_path) == []
+
+
+def test_an_interrupted_save_removes_its_temporary_and_reraises(tmp_path, monkeypatch):
+    path = tmp_path / "model.safetensors"
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cr.save({"x": cr.ones(2)}, path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_into_a_missing_directory_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(cr.CheckpointError, match="does not exist"):
+        cr.save({"x": cr.ones(2)}, tmp_path / "absent" / "model.safetensors")
+
+
+def test_stale_temporaries_are_removed_by_the_next_save(tmp_path):
+    path = tmp_path / "model.safetensors"
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    names = {
+        "dead writer": f".model.safetensors.tmp-{dead_pid}-0a1b2c3d",
+        "live writer": f".model.safetensors.tmp-{os.getpid()}-0a1b2c3d",
+        "untouched for an hour": f".model.safetensors.tmp-{os.getpid()}-99999999",
+        "another file's": f".other.safetensors.tmp-{dead_pid}-0a1b2c3d",
+        "not ours": ".model.safetensors.tmp-notapid",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"partial")
+    hour_ago = time.time() - 3600
+    os.utime(tmp_path / names["untouched for an hour"], (hour_ago, hour_ago))
+    cr.save({"x": cr.ones(2)}, path)
+    kept = {label for label, name in names.items() if (tmp_path / name).exists()}
+    assert kept == {"live writer", "another file's", "not ours"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and SIGKILL (POSIX)")
+def test_a_save_killed_at_any_moment_leaves_the_old_or_the_new_state(tmp_path):
+    """A child saves states A and B alternately, forever; it is killed with SIGKILL at random moments."""
+    state_a, state_b = two_states()
+    path = tmp_path / "model.safetensors"
+    cr.save(state_a, path)
+    rng = np.random.default_rng(0)
+    seen = {"A": 0, "B": 0}
+    killed_mid_write = 0
+    holds_a = True
+    for _ in range(60):
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            try:
+                for index in itertools.count(int(holds_a)):  # first the state the file does not hold
+                    cr.save(state_b if index % 2 else state_a, path)
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.0, 0.04))  # one save takes a few to tens of milliseconds (fsync)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        killed_mid_write += bool(temp_files(tmp_path))
+        loaded = cr.load(path, nonfinite="error")
+        holds_a = all(np.array_equal(loaded[k].data, state_a[k].data) for k in state_a)
+        if not holds_a:
+            assert_state_equal(loaded, state_b)
+        seen["A" if holds_a else "B"] += 1
+    assert seen["A"] and seen["B"], seen  # the children did save, and often
+    assert killed_mid_write, "no kill landed during a write; the test proves nothing"
+    cr.save(state_a, path)  # the writers are dead: their temporaries go
+    assert temp_files(tmp_path) == []

@@ -385,6 +385,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     survives a power cut. On any error the temporary file is removed, the old file is left as it was, and
     the error is raised as a ``CheckpointError`` naming the file. Temporary files of writers that were
     killed are removed by the next write of the same path (see :data:`STALE_TEMP_SECONDS`).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from chainrule.io import atomic_write_bytes
+    >>> directory = tempfile.mkdtemp()
+    >>> atomic_write_bytes(os.path.join(directory, "notes.txt"), b"epoch 3")
+    >>> os.listdir(directory)
+    ['notes.txt']
     """
     target = Path(path)
     directory = target.parent
