@@ -26,6 +26,7 @@ from chainrule.creation import (
     zeros_like,
 )
 from chainrule.errors import (
+    AnomalyError,
     ArgumentError,
     ChainruleError,
     CheckpointError,
@@ -137,6 +138,7 @@ __all__ = [
     "ArgumentError",
     "IndexingError",
     "GradientError",
+    "AnomalyError",
     "DataError",
     "CheckpointError",
     "abs",

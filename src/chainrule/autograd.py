@@ -15,6 +15,8 @@ One core serves both engines. A graph node is any object with this small protoco
 :class:`chainrule.Tensor` (arrays) and :class:`chainrule.Value` (Python floats) both implement it, so the
 topological sort and the two sweeps below are the only graph walks in the project. They are iterative:
 a chain of a million ops backpropagates without touching Python's recursion limit.
+
+Anomaly mode (:func:`detect_anomaly`, NaN/Inf checks on every op) lives in :mod:`chainrule.anomaly`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from chainrule.anomaly import detect_anomaly, is_anomaly_enabled
 from chainrule.errors import GradientError
 
 __all__ = [
@@ -30,6 +33,8 @@ __all__ = [
     "enable_grad",
     "set_grad_enabled",
     "is_grad_enabled",
+    "detect_anomaly",
+    "is_anomaly_enabled",
     "topological_order",
     "backpropagate",
     "forward_sweep",

@@ -14,6 +14,7 @@ __all__ = [
     "ArgumentError",
     "IndexingError",
     "GradientError",
+    "AnomalyError",
     "DataError",
     "CheckpointError",
 ]
@@ -43,6 +44,11 @@ class IndexingError(ChainruleError, IndexError):
 
 class GradientError(ChainruleError, RuntimeError):
     """Misuse of the autodiff engine, e.g. a second ``backward()`` through a freed graph."""
+
+
+class AnomalyError(GradientError):
+    """NaN or Inf produced by an op's forward or backward pass while :func:`chainrule.autograd.detect_anomaly`
+    is active; the message names the op, its input shapes and the line of user code that created it."""
 
 
 class DataError(ChainruleError, ValueError):

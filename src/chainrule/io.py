@@ -2,43 +2,83 @@
 
 :func:`save` takes a state dict, an optimizer state dict, or any nesting of dicts, lists and tuples whose
 leaves are tensors, arrays, numbers, strings, booleans or None. The arrays go into a safetensors file;
-the structure around them, with a format version, goes into the same file's metadata as JSON. Writing
-is atomic: a temporary file in the same directory, flushed and fsynced, then renamed over the target.
+the structure around them, with a format version, goes into the same file's metadata as JSON.
 
-Needs the ``safetensors`` package (``pip install 'chainrule[io]'``).
+A safetensors file is an 8-byte little-endian header length, a JSON header, then the raw array bytes::
+
+    [ n : u64 LE ][ n bytes: {"__metadata__": {...}, "name": {"dtype": "F32", "shape": [2, 3],
+                                                              "data_offsets": [0, 24]}, ...} ][ data ]
+
+:func:`load` reads this container itself and checks every field before it touches the data (header
+length within the file, UTF-8 JSON without duplicate keys, known dtypes, sizes that match the offsets,
+offsets that tile the data region exactly), so a corrupt or hostile file is answered with a
+:class:`~chainrule.errors.CheckpointError` naming the file and the fault, and nothing in a file is ever
+executed or imported. Writing is atomic and durable (:func:`atomic_write_bytes`).
+
+Saving needs the ``safetensors`` package (``pip install 'chainrule[io]'``); loading needs only NumPy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
-import tempfile
+import time
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chainrule.errors import CheckpointError
+from chainrule.errors import ArgumentError, CheckpointError
 from chainrule.tensor import Tensor, _wrap
 
-__all__ = ["save", "load", "atomic_write_bytes", "FORMAT_VERSION"]
+if TYPE_CHECKING:  # pragma: no cover
+    from chainrule.nn.module import IncompatibleKeys, Module
+
+__all__ = ["save", "load", "load_into", "atomic_write_bytes", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 _TREE_KEY = "chainrule.tree"
 _VERSION_KEY = "chainrule.format_version"
+
+MAX_HEADER_BYTES = 100_000_000  # the safetensors reference implementation's own limit
+_MAX_NDIM = 64  # NumPy's limit
+# safetensors dtype names -> little-endian NumPy dtypes (BF16 and the F8 types have no NumPy dtype)
+_DTYPES = {
+    "BOOL": np.dtype("|b1"),
+    "U8": np.dtype("|u1"),
+    "I8": np.dtype("|i1"),
+    "U16": np.dtype("<u2"),
+    "I16": np.dtype("<i2"),
+    "F16": np.dtype("<f2"),
+    "U32": np.dtype("<u4"),
+    "I32": np.dtype("<i4"),
+    "F32": np.dtype("<f4"),
+    "U64": np.dtype("<u8"),
+    "I64": np.dtype("<i8"),
+    "F64": np.dtype("<f8"),
+}
+_NONFINITE_CHOICES = ("warn", "error", "ignore")
+
+STALE_TEMP_SECONDS = 15 * 60
+"""A temporary file left by a writer is removed by the next save of the same path once its writer's
+process is gone, or once it has not been touched for this long (writers on other machines)."""
 
 
 def _safetensors() -> Any:
     try:
         import safetensors.numpy
     except ImportError:  # pragma: no cover - exercised only without the extra
-        raise CheckpointError(
-            "saving and loading need the 'safetensors' package: pip install 'chainrule[io]'"
-        ) from None
+        raise CheckpointError("saving needs the 'safetensors' package: pip install 'chainrule[io]'") from None
     return safetensors
 
 
+# ---------------------------------------------------------------------------------------------------
+# The structure around the arrays: a JSON tree
+# ---------------------------------------------------------------------------------------------------
 def _flatten(value: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
     """The JSON skeleton of ``value``; arrays are moved into ``arrays`` under their path."""
     if isinstance(value, (Tensor, np.ndarray)):
@@ -46,7 +86,8 @@ def _flatten(value: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
         if array.dtype.kind not in "biuf":
             raise CheckpointError(f"save: {path or 'value'} has dtype {array.dtype}, which cannot be saved")
         key = path or "value"
-        arrays[key] = np.ascontiguousarray(array)
+        # not np.ascontiguousarray, which turns a 0-d array into shape (1,)
+        arrays[key] = array if array.flags.c_contiguous else array.copy(order="C")
         return {"__tensor__" if isinstance(value, Tensor) else "__array__": key}
     if isinstance(value, dict):
         items = []
@@ -67,17 +108,22 @@ def _flatten(value: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
     raise CheckpointError(f"save: cannot save a value of type {type(value).__name__} at {path or 'top level'!r}")
 
 
-def _unflatten(node: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
+def _unflatten(node: Any, arrays: dict[str, np.ndarray], used: set[str], where: str) -> Any:
     if isinstance(node, list):
-        return [_unflatten(v, arrays, where) for v in node]
+        return [_unflatten(v, arrays, used, where) for v in node]
     if not isinstance(node, dict):
         return node
     if len(node) != 1:
-        raise CheckpointError(f"load: {where}: malformed structure entry {sorted(node)!r}")
+        raise CheckpointError(f"load: {where}: malformed structure entry {_short(sorted(node))}")
     ((kind, payload),) = node.items()
     if kind in ("__tensor__", "__array__"):
-        if payload not in arrays:
-            raise CheckpointError(f"load: {where}: the structure refers to array {payload!r}, which is not in the file")
+        if not isinstance(payload, str) or payload not in arrays:
+            raise CheckpointError(
+                f"load: {where}: the structure refers to array {_short(payload)}, which is not in the file"
+            )
+        if payload in used:
+            raise CheckpointError(f"load: {where}: the structure refers to array {_short(payload)} twice")
+        used.add(payload)
         array = arrays[payload]
         return _wrap(array) if kind == "__tensor__" else array
     if kind == "__dict__":
@@ -86,61 +132,361 @@ def _unflatten(node: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
         result = {}
         for key, value in payload:
             if not isinstance(key, (str, int)) or isinstance(key, bool):
-                raise CheckpointError(f"load: {where}: dictionary key {key!r} is neither a string nor an integer")
+                raise CheckpointError(f"load: {where}: dictionary key {_short(key)} is neither a string nor an integer")
             if key in result:
-                raise CheckpointError(f"load: {where}: duplicate key {key!r}")
-            result[key] = _unflatten(value, arrays, where)
+                raise CheckpointError(f"load: {where}: duplicate key {_short(key)}")
+            result[key] = _unflatten(value, arrays, used, where)
         return result
     if kind == "__tuple__":
         if not isinstance(payload, list):
             raise CheckpointError(f"load: {where}: malformed tuple entry")
-        return tuple(_unflatten(v, arrays, where) for v in payload)
+        return tuple(_unflatten(v, arrays, used, where) for v in payload)
     if kind == "__float__":
         if payload not in ("nan", "inf", "-inf"):
-            raise CheckpointError(f"load: {where}: unknown float {payload!r}")
+            raise CheckpointError(f"load: {where}: unknown float {_short(payload)}")
         return float(payload)
-    raise CheckpointError(f"load: {where}: unknown structure entry {kind!r}")
+    raise CheckpointError(f"load: {where}: unknown structure entry {_short(kind)}")
 
 
+# ---------------------------------------------------------------------------------------------------
+# Reading the safetensors container, checking every field
+# ---------------------------------------------------------------------------------------------------
+class _Fault(Exception):
+    """What is wrong with a file; :func:`load` adds the file's name and raises CheckpointError."""
+
+
+def _strict_json(text: str | bytes, what: str) -> Any:
+    """Parse JSON, rejecting duplicate keys and the non-standard constants NaN and Infinity."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise _Fault(f"{what} has the key {_short(key)} twice")
+            result[key] = value
+        return result
+
+    def no_constants(name: str) -> Any:
+        raise _Fault(f"{what} contains {name}, which is not JSON")
+
+    try:
+        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
+    except json.JSONDecodeError as error:
+        raise _Fault(f"{what} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _Fault(f"{what} is nested too deeply") from None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a hostile file must not make a message huge."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _int_list(value: Any, length: int | None = None) -> bool:
+    return (
+        isinstance(value, list)
+        and (length is None or len(value) == length)
+        and all(type(v) is int for v in value)  # not bool, not float
+    )
+
+
+def _read_container(handle: Any, file_size: int) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """The metadata and arrays of a safetensors file, after checking every field of its header."""
+    prefix = handle.read(8)
+    if len(prefix) < 8:
+        raise _Fault(
+            f"the file is {len(prefix)} bytes long, too short for a safetensors file (8 bytes of header length first)"
+        )
+    header_length = int.from_bytes(prefix, "little")
+    if header_length > MAX_HEADER_BYTES:
+        raise _Fault(f"the header length is {header_length} bytes, over the limit of {MAX_HEADER_BYTES}")
+    if header_length > file_size - 8:
+        raise _Fault(f"the header length is {header_length} bytes, but only {file_size - 8} bytes follow (truncated?)")
+    if header_length < 2:
+        raise _Fault(f"the header length is {header_length} bytes, too short for a JSON object")
+    header_bytes = handle.read(header_length)
+    if len(header_bytes) != header_length:
+        raise _Fault("the file ended while its header was being read (was it truncated while loading?)")
+    try:
+        header_text = header_bytes.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _Fault(f"the header is not UTF-8 (byte {error.start} of the header)") from None
+    header = _strict_json(header_text, "the header")
+    if not isinstance(header, dict):
+        raise _Fault(f"the header is a JSON {type(header).__name__}, not an object")
+
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _Fault("__metadata__ in the header is not an object of strings")
+
+    entries = []  # (begin, end, name, dtype, shape)
+    data_size = file_size - 8 - header_length
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise _Fault(f"tensor {_short(name)}: expected exactly the fields dtype, shape and data_offsets")
+        dtype = _DTYPES.get(entry["dtype"]) if isinstance(entry["dtype"], str) else None
+        if dtype is None:
+            raise _Fault(f"tensor {_short(name)}: unknown or unsupported dtype {_short(entry['dtype'])}")
+        shape = entry["shape"]
+        if not _int_list(shape) or len(shape) > _MAX_NDIM:
+            raise _Fault(f"tensor {_short(name)}: shape {_short(shape)} is not a list of at most {_MAX_NDIM} integers")
+        if any(dim < 0 for dim in shape):
+            raise _Fault(f"tensor {_short(name)}: shape {_short(shape)} has a negative dimension")
+        offsets = entry["data_offsets"]
+        if not _int_list(offsets, 2) or not 0 <= offsets[0] <= offsets[1]:
+            raise _Fault(
+                f"tensor {_short(name)}: data_offsets {_short(offsets)} are not two integers 0 <= begin <= end"
+            )
+        begin, end = offsets
+        if end > data_size:
+            raise _Fault(
+                f"tensor {_short(name)}: data_offsets [{begin}, {end}] are out of bounds: "
+                f"the data region has {data_size} bytes"
+            )
+        size = math.prod(shape) * dtype.itemsize  # Python integers: no overflow
+        if size != end - begin:
+            raise _Fault(
+                f"tensor {_short(name)}: shape {_short(shape)} of {entry['dtype']} needs {size} bytes, "
+                f"but data_offsets [{begin}, {end}] span {end - begin}"
+            )
+        entries.append((begin, end, name, dtype, shape))
+
+    entries.sort(key=lambda e: (e[0], e[1]))
+    position, previous = 0, None
+    for begin, end, name, _, _ in entries:
+        if begin < position:
+            raise _Fault(f"tensor {_short(name)} overlaps tensor {_short(previous)} (bytes {begin} to {position})")
+        if begin > position:
+            raise _Fault(f"{begin - position} unused byte(s) in the data region before tensor {_short(name)}")
+        position, previous = end, name
+    if position != data_size:
+        raise _Fault(f"{data_size - position} trailing byte(s) after the last tensor")
+
+    data = handle.read(data_size + 1)
+    if len(data) != data_size:
+        raise _Fault("the file changed size while it was being read")
+    arrays = {}
+    for begin, end, name, dtype, shape in entries:
+        count = (end - begin) // dtype.itemsize
+        array = np.frombuffer(data, dtype=dtype, count=count, offset=begin).reshape(shape)
+        arrays[name] = array.astype(dtype.newbyteorder("="))  # a writable, native-order copy
+    return metadata, arrays
+
+
+def load(path: str | os.PathLike[str], *, nonfinite: str = "warn") -> Any:
+    """Load what :func:`save` wrote. Tensors come back as tensors, arrays as arrays. Nothing is unpickled.
+
+    Every field of the file is checked before its arrays are read: see the module docstring.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`save`.
+    nonfinite : {"warn", "error", "ignore"}
+        What to do when a floating-point array holds NaN or Inf: a ``RuntimeWarning`` (the default),
+        a ``CheckpointError``, or nothing.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, not a chainrule safetensors file, from a newer format, or corrupt, or
+        (with ``nonfinite="error"``) holds NaN or Inf. The message names the file and the fault.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> import chainrule as cr
+    >>> path = os.path.join(tempfile.mkdtemp(), "state.safetensors")
+    >>> cr.save({"step": 3, "weights": cr.ones(2)}, path)
+    >>> cr.load(path)
+    {'step': 3, 'weights': tensor([1., 1.])}
+    """
+    if nonfinite not in _NONFINITE_CHOICES:
+        raise ArgumentError(f"load: nonfinite must be one of {_NONFINITE_CHOICES}, got {nonfinite!r}")
+    name = str(path)
+    if not os.path.isfile(name):
+        raise CheckpointError(f"load: {name!r} does not exist or is not a file")
+    try:
+        with open(name, "rb") as handle:
+            metadata, arrays = _read_container(handle, os.fstat(handle.fileno()).st_size)
+        version = metadata.get(_VERSION_KEY)
+        if version is None or _TREE_KEY not in metadata:
+            raise _Fault("not written by chainrule.save (a safetensors file without chainrule metadata)")
+        if not (version.isascii() and version.isdigit() and len(version) <= 9) or int(version) < 1:
+            raise _Fault(f"invalid format version {_short(version)}")
+        if int(version) > FORMAT_VERSION:
+            raise _Fault(
+                f"format version {version} is from a newer chainrule; this one reads up to "
+                f"{FORMAT_VERSION} (upgrade chainrule)"
+            )
+        tree = _strict_json(metadata[_TREE_KEY], "the structure header")
+    except _Fault as fault:
+        raise CheckpointError(f"load: {name!r}: {fault}") from None
+    except OSError as error:
+        raise CheckpointError(f"load: could not read {name!r}: {error.strerror or error}") from None
+
+    used: set[str] = set()
+    try:
+        result = _unflatten(tree, arrays, used, repr(name))
+    except RecursionError:
+        raise CheckpointError(f"load: {name!r}: the structure header is nested too deeply") from None
+    unused = sorted(set(arrays) - used)
+    if unused:
+        raise CheckpointError(f"load: {name!r}: the file holds arrays the structure does not mention: {_short(unused)}")
+
+    if nonfinite != "ignore":
+        bad = [key for key, array in arrays.items() if array.dtype.kind == "f" and not np.isfinite(array).all()]
+        if bad:
+            message = f"load: {name!r}: NaN or Inf values in {', '.join(_short(b, 40) for b in bad[:5])}" + (
+                f" and {len(bad) - 5} more arrays" if len(bad) > 5 else ""
+            )
+            if nonfinite == "error":
+                raise CheckpointError(message)
+            warnings.warn(message + " (pass nonfinite='error' to refuse such files)", RuntimeWarning, stacklevel=2)
+    return result
+
+
+def load_into(
+    module: Module, path: str | os.PathLike[str], *, strict: bool = True, nonfinite: str = "warn"
+) -> IncompatibleKeys:
+    """Load the state dict saved at ``path`` into ``module``: :func:`load`, then ``module.load_state_dict``.
+
+    Unlike the two calls written out, an error about missing, unexpected or mismatched parameters
+    names the file as well as the keys and shapes.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> import chainrule as cr
+    >>> from chainrule import nn
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    >>> cr.save(nn.Linear(3, 2).state_dict(), path)
+    >>> cr.io.load_into(nn.Linear(3, 2), path)
+    IncompatibleKeys(missing_keys=[], unexpected_keys=[])
+    """
+    state = load(path, nonfinite=nonfinite)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"load: {str(path)!r}: holds a {type(state).__name__}, not a state dict")
+    try:
+        return module.load_state_dict(state, strict=strict)
+    except CheckpointError as error:
+        raise CheckpointError(f"load: {str(path)!r}: does not fit the model: {error}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing: atomic and durable
+# ---------------------------------------------------------------------------------------------------
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that the file is always either the old or the new content.
 
-    The bytes go to a temporary file in the same directory, which is flushed, fsynced and renamed over
-    ``path``; the directory is then fsynced so the rename survives a power cut. On any error the temporary
-    file is removed and the old file is left as it was.
+    The bytes go to a temporary file ``.<name>.tmp-<pid>-<random>`` in the same directory, which is
+    fsynced and renamed over ``path`` (``os.replace``); the directory is then fsynced so that the rename
+    survives a power cut. On any error the temporary file is removed, the old file is left as it was, and
+    the error is raised as a ``CheckpointError`` naming the file. Temporary files of writers that were
+    killed are removed by the next write of the same path (see :data:`STALE_TEMP_SECONDS`).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from chainrule.io import atomic_write_bytes
+    >>> directory = tempfile.mkdtemp()
+    >>> atomic_write_bytes(os.path.join(directory, "notes.txt"), b"epoch 3")
+    >>> os.listdir(directory)
+    ['notes.txt']
     """
     target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
+    directory = target.parent
     if not directory.is_dir():
         raise CheckpointError(f"save: directory {str(directory)!r} does not exist")
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    _remove_stale_temps(directory, target.name)
+    temp = directory / f".{target.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-    except BaseException as error:
+        # 0o666 lets the umask decide the permissions, as for any file the user creates.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as error:
+        raise _write_error(target, error) from error
+    try:
         try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
+            view = memoryview(data).cast("B")
+            while view:
+                written = os.write(fd, view)  # may write less than asked: loop
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
         if isinstance(error, OSError):
-            raise CheckpointError(
-                f"save: could not write {str(target)!r}: {error.strerror or error}; "
-                "the previous file, if any, is unchanged"
-            ) from error
+            raise _write_error(target, error) from error
         raise
+    _fsync_directory(directory, target)
+
+
+def _write_error(target: Path, error: OSError) -> CheckpointError:
+    code = errno.errorcode.get(error.errno or 0)
+    reason = f"{error.strerror or error}" + (f" [{code}]" if code else "")
+    return CheckpointError(f"save: could not write {str(target)!r}: {reason}; the previous file, if any, is unchanged")
+
+
+def _fsync_directory(directory: Path, target: Path) -> None:
+    """Make the rename durable. Skipped where directories cannot be opened or synced (Windows, some FUSE)."""
+    if os.name == "nt":  # pragma: no cover
+        return
     try:
-        dir_fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:  # pragma: no cover - platforms without directory handles
         return
     try:
-        os.fsync(dir_fd)
-    except OSError:  # pragma: no cover - file systems that refuse fsync on directories
-        pass
+        os.fsync(fd)
+    except OSError as error:  # pragma: no cover - depends on the file system
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+            raise CheckpointError(
+                f"save: {str(target)!r} was written, but syncing its directory failed: {error.strerror or error}"
+            ) from error
     finally:
-        os.close(dir_fd)
+        os.close(fd)
+
+
+def _remove_stale_temps(directory: Path, name: str) -> None:
+    """Remove ``.<name>.tmp-<pid>-<random>`` files whose writer is gone or that are long untouched."""
+    prefix = f".{name}.tmp-"
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:  # pragma: no cover - an unreadable directory: the write itself will report it
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid_text, _, token = entry.name[len(prefix) :].partition("-")
+        if not pid_text.isdigit() or not token:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            if age > STALE_TEMP_SECONDS or not _process_alive(int(pid_text)):
+                os.unlink(entry.path)
+        except OSError:  # another writer removed it first, or it cannot be removed: not ours to fix
+            continue
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be writing (when unsure: yes)."""
+    if pid <= 0:
+        return False
+    if pid == os.getpid() or os.name == "nt":  # another thread of ours; Windows has no signal 0
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists but belongs to another user
+        return True
+    return True
 
 
 def save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -168,36 +514,3 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
     except Exception as error:  # safetensors raises its own error types
         raise CheckpointError(f"save: could not encode {str(path)!r}: {error}") from None
     atomic_write_bytes(path, data)
-
-
-def load(path: str | os.PathLike[str]) -> Any:
-    """Load what :func:`save` wrote. Tensors come back as tensors, arrays as arrays. Nothing is unpickled.
-
-    Raises
-    ------
-    CheckpointError
-        If the file is missing, not a chainrule safetensors file, from a newer format, or corrupt.
-    """
-    st = _safetensors()
-    name = str(path)
-    if not os.path.isfile(name):
-        raise CheckpointError(f"load: {name!r} does not exist or is not a file")
-    try:
-        with st.safe_open(name, framework="numpy") as handle:
-            metadata = handle.metadata() or {}
-            arrays = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as error:  # safetensors reports corrupt headers and data with its own exceptions
-        raise CheckpointError(f"load: {name!r} is not a valid safetensors file: {error}") from None
-    version = metadata.get(_VERSION_KEY)
-    if version is None or _TREE_KEY not in metadata:
-        raise CheckpointError(f"load: {name!r} is a safetensors file but not one written by chainrule.save")
-    if not version.isdigit() or int(version) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"load: {name!r} has format version {version!r}; this chainrule reads up to "
-            f"{FORMAT_VERSION} (upgrade chainrule)"
-        )
-    try:
-        tree = json.loads(metadata[_TREE_KEY])
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"load: {name!r} has a corrupt structure header: {error}") from None
-    return _unflatten(tree, {k: np.array(v) for k, v in arrays.items()}, name)

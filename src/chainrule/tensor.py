@@ -3,7 +3,8 @@
 :func:`apply` is the one place where an op of :mod:`chainrule.ops` runs on tensors: it converts dtypes,
 runs the NumPy forward, turns NumPy's errors into chainrule errors that name the op and the shapes, and
 links the result into the graph. :meth:`Tensor._vjp` is the one place where a rule's gradients are summed
-back to their inputs' shapes (undoing broadcasting) and checked.
+back to their inputs' shapes (undoing broadcasting) and checked. Both call the NaN/Inf checks of
+:mod:`chainrule.anomaly` when anomaly mode is on, behind a single flag test.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from chainrule import autograd
+from chainrule import anomaly, autograd
+from chainrule.anomaly import _AnomalyMode
 from chainrule.autograd import _GradMode
 from chainrule.errors import ChainruleError, DTypeError, GradientError, IndexingError, ShapeError
 from chainrule.ops import OPS, Primitive, numpy_namespace
@@ -80,13 +82,14 @@ def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
 class _Node:
     """What an op's output remembers for backward: the op, its arguments and attributes."""
 
-    __slots__ = ("args", "attrs", "op", "parents")
+    __slots__ = ("args", "attrs", "op", "parents", "site")
 
-    def __init__(self, op: type[Primitive], args: tuple, attrs: dict, parents: tuple) -> None:
+    def __init__(self, op: type[Primitive], args: tuple, attrs: dict, parents: tuple, site: tuple = ()) -> None:
         self.op = op
         self.args = args  # tensors and constants, as the op was called
         self.attrs = attrs
         self.parents = parents  # the tensors among args that require grad
+        self.site = site  # where the user created the op; recorded only in anomaly mode
 
 
 class _FreedNode:
@@ -196,6 +199,7 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
         raise _translate(op, arrays, error) from None
     if type(data) is not np.ndarray:
         data = np.asarray(data)
+    site = anomaly.check_forward(op, arrays, data) if _AnomalyMode.enabled else ()
     out = Tensor.__new__(Tensor)
     out.data = data
     out.grad = None
@@ -204,7 +208,7 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
         parents = tuple(a for a in args if isinstance(a, Tensor) and a.requires_grad)
         if parents:
             out.requires_grad = True
-            out._ctx = _Node(op, args, attrs, parents)
+            out._ctx = _Node(op, args, attrs, parents, site)
             return out
     out.requires_grad = False
     out._ctx = None
@@ -487,7 +491,10 @@ class Tensor:
         else:
             xp, out = numpy_namespace, self.data
             inputs = tuple(a.data if isinstance(a, Tensor) else a for a in args)
-        grads = ctx.op.vjp(xp, grad_out, needs, out, *inputs, **ctx.attrs)
+        if _AnomalyMode.enabled:
+            grads = anomaly.checked_vjp(ctx, xp, grad_out, needs, out, inputs)
+        else:
+            grads = ctx.op.vjp(xp, grad_out, needs, out, *inputs, **ctx.attrs)
         pushed = []
         for arg, need, grad in zip(args, needs, grads):
             if not need or grad is None:

@@ -242,8 +242,11 @@ def _resume(path: Any, state: TrainState, callbacks: Sequence[Callback], loader:
     saved = load(path)
     if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"fit: {str(path)!r} is not a training checkpoint (saved by ModelCheckpoint)")
-    state.model.load_state_dict(saved["model"])
-    state.optimizer.load_state_dict(saved["optimizer"])
+    try:
+        state.model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+    except CheckpointError as error:
+        raise CheckpointError(f"fit: {str(path)!r} does not fit this model and optimizer: {error}") from None
     state.epoch, state.step = int(saved["epoch"]), int(saved["step"])
     state.history = History.from_dict(saved["history"])
     for i, callback in enumerate(callbacks):

@@ -26,7 +26,7 @@ import numpy as np
 from chainrule import data as datasets
 from chainrule import rng
 from chainrule.errors import ChainruleError, CheckpointError, DataError
-from chainrule.io import atomic_write_bytes, load, save
+from chainrule.io import atomic_write_bytes, load_into, save
 from chainrule.nn.module import Module
 from chainrule.train import plots
 from chainrule.train.callbacks import EarlyStopping, HistoryLogger, ModelCheckpoint
@@ -239,7 +239,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[Module, dict[str, Any]]:
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or "data" not in config:
         raise CheckpointError(f"{str(config_path)!r} does not describe a model (missing 'model' or 'data')")
     model = build_model(config["model"])
-    model.load_state_dict(load(weights))
+    load_into(model, weights)
     model.eval()
     return model, config
 
