@@ -9,13 +9,14 @@ A safetensors file is an 8-byte little-endian header length, a JSON header, then
     [ n : u64 LE ][ n bytes: {"__metadata__": {...}, "name": {"dtype": "F32", "shape": [2, 3],
                                                               "data_offsets": [0, 24]}, ...} ][ data ]
 
-:func:`load` reads this container itself and checks every field before it touches the data (header
+:func:`load` reads this container's header itself and checks every field before the data is decoded (header
 length within the file, UTF-8 JSON without duplicate keys, known dtypes, sizes that match the offsets,
 offsets that tile the data region exactly), so a corrupt or hostile file is answered with a
 :class:`~chainrule.errors.CheckpointError` naming the file and the fault, and nothing in a file is ever
-executed or imported. Writing is atomic and durable (:func:`atomic_write_bytes`).
+executed or imported; only then does the ``safetensors`` library decode the arrays. Writing is atomic and
+durable (:func:`atomic_write_bytes`).
 
-Saving needs the ``safetensors`` package (``pip install 'chainrule[io]'``); loading needs only NumPy.
+Saving and loading need the ``safetensors`` package (``pip install 'chainrule[io]'``).
 """
 
 from __future__ import annotations
@@ -68,11 +69,11 @@ STALE_TEMP_SECONDS = 15 * 60
 process is gone, or once it has not been touched for this long (writers on other machines)."""
 
 
-def _safetensors() -> Any:
+def _safetensors(what: str = "saving") -> Any:
     try:
         import safetensors.numpy
     except ImportError:  # pragma: no cover - exercised only without the extra
-        raise CheckpointError("saving needs the 'safetensors' package: pip install 'chainrule[io]'") from None
+        raise CheckpointError(f"{what} needs the 'safetensors' package: pip install 'chainrule[io]'") from None
     return safetensors
 
 
@@ -266,12 +267,14 @@ def _read_container(handle: Any, file_size: int) -> tuple[dict[str, str], dict[s
     data = handle.read(data_size + 1)
     if len(data) != data_size:
         raise _Fault("the file changed size while it was being read")
-    arrays = {}
-    for begin, end, name, dtype, shape in entries:
-        count = (end - begin) // dtype.itemsize
-        array = np.frombuffer(data, dtype=dtype, count=count, offset=begin).reshape(shape)
-        arrays[name] = array.astype(dtype.newbyteorder("="))  # a writable, native-order copy
-    return metadata, arrays
+    # Every field is known good: the safetensors library decodes the arrays.
+    try:
+        decoded = _safetensors("loading").numpy.load(prefix + header_bytes + data)
+    except CheckpointError:
+        raise
+    except Exception as error:  # safetensors raises its own error types
+        raise _Fault(f"the safetensors library could not decode it: {error}") from None
+    return metadata, {name: np.array(array, copy=True) for name, array in decoded.items()}  # writable copies
 
 
 def load(path: str | os.PathLike[str], *, nonfinite: str = "warn") -> Any:
