@@ -29,7 +29,6 @@ raises :class:`~chainrule.errors.GradientError` (it would be a bug).
 from __future__ import annotations
 
 import copy
-import html
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -40,6 +39,7 @@ import numpy as np
 
 from chainrule import autograd, func, nn, optim
 from chainrule.errors import ArgumentError, GradientError, ShapeError
+from chainrule.explain import tables
 from chainrule.nn import functional as F
 from chainrule.tensor import Tensor
 
@@ -217,32 +217,15 @@ class Trace:
 
     def to_text(self, digits: int = 9) -> str:
         """Aligned plain-text tables for a terminal, numbers to ``digits`` significant digits."""
-        blocks = []
-        for title, headers, rows in self._sections(digits):
-            blocks.append(_text_table(title, headers, rows))
-        return "\n\n".join(blocks) + "\n"
+        return tables.render_text(self._tables(digits))
 
     def to_markdown(self, digits: int = 9) -> str:
-        """Markdown: a heading and a pipe table per section."""
-        blocks = []
-        for title, headers, rows in self._sections(digits):
-            lines = [f"### {_md_cell(title)}", "", "| " + " | ".join(_md_cell(h) for h in headers) + " |"]
-            lines.append("|" + "|".join("---" for _ in headers) + "|")
-            lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
-            blocks.append("\n".join(lines))
-        return "\n\n".join(blocks) + "\n"
+        """Markdown: a heading and a pipe table per table."""
+        return tables.render_markdown(self._tables(digits))
 
     def to_html(self, digits: int = 9) -> str:
         """HTML tables (every cell escaped), for notebooks and web pages."""
-        parts = ['<div class="chainrule-trace">']
-        for title, headers, rows in self._sections(digits):
-            parts.append(f"<table>\n<caption>{html.escape(title)}</caption>")
-            parts.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>")
-            for row in rows:
-                parts.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>")
-            parts.append("</table>")
-        parts.append("</div>")
-        return "\n".join(parts) + "\n"
+        return tables.render_html(self._tables(digits), css_class="chainrule-trace")
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -250,16 +233,18 @@ class Trace:
     def __str__(self) -> str:
         return self.to_text()
 
-    def _sections(self, digits: int) -> list[tuple[str, list[str], list[list[str]]]]:
+    def _tables(self, digits: int) -> list[tables.Table]:
         """The tables every renderer shows: (title, headers, rows of cell strings)."""
 
         def num(value: float | None) -> str:
-            return "—" if value is None else _number(value, digits)
+            return "—" if value is None else tables.number(value, digits)
 
         forward = []
         for row in self.forward_rows:
             symbols = [f"{w}·{i}" for w, i in zip(row.weight_labels, row.input_labels)]
-            numbers = [f"{_factor(w, digits)}×{_factor(i, digits)}" for w, i in zip(row.weights, row.inputs)]
+            numbers = [
+                f"{tables.factor(w, digits)}×{tables.factor(i, digits)}" for w, i in zip(row.weights, row.inputs)
+            ]
             if row.bias is not None:
                 symbols.append(str(row.bias_label))
                 numbers.append(num(row.bias))
@@ -305,41 +290,6 @@ class Trace:
             steps_rows = [[str(steps), num(error)] for steps, error in sorted(self.errors_after.items())]
             sections.append(("Training on: the error after N steps", ["steps", "E"], steps_rows))
         return sections
-
-
-def _number(value: float, digits: int) -> str:
-    if value == 0:
-        return "0"
-    return f"{value:.{digits}g}"
-
-
-def _factor(value: float, digits: int) -> str:
-    """A number inside a product: negative ones in parentheses, ``0.5×(-2)``."""
-    text = _number(value, digits)
-    return f"({text})" if value < 0 else text
-
-
-def _text_table(title: str, headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    lines = [title, "=" * len(title)]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        cells = [cell.rjust(w) if _numeric(cell) else cell.ljust(w) for cell, w in zip(row, widths)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-def _numeric(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
 # ---------------------------------------------------------------------------------------------------
