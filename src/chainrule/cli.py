@@ -65,6 +65,16 @@ def _widths(text: str) -> list[int]:
     return values
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1,0.5, got {text!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers like 1,0.5, got {text!r}")
+    return values
+
+
 # -- demo --------------------------------------------------------------------------------------------
 def _demo_xor(args: argparse.Namespace) -> int:
     from chainrule.demo import XOR_INPUTS, XOR_TARGETS, train_xor
@@ -86,6 +96,41 @@ def _demo_xor(args: argparse.Namespace) -> int:
         print(f"  {x[0]:.0f} xor {x[1]:.0f} = {target:.0f}   network says {pred:+.4f}")
     learned = all(abs(p - t) < 0.5 for p, t in zip(result.predictions, XOR_TARGETS))
     print("Learned XOR." if learned else "Did not learn XOR yet: try more --steps or another --seed.")
+    return 0
+
+
+# -- explain ---------------------------------------------------------------------------------------
+def _explain_worked_example(args: argparse.Namespace) -> int:
+    from chainrule.explain import worked_example
+
+    print(worked_example(steps=args.steps, format=args.format), end="")
+    return 0
+
+
+def _explain_network(args: argparse.Namespace) -> int:
+    from chainrule.explain import explain_network
+
+    missing = [flag for flag in ("model", "input", "target") if getattr(args, flag) is None]
+    if missing:
+        args.explain_parser.error(
+            "without a subcommand, explain traces your network and needs "
+            + ", ".join(f"--{flag}" for flag in missing)
+            + " (or try: chainrule explain worked-example)"
+        )
+    record = explain_network(
+        args.model,
+        args.input,
+        args.target,
+        activation=args.activation,
+        output_activation=args.output_activation,
+        loss=args.loss,
+        lr=args.lr,
+        seed=args.seed,
+        weights=args.weights,
+        steps=args.steps,
+    )
+    renderers = {"text": record.to_text, "markdown": record.to_markdown, "html": record.to_html}
+    print(renderers.get(args.format, record.to_json)(), end="" if args.format != "json" else "\n")
     return 0
 
 
@@ -228,7 +273,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="tensor engine (default) or the scalar Value engine",
     )
     xor.set_defaults(run=_demo_xor)
+    _add_explain(commands, common)
     return parser
+
+
+def _add_explain(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``explain``: its own options trace a custom network; subcommands show prepared examples."""
+    from chainrule.explain import ACTIVATIONS, LOSSES
+
+    formats = ("text", "markdown", "html", "json")
+    explain = commands.add_parser(
+        "explain",
+        parents=[common],
+        help="every number of one backprop step, as tables (try: chainrule explain worked-example)",
+        description="Trace one training step of a small network: forward pass, loss, backward pass (chain rule) "
+        "and the SGD update, every number from the engine. Without a subcommand it traces the network "
+        "given by --model (options go before any subcommand).",
+    )
+    explain.add_argument("--model", type=_widths, default=None, help="layer widths from inputs to outputs, e.g. 2,3,1")
+    explain.add_argument(
+        "--activation", choices=tuple(ACTIVATIONS), default="tanh", help="hidden layers (default tanh)"
+    )
+    explain.add_argument(
+        "--output-activation", choices=tuple(ACTIVATIONS), default=None,
+        help="after the last layer (default: sigmoid for bce, identity otherwise)",
+    )  # fmt: skip
+    explain.add_argument("--loss", choices=tuple(LOSSES), default="mse", help="default %(default)s")
+    explain.add_argument("--input", type=_floats, default=None, help="one sample, e.g. 1,0")
+    explain.add_argument(
+        "--target", type=_floats, default=None, help="its target, e.g. 1 (a class index for cross_entropy)"
+    )
+    explain.add_argument("--lr", type=_finite_float(), default=0.1, help="learning rate (default %(default)s)")
+    explain.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the initial weights (default 0)")
+    explain.add_argument(
+        "--weights", default=None, metavar="FILE.json", help='{"layers": [{"weight": [[...]], "bias": [...]}, ...]}'
+    )
+    explain.add_argument("--steps", type=_non_negative_int, default=0, help="also show the error after N steps")
+    explain.add_argument("--format", choices=formats, default="text", help="default %(default)s")
+    explain.set_defaults(run=_explain_network, explain_parser=explain)
+
+    examples = explain.add_subparsers(dest="explain_command", metavar="EXAMPLE", required=False)
+    worked = examples.add_parser(
+        "worked-example",
+        parents=[common],
+        help="the classic 2-2-2 sigmoid network (Matt Mazur's step by step), one step in full",
+    )
+    worked.add_argument("--steps", type=_non_negative_int, default=10_000, help="then train N steps (default 10000)")
+    worked.add_argument("--format", choices=formats, default="text", help="default %(default)s")
+    worked.set_defaults(run=_explain_worked_example)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
