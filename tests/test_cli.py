@@ -46,3 +46,20 @@ def test_bad_usage_exits_2():
 def test_console_script_runs_as_module():
     result = subprocess.run([sys.executable, "-m", "chainrule.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("chainrule ")
+
+
+def test_gradcheck_command_passes_and_reports_every_parameter(capsys):
+    assert main(["gradcheck", "--model", "3,5,2", "--loss", "cross_entropy", "--activation", "sigmoid"]) == 0
+    out = capsys.readouterr().out
+    assert "all 4 parameters pass" in out and "0.weight" in out and "2.bias" in out
+
+
+def test_explain_demos_print_measured_numbers(capsys):
+    assert main(["explain", "vanishing", "--depth", "6", "--steps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "first ÷ last" in out and "vanishing" in out
+    assert main(["explain", "activations"]) == 0
+    assert "softsign" in capsys.readouterr().out
+    assert main(["explain", "modes", "--sizes", "4,8", "--repeats", "1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[:2] for row in rows] == [["4", "4"], ["8", "8"]]  # N parameters took N JVPs

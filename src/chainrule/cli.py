@@ -107,6 +107,37 @@ def _explain_worked_example(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_vanishing(args: argparse.Namespace) -> int:
+    from chainrule.explain import vanishing_demo
+
+    print(vanishing_demo(depth=args.depth, width=args.width, steps=args.steps, seed=args.seed, plot=args.plot))
+    return 0
+
+
+def _explain_activations(args: argparse.Namespace) -> int:
+    from chainrule.explain import activations_demo
+
+    print(activations_demo(plot=args.plot))
+    return 0
+
+
+def _explain_modes(args: argparse.Namespace) -> int:
+    from chainrule.explain import modes_demo
+
+    print(modes_demo(sizes=args.sizes, repeats=args.repeats))
+    return 0
+
+
+def _gradcheck(args: argparse.Namespace) -> int:
+    from chainrule.explain import gradcheck_command
+
+    report, ok = gradcheck_command(
+        ",".join(map(str, args.model)), activation=args.activation, loss=args.loss, batch=args.batch, seed=args.seed
+    )
+    print(report)
+    return 0 if ok else 1
+
+
 def _explain_network(args: argparse.Namespace) -> int:
     from chainrule.explain import explain_network
 
@@ -274,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     xor.set_defaults(run=_demo_xor)
     _add_explain(commands, common)
+    _add_gradcheck(commands, common)
     return parser
 
 
@@ -321,6 +353,46 @@ def _add_explain(commands: Any, common: argparse.ArgumentParser) -> None:
     worked.add_argument("--steps", type=_non_negative_int, default=10_000, help="then train N steps (default 10000)")
     worked.add_argument("--format", choices=formats, default="text", help="default %(default)s")
     worked.set_defaults(run=_explain_worked_example)
+
+    vanishing = examples.add_parser(
+        "vanishing",
+        parents=[common],
+        help="a deep sigmoid net's gradients vanish, the same net with ReLU + He init keeps them (measured)",
+    )
+    vanishing.add_argument("--depth", type=_positive_int, default=10, help="hidden layers (default 10)")
+    vanishing.add_argument("--width", type=_positive_int, default=32, help="units per layer (default 32)")
+    vanishing.add_argument("--steps", type=_positive_int, default=50, help="training steps (default 50)")
+    vanishing.add_argument("--seed", type=_non_negative_int, default=0, help="default 0")
+    vanishing.add_argument("--plot", default=None, metavar="PNG", help="also plot gradient norms per layer")
+    vanishing.set_defaults(run=_explain_vanishing)
+
+    activations = examples.add_parser(
+        "activations", parents=[common], help="the sigmoid family scaled to slope 1, and why its derivatives vanish"
+    )
+    activations.add_argument("--plot", default=None, metavar="PNG", help="also plot the functions and derivatives")
+    activations.set_defaults(run=_explain_activations)
+
+    modes = examples.add_parser(
+        "modes", parents=[common], help="a gradient by forward mode (N JVPs) against reverse mode (one backward)"
+    )
+    modes.add_argument("--sizes", type=_widths, default=[10, 100, 1000, 10000], help="parameter counts")
+    modes.add_argument("--repeats", type=_positive_int, default=3, help="timing repeats (default 3)")
+    modes.set_defaults(run=_explain_modes)
+
+
+def _add_gradcheck(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``gradcheck``: a whole-model gradient check of an MLP against central differences in float64."""
+    gradcheck = commands.add_parser(
+        "gradcheck",
+        parents=[common],
+        help="check backprop against finite differences for every parameter of an MLP (float64)",
+    )
+    gradcheck.add_argument("--model", type=_widths, default=[4, 8, 3], help="layer widths, e.g. 4,8,3 (default)")
+    gradcheck.add_argument("--activation", default="tanh", help="hidden activation (default tanh)")
+    gradcheck.add_argument("--loss", choices=("mse", "cross_entropy"), default="mse", help="default %(default)s")
+    gradcheck.add_argument("--batch", type=_positive_int, default=4, help="samples (default 4)")
+    gradcheck.add_argument("--seed", type=_non_negative_int, default=0, help="default 0")
+    gradcheck.set_defaults(run=_gradcheck)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
