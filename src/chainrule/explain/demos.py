@@ -17,7 +17,6 @@ The scripts in ``examples/`` call these functions; ``chainrule explain activatio
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import time
@@ -32,12 +31,12 @@ from chainrule import data, func, nn, optim
 from chainrule import functions as fn
 from chainrule.autograd import no_grad
 from chainrule.creation import tensor
-from chainrule.errors import ChainruleError
-from chainrule.io import atomic_write_bytes
 from chainrule.nn import functional as F
 from chainrule.rng import manual_seed
 from chainrule.scalar import MLP, Value
 from chainrule.tensor import Tensor
+from chainrule.train.plots import _pyplot
+from chainrule.train.plots import _save as _save_png
 
 __all__ = [
     "Squashing",
@@ -61,25 +60,6 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------------
 # Plotting helpers (matplotlib is optional and imported only when a plot is asked for)
 # ---------------------------------------------------------------------------------------------------
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise ChainruleError("plots need matplotlib: pip install 'chainrule[plot]'") from None
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save_png(figure: Any, path: str | os.PathLike[str]) -> Path:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------------
