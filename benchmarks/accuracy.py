@@ -47,7 +47,14 @@ ROWS: dict[str, tuple[TrainConfig, float]] = {
     ),
     "fashion-mlp": (
         TrainConfig(
-            data="fashion_mnist", hidden=[512, 256], epochs=30, lr=0.05, batch_size=128, dropout=0.2, val_split=0.0
+            data="fashion_mnist",
+            hidden=[512, 256],
+            epochs=25,
+            lr=0.001,
+            optimizer="adam",
+            batch_size=128,
+            dropout=0.2,
+            val_split=0.0,
         ),
         0.89,
     ),
