@@ -22,7 +22,7 @@ Anomaly mode (:func:`detect_anomaly`, NaN/Inf checks on every op) lives in :mod:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from chainrule.anomaly import detect_anomaly, is_anomaly_enabled
@@ -113,7 +113,7 @@ class enable_grad(set_grad_enabled):
 # ---------------------------------------------------------------------------------------------------
 # Traversal
 # ---------------------------------------------------------------------------------------------------
-def topological_order(roots: Iterable[Any]) -> list[Any]:
+def topological_order(roots: Iterable[Any], parents: Callable[[Any], Iterable[Any]] | None = None) -> list[Any]:
     """Return every node reachable from ``roots``, each after all of its parents.
 
     An explicit-stack depth-first search (post-order), so depth is limited by memory only.
@@ -122,6 +122,9 @@ def topological_order(roots: Iterable[Any]) -> list[Any]:
     ----------
     roots : iterable of nodes
         Where the walk starts (usually the outputs).
+    parents : callable, optional
+        ``parents(node)``: the nodes to visit before ``node`` (default: ``node._graph_parents()``, the
+        inputs that need gradients). The last one given is visited first.
 
     Returns
     -------
@@ -140,7 +143,7 @@ def topological_order(roots: Iterable[Any]) -> list[Any]:
             continue
         visited.add(id(node))
         stack.append((node, True))
-        for parent in node._graph_parents():
+        for parent in node._graph_parents() if parents is None else parents(node):
             if id(parent) not in visited:
                 stack.append((parent, False))
     return order

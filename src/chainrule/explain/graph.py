@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.autograd import topological_order
 from chainrule.errors import ArgumentError, ChainruleError, GradientError
 from chainrule.io import atomic_write_bytes
 from chainrule.scalar import Value
@@ -283,22 +284,8 @@ def graph(
         raise ArgumentError(f"graph: expected a chainrule Tensor or Value, got {type(root).__name__}")
     given_names = {id(obj): name for name, obj in (names or {}).items()}
 
-    # Iterative post-order DFS: each node after all of its inputs, so keys read inputs-first.
-    order: list[Any] = []
-    visited: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(root, False)]
-    while stack:
-        obj, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(obj)
-            continue
-        if id(obj) in visited:
-            continue
-        visited.add(id(obj))
-        stack.append((obj, True))
-        for parent in reversed(_inputs(obj)):
-            if id(parent) not in visited:
-                stack.append((parent, False))
+    # Each node after all of its inputs (constants included), first input first, so keys read inputs-first.
+    order = topological_order([root], parents=lambda obj: _inputs(obj)[::-1])
 
     nodes: list[GraphNode] = []
     key_of: dict[int, str] = {}
