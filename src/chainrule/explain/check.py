@@ -23,13 +23,13 @@ import numpy as np
 from chainrule.autograd import no_grad
 from chainrule.errors import ArgumentError
 from chainrule.nn.dropout import Dropout
-from chainrule.nn.loss import CrossEntropyLoss, MSELoss
 from chainrule.nn.module import Module
 from chainrule.tensor import Tensor
+from chainrule.train.loop import _resolve_loss
 
 __all__ = ["check_model", "ModelCheck", "ParameterCheck", "gradcheck_command"]
 
-_LOSSES: dict[str, Callable[[], Module]] = {"mse": MSELoss, "cross_entropy": CrossEntropyLoss}
+_COMMAND_LOSSES = ("mse", "cross_entropy")  # gradcheck_command makes targets for these
 
 
 @dataclass
@@ -171,16 +171,6 @@ class ModelCheck:
         }
 
 
-def _resolve_loss(loss: Any) -> Callable[[Tensor, Tensor], Tensor]:
-    if isinstance(loss, str):
-        if loss not in _LOSSES:
-            raise ArgumentError(f"check_model: unknown loss {loss!r}; use 'mse', 'cross_entropy' or a function")
-        return _LOSSES[loss]()
-    if not callable(loss):
-        raise ArgumentError(f"check_model: loss must be a name or a function, got {type(loss).__name__}")
-    return loss
-
-
 def _as_float64(value: Any) -> Any:
     """Floating inputs and targets become float64 tensors; integer labels stay as they are."""
     if value is None:  # a loss function that ignores the targets
@@ -220,8 +210,9 @@ def check_model(
         One batch of inputs, e.g. (N, in_features).
     y : array_like or Tensor
         Targets: the model's output shape for ``"mse"``, integer labels (N,) for ``"cross_entropy"``.
-    loss : {"mse", "cross_entropy"} or callable
-        Or ``f(outputs, targets) -> scalar Tensor``.
+    loss : str or callable
+        A name from :data:`chainrule.train.LOSSES` (``"mse"``, ``"cross_entropy"``, ...), a loss module, or
+        ``f(outputs, targets) -> scalar Tensor``.
     eps : float
         The finite-difference step :math:`\\epsilon`.
     atol, rtol : float
@@ -254,7 +245,7 @@ def check_model(
         raise ArgumentError(
             f"check_model: need eps > 0 and max_elements >= 1, got eps={eps}, max_elements={max_elements}"
         )
-    loss_fn = _resolve_loss(loss)
+    loss_fn = _resolve_loss(loss, "check_model")
     copied = copy.deepcopy(model).double()
     for module in copied.modules():
         if isinstance(module, Dropout):
@@ -355,7 +346,7 @@ def gradcheck_command(
         raise ArgumentError(f"gradcheck: --model needs at least two positive widths like 4,8,3, got {model_spec!r}")
     if activation not in ACTIVATIONS:
         raise ArgumentError(f"gradcheck: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-    if loss not in _LOSSES:
+    if loss not in _COMMAND_LOSSES:
         raise ArgumentError(f"gradcheck: loss must be 'mse' or 'cross_entropy', got {loss!r}")
     if batch < 1:
         raise ArgumentError(f"gradcheck: batch must be positive, got {batch}")

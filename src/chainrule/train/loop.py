@@ -18,7 +18,7 @@ import numpy as np
 from chainrule import rng
 from chainrule.autograd import no_grad
 from chainrule.data import DataLoader, Dataset, TensorDataset, random_split
-from chainrule.errors import CheckpointError, DataError
+from chainrule.errors import ArgumentError, CheckpointError, DataError
 from chainrule.nn import loss as losses
 from chainrule.nn.module import Module
 from chainrule.optim.optimizer import Optimizer
@@ -87,13 +87,14 @@ def _loader(data: Any, batch_size: int, shuffle: bool, name: str) -> DataLoader:
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle)
 
 
-def _resolve_loss(loss: Any) -> Callable[[Tensor, Tensor], Tensor]:
+def _resolve_loss(loss: Any, owner: str = "fit") -> Callable[[Tensor, Tensor], Tensor]:
+    """A loss from a name in :data:`LOSSES`, or the given loss module or function."""
     if isinstance(loss, str):
         if loss not in LOSSES:
-            raise ValueError(f"fit: unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+            raise ArgumentError(f"{owner}: unknown loss {loss!r}; known: {', '.join(LOSSES)}, or a function")
         return LOSSES[loss]()
     if not callable(loss):
-        raise TypeError(f"fit: loss must be a name, a loss module or a function, got {type(loss).__name__}")
+        raise ArgumentError(f"{owner}: loss must be a name, a loss module or a function, got {type(loss).__name__}")
     return loss
 
 
