@@ -40,7 +40,7 @@ from chainrule import nn, rng
 from chainrule.autograd import no_grad
 from chainrule.tensor import Tensor
 from chainrule.train.callbacks import Callback, EarlyStopping
-from chainrule.train.loop import _optimizers, fit
+from chainrule.train.loop import OPTIMIZERS, fit, make_optimizer
 from chainrule.train.models import ACTIVATIONS
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -102,8 +102,8 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"{name}: hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
         if self.activation not in ACTIVATIONS and self.activation not in ("identity", "logistic"):
             raise ValueError(f"{name}: unknown activation {self.activation!r}")
-        if self.solver not in _optimizers():
-            raise ValueError(f"{name}: solver must be one of {', '.join(_optimizers())}, got {self.solver!r}")
+        if self.solver not in OPTIMIZERS:
+            raise ValueError(f"{name}: solver must be one of {', '.join(OPTIMIZERS)}, got {self.solver!r}")
         checks = [
             ("alpha", self.alpha, 0.0, True),
             ("learning_rate_init", self.learning_rate_init, 0.0, False),
@@ -143,10 +143,10 @@ class _BaseMLP(BaseEstimator):
         return nn.Sequential(*layers).double()
 
     def _optimizer(self) -> Any:
-        kwargs: dict[str, Any] = {"lr": self.learning_rate_init, "weight_decay": self.alpha}
-        if self.solver in ("sgd", "rmsprop"):
-            kwargs["momentum"] = self.momentum
-        return _optimizers()[self.solver](self.model_.parameters(), **kwargs)
+        return make_optimizer(
+            self.solver, self.model_.parameters(), lr=self.learning_rate_init, weight_decay=self.alpha,
+            momentum=self.momentum,
+        )  # fmt: skip
 
     # -- training ----------------------------------------------------------------------------------
     def _train(self, X: np.ndarray, targets: np.ndarray, n_outputs: int, epochs: int, incremental: bool) -> None:

@@ -15,7 +15,7 @@ from chainrule.train.callbacks import (
     TrainState,
 )
 from chainrule.train.history import History
-from chainrule.train.loop import LOSSES, OPTIMIZERS, evaluate, fit, predict
+from chainrule.train.loop import LOSSES, OPTIMIZERS, evaluate, fit, make_optimizer, predict
 from chainrule.train.metrics import (
     accuracy,
     confusion_matrix,
@@ -49,6 +49,7 @@ __all__ = [
     "rmse",
     "r2_score",
     "build_model",
+    "make_optimizer",
     "LOSSES",
     "OPTIMIZERS",
 ]

@@ -34,7 +34,7 @@ from chainrule.train.callbacks import (
 from chainrule.train.history import History
 from chainrule.train.metrics import get_metric
 
-__all__ = ["fit", "evaluate", "predict", "checkpoint_state", "as_dataset", "LOSSES", "OPTIMIZERS"]
+__all__ = ["fit", "evaluate", "predict", "checkpoint_state", "as_dataset", "make_optimizer", "LOSSES", "OPTIMIZERS"]
 
 CHECKPOINT_FORMAT = "chainrule.checkpoint"
 
@@ -64,6 +64,26 @@ def _optimizers() -> dict[str, type[Optimizer]]:
 
 
 OPTIMIZERS = tuple(_optimizers())
+
+
+def make_optimizer(
+    name: str, parameters: Any, *, lr: float, weight_decay: float = 0.0, momentum: float = 0.0
+) -> Optimizer:
+    """An optimizer by name (one of :data:`OPTIMIZERS`); ``momentum`` reaches SGD and RMSprop only.
+
+    Examples
+    --------
+    >>> from chainrule import nn
+    >>> make_optimizer("sgd", nn.Linear(2, 1).parameters(), lr=0.1, momentum=0.9).param_groups[0]["momentum"]
+    0.9
+    """
+    table = _optimizers()
+    if name not in table:
+        raise ArgumentError(f"optimizer must be one of {', '.join(table)}, got {name!r}")
+    kwargs: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
+    if name in ("sgd", "rmsprop"):
+        kwargs["momentum"] = momentum
+    return table[name](parameters, **kwargs)
 
 
 # -- argument resolution -----------------------------------------------------------------------------
@@ -101,11 +121,10 @@ def _resolve_loss(loss: Any, owner: str = "fit") -> Callable[[Tensor, Tensor], T
 def _resolve_optimizer(optimizer: Any, model: Module, lr: float | None) -> Optimizer:
     if isinstance(optimizer, Optimizer):
         return optimizer
-    table = _optimizers()
-    if not isinstance(optimizer, str) or optimizer not in table:
-        raise ValueError(f"fit: optimizer must be an Optimizer or one of {', '.join(table)}, got {optimizer!r}")
+    if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
+        raise ValueError(f"fit: optimizer must be an Optimizer or one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     default_lr = 0.01 if optimizer == "sgd" else 0.001
-    return table[optimizer](model.parameters(), lr=default_lr if lr is None else lr)
+    return make_optimizer(optimizer, model.parameters(), lr=default_lr if lr is None else lr)
 
 
 def _split(batch: Sequence[Tensor]) -> tuple[Sequence[Tensor], Tensor]:

@@ -31,7 +31,7 @@ from chainrule.nn.module import Module
 from chainrule.train import plots
 from chainrule.train.callbacks import EarlyStopping, HistoryLogger, ModelCheckpoint
 from chainrule.train.history import History
-from chainrule.train.loop import _optimizers, evaluate, fit, predict
+from chainrule.train.loop import evaluate, fit, make_optimizer, predict
 from chainrule.train.metrics import confusion_matrix, precision_recall_f1
 from chainrule.train.models import build_model
 
@@ -98,14 +98,6 @@ def _first(dataset: Any, n: int | None) -> Any:
     return datasets.TensorDataset(*(array[:n] for array in dataset.arrays))
 
 
-def _make_optimizer(config: TrainConfig, model: Module) -> Any:
-    table = _optimizers()
-    kwargs: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay}
-    if config.optimizer in ("sgd", "rmsprop"):
-        kwargs["momentum"] = config.momentum
-    return table[config.optimizer](model.parameters(), **kwargs)
-
-
 def _write_json(path: Path, value: Any) -> None:
     atomic_write_bytes(path, (json.dumps(value, indent=1) + "\n").encode())
 
@@ -146,7 +138,9 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1) -> Ru
         "dropout": config.dropout,
     }
     model = build_model(model_config)
-    optimizer = _make_optimizer(config, model)
+    optimizer = make_optimizer(
+        config.optimizer, model.parameters(), lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum
+    )
     loss = "mse" if regression else "cross_entropy"
     metrics = ["mae", "rmse", "r2"] if regression else ["accuracy"]
     val_split = config.val_split if config.val_split > 0 else None
