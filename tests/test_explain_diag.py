@@ -418,3 +418,30 @@ def test_vanishing_demo_plot(tmp_path):
     result = vanishing_demo(depth=4, width=8, steps=3, plot=tmp_path / "vanishing.png")
     assert result.plot_path.read_bytes()[:4] == b"\x89PNG"
     assert str(result.plot_path) in str(result)
+
+
+def test_monitor_warns_about_dead_relus_and_saturated_units_that_stay():
+    cr.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.Sigmoid(), nn.Linear(8, 2))
+    model[0].bias.data[:6] = -100.0  # 6 of 8 units can never fire on these inputs: dead
+    model[2].weight.data[:] = 50.0  # every sigmoid input is far from 0: saturated
+    monitor = GradientMonitor(patience=3)
+    with pytest.warns(GradientWarning) as caught:
+        fit(model, _classification(), epochs=1, batch_size=16, callbacks=[monitor], optimizer="sgd", lr=0.0, verbose=0)
+    kinds = {kind: layer for kind, layer, _ in monitor.warnings_}
+    assert kinds["dead"] == "1" and kinds["saturated"] == "3"
+    dead = next(str(w.message) for w in caught if "dead ReLUs" in str(w.message))
+    assert "75% of the units of '1'" in dead and "LeakyReLU" in dead
+    first_dead = [r for r in monitor.records if r.get("type") == "ReLU"]
+    assert all(r["dead_fraction"] >= 0.75 for r in first_dead)
+
+
+def test_monitor_needs_the_fraction_to_stay_high():
+    monitor = GradientMonitor(patience=3, unit_fraction=0.5)
+    for step, fraction in enumerate([0.9, 0.9, 0.1, 0.9, 0.9], start=1):
+        monitor._check_units({"type": "ReLU", "layer": "1", "dead_fraction": fraction}, step)
+    assert monitor.warnings_ == []  # never three high steps in a row
+    with pytest.raises(cr.ArgumentError, match="unit_fraction"):
+        GradientMonitor(unit_fraction=0)
+    with pytest.raises(cr.ArgumentError, match="patience"):
+        GradientMonitor(patience=0)

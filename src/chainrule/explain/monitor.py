@@ -19,7 +19,9 @@ and, for each ReLU, Sigmoid and Tanh *module* (seen through forward hooks, remov
 Activations applied as functions inside ``forward`` (``x.relu()``) are not modules and are not seen.
 
 It warns (:class:`GradientWarning`, once per kind and layer) when a layer's gradient norm is below
-``vanish_ratio`` times the last layer's (vanishing), above ``explode_norm`` (exploding), or NaN/inf.
+``vanish_ratio`` times the last layer's (vanishing), above ``explode_norm`` (exploding), or NaN/inf, and when
+at least ``unit_fraction`` of a ReLU layer's units are dead or of a Sigmoid/Tanh layer's outputs are saturated
+for ``patience`` monitored steps in a row.
 """
 
 from __future__ import annotations
@@ -98,6 +100,11 @@ class GradientMonitor(Callback):
         Warn when a layer's gradient norm is below ``vanish_ratio`` times the last layer's.
     explode_norm : float
         Warn when a layer's gradient norm exceeds this (or is NaN/inf).
+    unit_fraction : float
+        Warn when at least this fraction of a ReLU layer's units is dead (0 for every sample of the batch), or
+        of a Sigmoid/Tanh layer's outputs is saturated, on ``patience`` monitored steps in a row.
+    patience : int
+        How many monitored steps in a row the dead/saturated fraction must stay high before the warning.
     warn : bool
         Issue :class:`GradientWarning` (each kind once per layer). The findings are in ``warnings_``
         either way.
@@ -112,7 +119,8 @@ class GradientMonitor(Callback):
         Activation modules: ``step``, ``epoch``, ``layer``, ``type`` and ``dead_fraction`` (ReLU) or
         ``saturated_fraction`` (Sigmoid/Tanh).
     warnings_ : list of (kind, layer, message)
-        Every warning found, ``kind`` one of ``"vanishing"``, ``"exploding"``, ``"nonfinite"``.
+        Every warning found, ``kind`` one of ``"vanishing"``, ``"exploding"``, ``"nonfinite"``, ``"dead"``,
+        ``"saturated"``.
 
     Examples
     --------
@@ -138,6 +146,8 @@ class GradientMonitor(Callback):
         explode_norm: float = 1e3,
         warn: bool = True,
         stream: TextIO | None = None,
+        unit_fraction: float = 0.5,
+        patience: int = 3,
     ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ArgumentError(f"GradientMonitor: every must be a positive integer, got {every!r}")
@@ -145,6 +155,13 @@ class GradientMonitor(Callback):
             raise ArgumentError(
                 f"GradientMonitor: vanish_ratio and explode_norm must be positive, got {vanish_ratio}, {explode_norm}"
             )
+        if not 0 < unit_fraction <= 1:
+            raise ArgumentError(f"GradientMonitor: unit_fraction must be in (0, 1], got {unit_fraction!r}")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ArgumentError(f"GradientMonitor: patience must be a positive integer, got {patience!r}")
+        self.unit_fraction = float(unit_fraction)
+        self.patience = patience
+        self._high_streak: dict[str, int] = {}
         self.every = every
         self.vanish_ratio = float(vanish_ratio)
         self.explode_norm = float(explode_norm)
@@ -246,6 +263,7 @@ class GradientMonitor(Callback):
             else:
                 record["saturated_fraction"] = float(np.mean(np.abs(output) > 0.99))
             new.append(record)
+            self._check_units(record, step)
         self.records.extend(new)
         self._check(with_grads, step)
         self._snapshot(step)
@@ -288,6 +306,34 @@ class GradientMonitor(Callback):
                     f"gradient norm {record['grad_norm']:.3g}, {ratio:.2g} × the last layer {last['layer']!r} "
                     f"({reference:.3g}, vanish_ratio {self.vanish_ratio:g}); {_VANISHING_ADVICE}",
                 )
+
+    def _check_units(self, record: dict[str, Any], step: int) -> None:
+        """Warn when a ReLU layer's dead fraction or a Sigmoid/Tanh layer's saturated fraction stays high."""
+        dead = record["type"] == "ReLU"
+        fraction = record["dead_fraction" if dead else "saturated_fraction"]
+        layer = record["layer"]
+        streak = self._high_streak.get(layer, 0) + 1 if fraction >= self.unit_fraction else 0
+        self._high_streak[layer] = streak
+        if streak < self.patience:
+            return
+        if dead:
+            self._emit(
+                "dead",
+                layer,
+                f"dead ReLUs at step {step}: {fraction:.0%} of the units of {layer!r} output 0 for every sample "
+                f"of the batch ({streak} monitored steps in a row); they get no gradient and stop learning. "
+                "Lower the learning rate, use LeakyReLU or GELU, or initialise with He init "
+                "(chainrule.nn.init.kaiming_normal_) and small positive biases",
+            )
+        else:
+            self._emit(
+                "saturated",
+                layer,
+                f"saturated units at step {step}: {fraction:.0%} of the outputs of {layer!r} ({record['type']}) sit "
+                f"on the flat ends of the curve ({streak} monitored steps in a row), where the derivative is "
+                "almost 0. Standardize the inputs, use Xavier init (chainrule.nn.init.xavier_uniform_), a lower "
+                "learning rate, or ReLU",
+            )
 
     def _emit(self, kind: str, layer: str, message: str) -> None:
         if (kind, layer) in self._warned:
