@@ -63,3 +63,10 @@ def test_explain_demos_print_measured_numbers(capsys):
     assert main(["explain", "modes", "--sizes", "4,8", "--repeats", "1"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
     assert [row[:2] for row in rows] == [["4", "4"], ["8", "8"]]  # N parameters took N JVPs
+
+
+def test_explain_format_may_come_before_or_after_the_example(capsys):
+    assert main(["explain", "--format", "json", "worked-example", "--steps", "1"]) == 0
+    before = capsys.readouterr().out
+    assert main(["explain", "worked-example", "--steps", "1", "--format", "json"]) == 0
+    assert before == capsys.readouterr().out and before.lstrip().startswith("{")

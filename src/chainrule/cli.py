@@ -348,7 +348,7 @@ def _add_explain(commands: Any, common: argparse.ArgumentParser) -> None:
         help="the classic 2-2-2 sigmoid network (Matt Mazur's step by step), one step in full",
     )
     worked.add_argument("--steps", type=_non_negative_int, default=10_000, help="then train N steps (default 10000)")
-    worked.add_argument("--format", choices=formats, default="text", help="default %(default)s")
+    worked.add_argument("--format", choices=formats, default=argparse.SUPPRESS, help="default text")
     worked.set_defaults(run=_explain_worked_example)
 
     vanishing = examples.add_parser(
