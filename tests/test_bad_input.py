@@ -14,7 +14,7 @@ Choices the table pins:
   against ``(N,)`` broadcasts to ``(N, N)`` and trains silently on the wrong objective.
 - Layers with floating-point parameters (Linear, Conv, BatchNorm, LayerNorm, RNN/LSTM/GRU) refuse integer
   and boolean input with ``DTypeError`` (PyTorch does too): an integer tensor reaching them is usually
-  labels or indices passed by mistake. Cast with ``x.float()``-like ``x.to(cr.float32)`` when it is not.
+  labels or indices passed by mistake. Cast with ``x.to(cr.float32)`` when the values really are features.
 - Hyperparameters of the wrong type or value raise ``ArgumentError`` (a ``ValueError`` and a ``TypeError``).
 """
 

@@ -101,11 +101,6 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
     return apply(OPS["linear"], x, weight, bias)
 
 
-def _tuple(value: int | Sequence[int], n: int, name: str, minimum: int = 0) -> tuple[int, ...]:
-    owner, _, argument = name.partition(": ")
-    return check.int_tuple(owner, argument, value, n, minimum)
-
-
 def unfold(
     x: Any,
     kernel_size: Sequence[int],
@@ -145,8 +140,8 @@ def _conv(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: A
             f"{weight.shape[1]} (input shape {x.shape})"
         )
     kernel = weight.shape[2:]
-    stride = _tuple(stride, spatial, f"{name}: stride", 1)
-    dilation = _tuple(dilation, spatial, f"{name}: dilation", 1)
+    stride = check.int_tuple(name, "stride", stride, spatial, 1)
+    dilation = check.int_tuple(name, "dilation", dilation, spatial, 1)
     if padding == "valid":
         padding = (0,) * spatial
     elif padding == "same":
@@ -156,7 +151,7 @@ def _conv(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: A
         if any(t % 2 for t in total):
             raise ArgumentError(f"{name}: padding='same' with an even kernel {kernel} is not supported; pad explicitly")
         padding = tuple(t // 2 for t in total)
-    padding = _tuple(padding, spatial, f"{name}: padding")
+    padding = check.int_tuple(name, "padding", padding, spatial)
     out_sizes = [_out_size(n, k, s, p, d) for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation)]
     if any(n < 1 for n in out_sizes):
         raise ShapeError(
@@ -196,10 +191,10 @@ def _pool(
     x = as_tensor(x)
     if x.ndim != spatial + 2:
         raise ShapeError(f"{name}: expected input of {spatial + 2} dimensions, got shape {x.shape}")
-    kernel = _tuple(kernel_size, spatial, f"{name}: kernel_size", 1)
-    stride = kernel if stride is None else _tuple(stride, spatial, f"{name}: stride", 1)
-    padding = _tuple(padding, spatial, f"{name}: padding")
-    dilation = _tuple(dilation, spatial, f"{name}: dilation", 1)
+    kernel = check.int_tuple(name, "kernel_size", kernel_size, spatial, 1)
+    stride = kernel if stride is None else check.int_tuple(name, "stride", stride, spatial, 1)
+    padding = check.int_tuple(name, "padding", padding, spatial)
+    dilation = check.int_tuple(name, "dilation", dilation, spatial, 1)
     if any(2 * p > k for p, k in zip(padding, kernel)):
         raise ArgumentError(f"{name}: padding {padding} must be at most half the kernel size {kernel}")
     out_sizes = [_out_size(n, k, s, p, d) for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation)]
