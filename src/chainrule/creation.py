@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from chainrule.errors import ShapeError
+from chainrule.errors import ArgumentError, ShapeError
 from chainrule.rng import default_generator
 from chainrule.tensor import Tensor, _wrap, as_dtype, float32
 
@@ -51,16 +52,16 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     return Tensor(data, dtype=dtype, requires_grad=requires_grad)
 
 
-def _shape(shape: Sequence[Any]) -> tuple[int, ...]:
-    """Accept ``zeros(2, 3)`` and ``zeros((2, 3))``; reject negative sizes."""
+def _shape(shape: Sequence[Any], op: str) -> tuple[int, ...]:
+    """Accept ``zeros(2, 3)`` and ``zeros((2, 3))``; reject negative and non-integer sizes (2.5 is not 2)."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     try:
-        result = tuple(int(n) for n in shape)
-    except (TypeError, ValueError):
-        raise ShapeError(f"a shape must be integers, got {shape!r}") from None
+        result = tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise ArgumentError(f"{op}: a shape must be integers, got {shape!r}") from None
     if any(n < 0 for n in result):
-        raise ShapeError(f"a shape cannot have negative sizes, got {result}")
+        raise ShapeError(f"{op}: a shape cannot have negative sizes, got {result}")
     return result
 
 
@@ -73,12 +74,12 @@ def _make(data: np.ndarray, requires_grad: bool) -> Tensor:
 
 def zeros(*shape: Any, dtype: Any = float32, requires_grad: bool = False) -> Tensor:
     """A tensor of zeros, e.g. ``zeros(2, 3)``."""
-    return _make(np.zeros(_shape(shape), dtype=as_dtype(dtype)), requires_grad)
+    return _make(np.zeros(_shape(shape, "zeros"), dtype=as_dtype(dtype)), requires_grad)
 
 
 def ones(*shape: Any, dtype: Any = float32, requires_grad: bool = False) -> Tensor:
     """A tensor of ones, e.g. ``ones(2, 3)``."""
-    return _make(np.ones(_shape(shape), dtype=as_dtype(dtype)), requires_grad)
+    return _make(np.ones(_shape(shape, "ones"), dtype=as_dtype(dtype)), requires_grad)
 
 
 def full(shape: Sequence[int], fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -86,7 +87,7 @@ def full(shape: Sequence[int], fill_value: float, dtype: Any = None, requires_gr
     if dtype is None:
         dtype = float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype
         dtype = {"i": "int64", "u": "int64", "b": "bool"}.get(np.dtype(dtype).kind, dtype)
-    return _make(np.full(_shape((shape,)), fill_value, dtype=as_dtype(dtype)), requires_grad)
+    return _make(np.full(_shape((shape,), "full"), fill_value, dtype=as_dtype(dtype)), requires_grad)
 
 
 def arange(
@@ -101,7 +102,7 @@ def arange(
     tensor([0, 1, 2, 3])
     """
     if step == 0:
-        raise ValueError("arange: step must not be zero")
+        raise ArgumentError("arange: step must not be zero")
     values = np.arange(start, stop, step) if stop is not None else np.arange(start)
     if dtype is None:
         dtype = "int64" if values.dtype.kind in "iu" else float32
@@ -116,13 +117,13 @@ def eye(n: int, m: int | None = None, dtype: Any = float32, requires_grad: bool 
 def rand(*shape: Any, dtype: Any = float32, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) from the global generator (see :func:`chainrule.manual_seed`)."""
     dtype = as_dtype(dtype)
-    return _make(default_generator().random(_shape(shape), dtype=dtype), requires_grad)
+    return _make(default_generator().random(_shape(shape, "rand"), dtype=dtype), requires_grad)
 
 
 def randn(*shape: Any, dtype: Any = float32, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from the global generator (see :func:`chainrule.manual_seed`)."""
     dtype = as_dtype(dtype)
-    return _make(default_generator().standard_normal(_shape(shape), dtype=dtype), requires_grad)
+    return _make(default_generator().standard_normal(_shape(shape, "randn"), dtype=dtype), requires_grad)
 
 
 def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -191,7 +192,7 @@ def silu(x: Any) -> Tensor:
 def clip(x: Any, min: Any = None, max: Any = None) -> Tensor:
     """Clamp into ``[min, max]``; the gradient is 1 inside the interval (ends included) and 0 outside."""
     if min is None and max is None:
-        raise ValueError("clip: give min, max or both")
+        raise ArgumentError("clip: give min, max or both")
     return _unary("clip", x, min=min, max=max)
 
 
@@ -542,10 +543,19 @@ def _arg_extremum(op: str, find: Any, x: Any, axis: Any, keepdims: Any, dim: Any
 
 
 # -- shape ops ---------------------------------------------------------------------------------------
+def _int_shape(op: str, shape: Any) -> tuple[int, ...]:
+    """A shape (or axis order) as a tuple of ints; a float such as 2.5 is refused rather than truncated."""
+    entries = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    try:
+        return tuple(operator.index(n) for n in entries)
+    except TypeError:
+        raise ArgumentError(f"{op}: a shape must be a sequence of integers, got {shape!r}") from None
+
+
 def reshape(x: Any, shape: Sequence[int]) -> Tensor:
     """The same elements in a new shape (one entry may be -1)."""
     x = as_tensor(x)
-    shape = tuple(int(n) for n in shape)
+    shape = _int_shape("reshape", shape)
     if shape == x.shape:
         return x
     return apply(OPS["reshape"], x, shape=shape)
@@ -556,7 +566,7 @@ def flatten(x: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     x = as_tensor(x)
     if x.ndim == 0:
         return reshape(x, (1,))
-    start, end = normalize_axis(start_dim, x.ndim)[0], normalize_axis(end_dim, x.ndim)[0]
+    start, end = normalize_axis(start_dim, x.ndim, "flatten")[0], normalize_axis(end_dim, x.ndim, "flatten")[0]
     if start > end:
         raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}")
     return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1 :])
@@ -565,7 +575,7 @@ def flatten(x: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 def permute(x: Any, dims: Sequence[int]) -> Tensor:
     """Reorder the axes: ``dims[i]`` is the input axis that becomes axis ``i``."""
     x = as_tensor(x)
-    dims = tuple(int(d) for d in dims)
+    dims = _int_shape("permute", dims)
     if sorted(a % x.ndim if x.ndim else a for a in dims) != list(range(x.ndim)):
         raise ShapeError(f"permute: {dims} is not a permutation of the {x.ndim} axes of a tensor of shape {x.shape}")
     return apply(OPS["permute"], x, axes=tuple(a % x.ndim for a in dims))
@@ -574,7 +584,7 @@ def permute(x: Any, dims: Sequence[int]) -> Tensor:
 def transpose(x: Any, dim0: int = 0, dim1: int = 1) -> Tensor:
     """Swap two axes (PyTorch's ``transpose``)."""
     x = as_tensor(x)
-    (a,), (b,) = normalize_axis(dim0, x.ndim), normalize_axis(dim1, x.ndim)
+    (a,), (b,) = normalize_axis(dim0, x.ndim, "transpose"), normalize_axis(dim1, x.ndim, "transpose")
     axes = list(range(x.ndim))
     axes[a], axes[b] = axes[b], axes[a]
     return permute(x, axes)
@@ -583,7 +593,7 @@ def transpose(x: Any, dim0: int = 0, dim1: int = 1) -> Tensor:
 def squeeze(x: Any, axis: Any = None) -> Tensor:
     """Remove axes of size 1 (all of them, or those in ``axis``)."""
     x = as_tensor(x)
-    axes = [i for i, n in enumerate(x.shape) if n == 1] if axis is None else normalize_axis(axis, x.ndim)
+    axes = [i for i, n in enumerate(x.shape) if n == 1] if axis is None else normalize_axis(axis, x.ndim, "squeeze")
     for a in axes:
         if x.shape[a] != 1:
             raise ShapeError(f"squeeze: axis {a} has size {x.shape[a]}, not 1, in shape {x.shape}")
@@ -593,14 +603,14 @@ def squeeze(x: Any, axis: Any = None) -> Tensor:
 def unsqueeze(x: Any, axis: int) -> Tensor:
     """Insert an axis of size 1 at position ``axis``."""
     x = as_tensor(x)
-    (a,) = normalize_axis(axis, x.ndim + 1)
+    (a,) = normalize_axis(axis, x.ndim + 1, "unsqueeze")
     return reshape(x, x.shape[:a] + (1,) + x.shape[a:])
 
 
 def broadcast_to(x: Any, shape: Sequence[int]) -> Tensor:
     """Repeat size-1 (and missing leading) axes to reach ``shape``; the gradient sums them back."""
     x = as_tensor(x)
-    shape = tuple(int(n) for n in shape)
+    shape = _int_shape("broadcast_to", shape)
     if shape == x.shape:
         return x
     return apply(OPS["broadcast_to"], x, shape=shape)
@@ -609,7 +619,7 @@ def broadcast_to(x: Any, shape: Sequence[int]) -> Tensor:
 def expand(x: Any, shape: Sequence[int]) -> Tensor:
     """PyTorch's ``expand``: :func:`broadcast_to` where -1 keeps a dimension's size."""
     x = as_tensor(x)
-    shape = tuple(int(n) for n in shape)
+    shape = _int_shape("expand", shape)
     lead = len(shape) - x.ndim
     resolved = tuple(x.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(shape))
     return broadcast_to(x, resolved)
@@ -649,7 +659,7 @@ def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     ndim = tensors[0].ndim
     if ndim == 0:
         raise ShapeError("concatenate: 0-d tensors cannot be concatenated; use stack")
-    (a,) = normalize_axis(axis, ndim)
+    (a,) = normalize_axis(axis, ndim, "concatenate")
     for t in tensors[1:]:
         if t.ndim != ndim or t.shape[:a] + t.shape[a + 1 :] != tensors[0].shape[:a] + tensors[0].shape[a + 1 :]:
             shapes = ", ".join(str(t.shape) for t in tensors)
@@ -676,6 +686,7 @@ def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     if not tensors:
         raise ShapeError("stack: needs at least one tensor")
     first = tensors[0].shape
+    normalize_axis(axis, len(first) + 1, "stack")
     if any(t.shape != first for t in tensors):
         raise ShapeError(f"stack: all tensors need the same shape, got {', '.join(str(t.shape) for t in tensors)}")
     return concatenate([unsqueeze(t, axis) for t in tensors], axis=axis)
@@ -687,7 +698,7 @@ def split(x: Any, split_size_or_sections: int | Sequence[int], axis: int = 0) ->
     PyTorch's convention: an int is the size of each piece, a list the sizes of all pieces.
     """
     x = as_tensor(x)
-    (a,) = normalize_axis(axis, x.ndim)
+    (a,) = normalize_axis(axis, x.ndim, "split")
     length = x.shape[a]
     if isinstance(split_size_or_sections, int):
         if split_size_or_sections <= 0:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from chainrule.errors import ShapeError
+from chainrule import _checks as check
+from chainrule.errors import ArgumentError, ShapeError
 from chainrule.nn import functional as F
 from chainrule.nn import init
 from chainrule.nn.module import Module, Parameter
@@ -34,21 +35,23 @@ class _ConvNd(Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        in_channels = check.integer(name, "in_channels", in_channels)
+        out_channels = check.integer(name, "out_channels", out_channels)
         if in_channels < 1 or out_channels < 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"{name}: in_channels and out_channels must be positive, got {in_channels}, {out_channels}"
             )
         if groups != 1:
-            raise ValueError(f"{name}: only groups=1 is supported, got {groups}")
+            raise ArgumentError(f"{name}: only groups=1 is supported, got {groups}")
         if padding_mode != "zeros":
-            raise ValueError(f"{name}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+            raise ArgumentError(f"{name}: only padding_mode='zeros' is supported, got {padding_mode!r}")
         if isinstance(padding, str) and padding not in ("same", "valid"):
-            raise ValueError(f"{name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+            raise ArgumentError(f"{name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = F._tuple(kernel_size, self.spatial, f"{name}: kernel_size", 1)
-        self.stride = F._tuple(stride, self.spatial, f"{name}: stride", 1)
-        self.padding = padding if isinstance(padding, str) else F._tuple(padding, self.spatial, f"{name}: padding")
-        self.dilation = F._tuple(dilation, self.spatial, f"{name}: dilation", 1)
+        self.kernel_size = check.int_tuple(name, "kernel_size", kernel_size, self.spatial, 1)
+        self.stride = check.int_tuple(name, "stride", stride, self.spatial, 1)
+        self.padding = padding if isinstance(padding, str) else check.int_tuple(name, "padding", padding, self.spatial)
+        self.dilation = check.int_tuple(name, "dilation", dilation, self.spatial, 1)
         dtype = as_dtype(dtype)
         self.weight = Parameter(np.empty((out_channels, in_channels, *self.kernel_size), dtype=dtype))
         self.bias = Parameter(np.empty(out_channels, dtype=dtype)) if bias else None
@@ -63,6 +66,7 @@ class _ConvNd(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def _check(self, x: Tensor) -> None:
+        check.float_input(f"{type(self).__name__}({self.extra_repr()})", x)
         if x.ndim != self.spatial + 2 or x.shape[1] != self.in_channels:
             dims = "N, C, H, W" if self.spatial == 2 else "N, C, L"
             raise ShapeError(

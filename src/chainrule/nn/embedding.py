@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule import _checks as check
+from chainrule.errors import ArgumentError
 from chainrule.nn import functional as F
 from chainrule.nn import init
 from chainrule.nn.module import Module, Parameter
@@ -23,10 +25,13 @@ class Embedding(Module):
         self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, dtype: object = np.float32
     ) -> None:
         super().__init__()
-        if num_embeddings < 1 or embedding_dim < 1:
-            raise ValueError(f"Embedding: sizes must be positive, got {num_embeddings}, {embedding_dim}")
-        if padding_idx is not None and not -num_embeddings <= padding_idx < num_embeddings:
-            raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for {num_embeddings} embeddings")
+        num_embeddings = check.integer("Embedding", "num_embeddings", num_embeddings, minimum=1)
+        embedding_dim = check.integer("Embedding", "embedding_dim", embedding_dim, minimum=1)
+        if (
+            padding_idx is not None
+            and not -num_embeddings <= check.integer("Embedding", "padding_idx", padding_idx) < num_embeddings
+        ):
+            raise ArgumentError(f"Embedding: padding_idx {padding_idx} is out of range for {num_embeddings} embeddings")
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
         self.padding_idx = None if padding_idx is None else padding_idx % num_embeddings
         self.weight = Parameter(np.empty((num_embeddings, embedding_dim), dtype=as_dtype(dtype)))

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from chainrule import _checks as check
 from chainrule import functions as fn
-from chainrule.errors import DTypeError, ShapeError
+from chainrule.errors import ArgumentError, DTypeError, ShapeError
 from chainrule.functions import (
     as_tensor,
     elu,
@@ -100,13 +101,6 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
     return apply(OPS["linear"], x, weight, bias)
 
 
-def _tuple(value: int | Sequence[int], n: int, name: str, minimum: int = 0) -> tuple[int, ...]:
-    values = (int(value),) * n if isinstance(value, (int, np.integer)) else tuple(int(v) for v in value)
-    if len(values) != n or any(v < minimum for v in values):
-        raise ValueError(f"{name} must be an int >= {minimum} or {n} of them, got {value!r}")
-    return values
-
-
 def unfold(
     x: Any,
     kernel_size: Sequence[int],
@@ -146,18 +140,18 @@ def _conv(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: A
             f"{weight.shape[1]} (input shape {x.shape})"
         )
     kernel = weight.shape[2:]
-    stride = _tuple(stride, spatial, f"{name}: stride", 1)
-    dilation = _tuple(dilation, spatial, f"{name}: dilation", 1)
+    stride = check.int_tuple(name, "stride", stride, spatial, 1)
+    dilation = check.int_tuple(name, "dilation", dilation, spatial, 1)
     if padding == "valid":
         padding = (0,) * spatial
     elif padding == "same":
         if any(s != 1 for s in stride):
-            raise ValueError(f"{name}: padding='same' needs stride 1, got {stride}")
+            raise ArgumentError(f"{name}: padding='same' needs stride 1, got {stride}")
         total = [d * (k - 1) for d, k in zip(dilation, kernel)]
         if any(t % 2 for t in total):
-            raise ValueError(f"{name}: padding='same' with an even kernel {kernel} is not supported; pad explicitly")
+            raise ArgumentError(f"{name}: padding='same' with an even kernel {kernel} is not supported; pad explicitly")
         padding = tuple(t // 2 for t in total)
-    padding = _tuple(padding, spatial, f"{name}: padding")
+    padding = check.int_tuple(name, "padding", padding, spatial)
     out_sizes = [_out_size(n, k, s, p, d) for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation)]
     if any(n < 1 for n in out_sizes):
         raise ShapeError(
@@ -197,15 +191,17 @@ def _pool(
     x = as_tensor(x)
     if x.ndim != spatial + 2:
         raise ShapeError(f"{name}: expected input of {spatial + 2} dimensions, got shape {x.shape}")
-    kernel = _tuple(kernel_size, spatial, f"{name}: kernel_size", 1)
-    stride = kernel if stride is None else _tuple(stride, spatial, f"{name}: stride", 1)
-    padding = _tuple(padding, spatial, f"{name}: padding")
-    dilation = _tuple(dilation, spatial, f"{name}: dilation", 1)
+    kernel = check.int_tuple(name, "kernel_size", kernel_size, spatial, 1)
+    stride = kernel if stride is None else check.int_tuple(name, "stride", stride, spatial, 1)
+    padding = check.int_tuple(name, "padding", padding, spatial)
+    dilation = check.int_tuple(name, "dilation", dilation, spatial, 1)
     if any(2 * p > k for p, k in zip(padding, kernel)):
-        raise ValueError(f"{name}: padding {padding} must be at most half the kernel size {kernel}")
+        raise ArgumentError(f"{name}: padding {padding} must be at most half the kernel size {kernel}")
     out_sizes = [_out_size(n, k, s, p, d) for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation)]
     if any(n < 1 for n in out_sizes):
         raise ShapeError(f"{name}: input of shape {x.shape} is smaller than the window {kernel}")
+    if x.shape[0] == 0:  # an empty batch pools to an empty batch, as in PyTorch
+        return x[(slice(None), slice(None)) + (slice(0, 1),) * spatial].broadcast_to((0, x.shape[1], *out_sizes))
     tiles = kernel == stride and not any(padding) and all(d == 1 for d in dilation)
     if tiles and all(n % k == 0 for n, k in zip(x.shape[2:], kernel)):
         # Windows tile the input: a reshape exposes them with no copy.
@@ -256,7 +252,7 @@ def adaptive_avg_pool2d(x: Any, output_size: int | Sequence[int | None]) -> Tens
     sizes = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     sizes = tuple(n if o is None else int(o) for o, n in zip(sizes, x.shape[2:]))
     if len(sizes) != 2 or any(o < 1 for o in sizes):
-        raise ValueError(f"adaptive_avg_pool2d: output_size must be positive, got {output_size!r}")
+        raise ArgumentError(f"adaptive_avg_pool2d: output_size must be positive, got {output_size!r}")
     height, width = x.shape[2:]
     if height % sizes[0] == 0 and width % sizes[1] == 0:
         return avg_pool2d(x, (height // sizes[0], width // sizes[1]))
@@ -279,8 +275,7 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, generator: np.random.
 
     The mask comes from ``generator`` (default: the global one seeded by :func:`chainrule.manual_seed`).
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    p = check.real("dropout", "p", p, 0.0, 1.0)
     x = as_tensor(x)
     if not training or p == 0.0:
         return x
@@ -327,7 +322,7 @@ def batch_norm(
             rv.data += momentum * var.data.reshape(-1) * (count / (count - 1))
     else:
         if running_mean is None:
-            raise ValueError("batch_norm: evaluation needs running_mean and running_var")
+            raise ArgumentError("batch_norm: evaluation needs running_mean and running_var")
         mean = as_tensor(running_mean).reshape(shape)
         var = as_tensor(running_var).reshape(shape)
         centered = x - mean
@@ -378,7 +373,7 @@ def embedding(indices: Any, weight: Any, padding_idx: int | None = None) -> Tens
 def one_hot(labels: Any, num_classes: int, dtype: Any = np.float32) -> Tensor:
     """Labels (*) as one-hot rows (*, num_classes)."""
     labels = labels.data if isinstance(labels, Tensor) else np.asarray(labels)
-    _check_labels(labels, num_classes, "one_hot")
+    check.labels_in_range("one_hot", labels, num_classes)
     return _wrap(np.eye(num_classes, dtype=dtype)[labels])
 
 
@@ -440,26 +435,14 @@ def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
         return loss.sum()
     if reduction == "none":
         return loss
-    raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def _same_shape(prediction: Tensor, target: Tensor, name: str) -> None:
-    if prediction.shape != target.shape:
-        if prediction.ndim and target.ndim and prediction.shape[0] != target.shape[0]:
-            raise ShapeError(
-                f"{name}: expected target batch size {prediction.shape[0]}, got {target.shape[0]} "
-                f"(input shape {prediction.shape}, target shape {target.shape})"
-            )
-        raise ShapeError(
-            f"{name}: input of shape {prediction.shape} and target of shape {target.shape} differ; "
-            "they must have the same shape"
-        )
+    raise ArgumentError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
 def mse_loss(prediction: Any, target: Any, reduction: str = "mean") -> Tensor:
     """Mean squared error :math:`\\frac{1}{n}\\sum (\\hat y - y)^2`. Input and target have the same shape."""
     prediction, target = as_tensor(prediction), as_tensor(target)
-    _same_shape(prediction, target, "mse_loss")
+    check.same_shape("mse_loss", prediction, target)
+    check.not_empty("mse_loss", prediction)
     diff = prediction - target
     return _reduce(diff * diff, reduction, "mse_loss")
 
@@ -467,16 +450,17 @@ def mse_loss(prediction: Any, target: Any, reduction: str = "mean") -> Tensor:
 def l1_loss(prediction: Any, target: Any, reduction: str = "mean") -> Tensor:
     """Mean absolute error :math:`\\frac{1}{n}\\sum |\\hat y - y|`."""
     prediction, target = as_tensor(prediction), as_tensor(target)
-    _same_shape(prediction, target, "l1_loss")
+    check.same_shape("l1_loss", prediction, target)
+    check.not_empty("l1_loss", prediction)
     return _reduce(fn.abs(prediction - target), reduction, "l1_loss")
 
 
 def huber_loss(prediction: Any, target: Any, reduction: str = "mean", delta: float = 1.0) -> Tensor:
     """Huber loss: :math:`\\tfrac12 d^2` for :math:`|d| \\le \\delta`, else :math:`\\delta(|d| - \\tfrac12\\delta)`."""
-    if delta <= 0:
-        raise ValueError(f"huber_loss: delta must be positive, got {delta}")
+    delta = check.real("huber_loss", "delta", delta, 0.0, low_open=True)
     prediction, target = as_tensor(prediction), as_tensor(target)
-    _same_shape(prediction, target, "huber_loss")
+    check.same_shape("huber_loss", prediction, target)
+    check.not_empty("huber_loss", prediction)
     diff = fn.abs(prediction - target)
     quadratic = fn.minimum(diff, delta)
     linear_part = diff - quadratic
@@ -493,9 +477,10 @@ def binary_cross_entropy(probabilities: Any, target: Any, weight: Any = None, re
     Prefer :func:`binary_cross_entropy_with_logits`: it is exact for large logits.
     """
     p, target = as_tensor(probabilities), as_tensor(target)
-    _same_shape(p, target, "binary_cross_entropy")
+    check.same_shape("binary_cross_entropy", p, target)
+    check.not_empty("binary_cross_entropy", p)
     if p.data.size and (p.data.min() < 0 or p.data.max() > 1):
-        raise ValueError(
+        raise ArgumentError(
             "binary_cross_entropy: input must be probabilities in [0, 1]; for logits use "
             "binary_cross_entropy_with_logits"
         )
@@ -514,24 +499,14 @@ def binary_cross_entropy_with_logits(
     With ``pos_weight`` :math:`w_+`: :math:`(1 + (w_+ - 1) y)\\,\\mathrm{softplus}(-z) + (1 - y) z`.
     """
     z, target = as_tensor(logits), as_tensor(target)
-    _same_shape(z, target, "binary_cross_entropy_with_logits")
+    check.same_shape("binary_cross_entropy_with_logits", z, target)
+    check.not_empty("binary_cross_entropy_with_logits", z)
     if pos_weight is None:
         loss = softplus(z) - target * z
     else:
         scale = 1.0 + (as_tensor(pos_weight) - 1.0) * target
         loss = scale * softplus(-z) + (1.0 - target) * z
     return _reduce(_apply_weight(loss, weight), reduction, "binary_cross_entropy_with_logits")
-
-
-def _check_labels(labels: np.ndarray, num_classes: int, name: str, ignore_index: int | None = None) -> None:
-    if labels.dtype.kind not in "iu":
-        raise DTypeError(f"{name}: class labels must be integers, got {labels.dtype}")
-    valid = labels if ignore_index is None else labels[labels != ignore_index]
-    if valid.size and (valid.min() < 0 or valid.max() >= num_classes):
-        bad = valid[(valid < 0) | (valid >= num_classes)][0]
-        raise ShapeError(
-            f"{name}: label {bad} is out of range for {num_classes} classes (expected 0..{num_classes - 1})"
-        )
 
 
 def _class_axis_last(x: Tensor) -> Tensor:
@@ -548,9 +523,10 @@ def nll_loss(
     """
     log_probs = as_tensor(log_probs)
     labels = target.data if isinstance(target, Tensor) else np.asarray(target)
-    _check_batch(log_probs, labels, "nll_loss")
+    check.class_target("nll_loss", log_probs, labels)
     classes = log_probs.shape[1] if log_probs.ndim > 1 else log_probs.shape[0]
-    _check_labels(labels, classes, "nll_loss", ignore_index)
+    check.labels_in_range("nll_loss", labels, classes, ignore_index)
+    check.class_weight("nll_loss", weight, classes)
     flat = _class_axis_last(log_probs).reshape(-1, classes)  # (M, C)
     flat_labels = labels.reshape(-1)
     keep = flat_labels != ignore_index
@@ -564,16 +540,6 @@ def nll_loss(
     if reduction == "none":
         return losses.reshape(labels.shape)
     return _reduce(losses, reduction, "nll_loss")
-
-
-def _check_batch(inputs: Tensor, labels: np.ndarray, name: str) -> None:
-    if inputs.ndim == 0:
-        raise ShapeError(f"{name}: input must have a class axis, got a 0-d tensor")
-    if inputs.ndim >= 2 and labels.ndim >= 1 and labels.shape[0] != inputs.shape[0]:
-        raise ShapeError(
-            f"{name}: expected target batch size {inputs.shape[0]}, got {labels.shape[0]} "
-            f"(input shape {inputs.shape}, target shape {labels.shape})"
-        )
 
 
 def cross_entropy(
@@ -601,17 +567,18 @@ def cross_entropy(
     0.2395
     """
     logits = as_tensor(logits)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    label_smoothing = check.real("cross_entropy", "label_smoothing", label_smoothing, 0.0, 1.0)
     if logits.ndim == 0:
-        raise ShapeError("cross_entropy: logits must have a class axis, got a 0-d tensor")
+        raise ShapeError("cross_entropy: logits must have a class axis, got a 0-d tensor (shape ())")
     class_axis = 1 if logits.ndim > 1 else 0
     classes = logits.shape[class_axis]
+    check.class_weight("cross_entropy", weight, classes)
     log_probs = log_softmax(logits, axis=class_axis)
     target_data = target.data if isinstance(target, Tensor) else np.asarray(target)
     if target_data.dtype.kind == "f":  # class probabilities
         probs = as_tensor(target)
-        _same_shape(logits, probs, "cross_entropy")
+        check.same_shape("cross_entropy", logits, probs)
+        check.not_empty("cross_entropy", logits)
         if label_smoothing:
             probs = probs * (1.0 - label_smoothing) + label_smoothing / classes
         terms = log_probs * probs
@@ -620,7 +587,8 @@ def cross_entropy(
             terms = terms * as_tensor(weight).reshape(shape)
         losses = -terms.sum(axis=class_axis)
         return _reduce(losses, reduction, "cross_entropy")
-    _check_batch(logits, target_data, "cross_entropy")
+    check.class_target("cross_entropy", logits, target_data)
+    check.labels_in_range("cross_entropy", target_data, classes, ignore_index)
     nll = nll_loss(log_probs, target_data, weight, ignore_index, reduction)
     if not label_smoothing:
         return nll
@@ -651,14 +619,14 @@ def multi_margin_loss(
     Shape: scores (N, C), target (N,) of class indices. With two classes and ``scores = [0, s]`` this is the
     max-margin loss of the classic micrograd moons demo, ``relu(1 - y s)``.
     """
-    if p not in (1, 2):
-        raise ValueError(f"multi_margin_loss: p must be 1 or 2, got {p}")
+    check.one_of("multi_margin_loss", "p", p, (1, 2))
     scores = as_tensor(scores)
     labels = target.data if isinstance(target, Tensor) else np.asarray(target)
     if scores.ndim != 2:
         raise ShapeError(f"multi_margin_loss: expected scores (N, C), got shape {scores.shape}")
-    _check_batch(scores, labels, "multi_margin_loss")
-    _check_labels(labels, scores.shape[1], "multi_margin_loss")
+    check.class_target("multi_margin_loss", scores, labels)
+    check.labels_in_range("multi_margin_loss", labels, scores.shape[1])
+    check.class_weight("multi_margin_loss", weight, scores.shape[1])
     rows = np.arange(labels.shape[0])
     correct = scores[rows, labels].reshape(-1, 1)  # (N, 1)
     hinge = relu(margin - correct + scores)  # (N, C)

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from chainrule.errors import ShapeError
+from chainrule import _checks as check
+from chainrule.errors import ArgumentError, ShapeError
 from chainrule.nn import functional as F
 from chainrule.nn import init
 from chainrule.nn.module import Module, Parameter
@@ -42,8 +43,10 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: object = np.float32) -> None:
         super().__init__()
+        in_features = check.integer("Linear", "in_features", in_features)
+        out_features = check.integer("Linear", "out_features", out_features)
         if in_features < 1 or out_features < 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"Linear: in_features and out_features must be positive, got {in_features}, {out_features}"
             )
         self.in_features, self.out_features = int(in_features), int(out_features)
@@ -60,6 +63,7 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
+        check.float_input(f"Linear({self.extra_repr()})", x)
         if x.shape[-1:] != (self.in_features,):
             raise ShapeError(
                 f"Linear({self.extra_repr()}): expected input of shape (*, {self.in_features}), got {x.shape}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chainrule import _checks as check
 from chainrule.nn import functional as F
 from chainrule.nn.module import Module
 from chainrule.tensor import Tensor
@@ -25,9 +26,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 class _Loss(Module):
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"{type(self).__name__}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = check.one_of(type(self).__name__, "reduction", reduction, _REDUCTIONS)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}" if self.reduction != "mean" else ""
@@ -52,9 +51,7 @@ class HuberLoss(_Loss):
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         super().__init__(reduction)
-        if delta <= 0:
-            raise ValueError(f"HuberLoss: delta must be positive, got {delta}")
-        self.delta = float(delta)
+        self.delta = check.real("HuberLoss", "delta", delta, 0.0, low_open=True)
 
     def forward(self, prediction: Tensor, target: Any) -> Tensor:
         return F.huber_loss(prediction, target, self.reduction, self.delta)
@@ -104,9 +101,8 @@ class CrossEntropyLoss(_Loss):
         self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0
     ) -> None:
         super().__init__(reduction)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}")
-        self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, float(label_smoothing)
+        label_smoothing = check.real("CrossEntropyLoss", "label_smoothing", label_smoothing, 0.0, 1.0)
+        self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, label_smoothing
 
     def forward(self, logits: Tensor, target: Any) -> Tensor:
         return F.cross_entropy(logits, target, self.weight, self.ignore_index, self.reduction, self.label_smoothing)
@@ -128,8 +124,7 @@ class MultiMarginLoss(_Loss):
 
     def __init__(self, p: int = 1, margin: float = 1.0, weight: Any = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        if p not in (1, 2):
-            raise ValueError(f"MultiMarginLoss: p must be 1 or 2, got {p}")
+        check.one_of("MultiMarginLoss", "p", p, (1, 2))
         self.p, self.margin, self.weight = p, float(margin), weight
 
     def forward(self, scores: Tensor, target: Any) -> Tensor:

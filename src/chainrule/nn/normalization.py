@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from chainrule.errors import ShapeError
+from chainrule import _checks as check
+from chainrule.errors import ArgumentError, ShapeError
 from chainrule.nn import functional as F
 from chainrule.nn.module import Module, Parameter
 from chainrule.tensor import Tensor, _wrap, as_dtype
@@ -27,11 +28,10 @@ class _BatchNorm(Module):
         dtype: object = np.float32,
     ) -> None:
         super().__init__()
-        if num_features < 1:
-            raise ValueError(f"{type(self).__name__}: num_features must be positive, got {num_features}")
-        if eps <= 0 or not 0 <= momentum <= 1:
-            raise ValueError(f"{type(self).__name__}: need eps > 0 and momentum in [0, 1], got {eps}, {momentum}")
-        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        name = type(self).__name__
+        self.num_features = check.integer(name, "num_features", num_features, minimum=1)
+        self.eps = check.real(name, "eps", eps, 0.0, low_open=True)
+        self.momentum = check.real(name, "momentum", momentum, 0.0, 1.0)
         self.affine, self.track_running_stats = affine, track_running_stats
         dtype = as_dtype(dtype)
         self.weight = Parameter(np.ones(num_features, dtype=dtype)) if affine else None
@@ -54,6 +54,7 @@ class _BatchNorm(Module):
             self.num_batches_tracked.data[...] = 0
 
     def forward(self, x: Tensor) -> Tensor:
+        check.float_input(f"{type(self).__name__}({self.num_features})", x)
         if x.ndim not in self.expected_dims or x.shape[1] != self.num_features:
             raise ShapeError(
                 f"{type(self).__name__}({self.num_features}): expected input with {self.expected_dims} "
@@ -111,15 +112,28 @@ class LayerNorm(Module):
         dtype: object = np.float32,
     ) -> None:
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-        if not shape or any(n < 1 for n in shape):
-            raise ValueError(f"LayerNorm: normalized_shape must be positive, got {normalized_shape!r}")
-        self.normalized_shape, self.eps = shape, float(eps)
+        single = isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool)
+        entries = (normalized_shape,) if single else normalized_shape
+        if not isinstance(entries, (tuple, list)) or not entries:
+            raise ArgumentError(
+                f"LayerNorm: normalized_shape must be an int or a sequence of ints, got {normalized_shape!r}"
+            )
+        shape = tuple(check.integer("LayerNorm", "normalized_shape", n) for n in entries)
+        if any(n < 1 for n in shape):
+            raise ArgumentError(f"LayerNorm: normalized_shape must be positive, got {normalized_shape!r}")
+        self.normalized_shape = shape
+        self.eps = check.real("LayerNorm", "eps", eps, 0.0, low_open=True)
         dtype = as_dtype(dtype)
         self.weight = Parameter(np.ones(shape, dtype=dtype)) if elementwise_affine else None
         self.bias = Parameter(np.zeros(shape, dtype=dtype)) if elementwise_affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
+        check.float_input(f"LayerNorm({self.normalized_shape})", x)
+        if x.shape[x.ndim - len(self.normalized_shape) :] != self.normalized_shape:
+            raise ShapeError(
+                f"LayerNorm({self.normalized_shape}): expected input of shape (*, "
+                f"{', '.join(map(str, self.normalized_shape))}), got {x.shape}"
+            )
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from chainrule import _checks as check
+from chainrule.errors import ArgumentError
 from chainrule.nn import functional as F
 from chainrule.nn.module import Module
 from chainrule.tensor import Tensor
@@ -17,13 +20,27 @@ class _Pool(Module):
         kernel_size: int | Sequence[int],
         stride: int | Sequence[int] | None = None,
         padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
     ) -> None:
         super().__init__()
+        self._check_window(kernel_size, stride, padding, dilation)
         self.kernel_size, self.stride, self.padding = (
             kernel_size,
             stride if stride is not None else kernel_size,
             padding,
         )
+
+    def _check_window(self, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
+        """The checks of the functional form, at construction: a bad window fails where it was written."""
+        name = type(self).__name__
+        spatial = 1 if name.endswith("1d") else 2
+        kernel = check.int_tuple(name, "kernel_size", kernel_size, spatial, 1)
+        if stride is not None:
+            check.int_tuple(name, "stride", stride, spatial, 1)
+        padding = check.int_tuple(name, "padding", padding, spatial)
+        check.int_tuple(name, "dilation", dilation, spatial, 1)
+        if any(2 * p > k for p, k in zip(padding, kernel)):
+            raise ArgumentError(f"{name}: padding {padding} must be at most half the kernel size {kernel}")
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -47,7 +64,7 @@ class MaxPool2d(_Pool):
         padding: int | Sequence[int] = 0,
         dilation: int | Sequence[int] = 1,
     ) -> None:
-        super().__init__(kernel_size, stride, padding)
+        super().__init__(kernel_size, stride, padding, dilation)
         self.dilation = dilation
 
     def forward(self, x: Tensor) -> Tensor:
@@ -80,6 +97,11 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size: int | Sequence[int | None]) -> None:
         super().__init__()
+        sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+        if len(sizes) != 2 or any(
+            o is not None and check.integer("AdaptiveAvgPool2d", "output_size", o) < 1 for o in sizes
+        ):
+            raise ArgumentError(f"AdaptiveAvgPool2d: output_size must be positive, got {output_size!r}")
         self.output_size = output_size
 
     def forward(self, x: Tensor) -> Tensor:

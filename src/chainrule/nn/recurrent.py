@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from chainrule import _checks as check
 from chainrule import functions as fn
-from chainrule.errors import ShapeError
+from chainrule.errors import ArgumentError, ShapeError
 from chainrule.nn import functional as F
 from chainrule.nn import init
 from chainrule.nn.module import Module, Parameter
@@ -42,17 +43,13 @@ class _RecurrentBase(Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if input_size < 1 or hidden_size < 1 or num_layers < 1:
-            raise ValueError(
-                f"{name}: input_size, hidden_size and num_layers must be positive, "
-                f"got {input_size}, {hidden_size}, {num_layers}"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout}")
+        self.input_size = check.integer(name, "input_size", input_size, minimum=1)
+        self.hidden_size = check.integer(name, "hidden_size", hidden_size, minimum=1)
+        self.num_layers = check.integer(name, "num_layers", num_layers, minimum=1)
+        self.dropout = check.real(name, "dropout", dropout, 0.0, 1.0, high_open=True)
         if bidirectional:
-            raise ValueError(f"{name}: bidirectional layers are not supported")
-        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
-        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+            raise ArgumentError(f"{name}: bidirectional layers are not supported")
+        self.bias, self.batch_first = bias, batch_first
         dtype = as_dtype(dtype)
         width = self.gates * hidden_size
         for layer in range(num_layers):
@@ -78,6 +75,7 @@ class _RecurrentBase(Module):
 
     def _prepare(self, x: Tensor, state: Any) -> tuple[Tensor, bool, Any]:
         name = type(self).__name__
+        check.float_input(f"{name}({self.extra_repr()})", x)
         if x.ndim not in (2, 3):
             raise ShapeError(
                 f"{name}: expected input (T, N, {self.input_size}) or (N, T, {self.input_size}) with "
@@ -154,8 +152,7 @@ class RNN(_RecurrentBase):
         bidirectional: bool = False,
         dtype: object = np.float32,
     ) -> None:
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        check.one_of("RNN", "nonlinearity", nonlinearity, ("tanh", "relu"))
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype)
         self.nonlinearity = nonlinearity
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
 __all__ = ["Adagrad", "adagrad_update"]
@@ -70,7 +71,7 @@ class Adagrad(Optimizer):
         super()._validate(group)
         for key in ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
             if group[key] < 0:
-                raise ValueError(f"Adagrad: invalid {key} {group[key]} (must be >= 0)")
+                raise ArgumentError(f"Adagrad: invalid {key} {group[key]} (must be >= 0)")
 
     def _update(self, group: dict[str, Any]) -> None:
         for p in group["params"]:

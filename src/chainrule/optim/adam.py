@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW", "adam_update"]
@@ -96,11 +97,11 @@ class Adam(Optimizer):
         name = type(self).__name__
         beta1, beta2 = group["betas"]
         if not 0.0 <= beta1 < 1.0 or not 0.0 <= beta2 < 1.0:
-            raise ValueError(f"{name}: invalid betas {group['betas']} (each must be in [0, 1))")
+            raise ArgumentError(f"{name}: invalid betas {group['betas']} (each must be in [0, 1))")
         if group["eps"] < 0:
-            raise ValueError(f"{name}: invalid eps {group['eps']} (must be >= 0)")
+            raise ArgumentError(f"{name}: invalid eps {group['eps']} (must be >= 0)")
         if group["weight_decay"] < 0:
-            raise ValueError(f"{name}: invalid weight_decay {group['weight_decay']} (must be >= 0)")
+            raise ArgumentError(f"{name}: invalid weight_decay {group['weight_decay']} (must be >= 0)")
 
     def _update(self, group: dict[str, Any]) -> None:
         beta1, beta2 = group["betas"]

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
 __all__ = [
@@ -29,7 +30,7 @@ class LRScheduler:
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}: expected an Optimizer, got {type(optimizer).__name__}")
+            raise ArgumentError(f"{type(self).__name__}: expected an Optimizer, got {type(optimizer).__name__}")
         self.optimizer = optimizer
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
@@ -66,7 +67,7 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
         if step_size < 1:
-            raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size}")
+            raise ArgumentError(f"StepLR: step_size must be a positive integer, got {step_size}")
         self.step_size, self.gamma = int(step_size), float(gamma)
         super().__init__(optimizer, last_epoch)
 
@@ -90,7 +91,7 @@ class ExponentialLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
         if gamma <= 0:
-            raise ValueError(f"ExponentialLR: gamma must be positive, got {gamma}")
+            raise ArgumentError(f"ExponentialLR: gamma must be positive, got {gamma}")
         self.gamma = float(gamma)
         super().__init__(optimizer, last_epoch)
 
@@ -105,7 +106,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:  # noqa: N803
         if T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be a positive integer, got {T_max}")
+            raise ArgumentError(f"CosineAnnealingLR: T_max must be a positive integer, got {T_max}")
         self.T_max, self.eta_min = int(T_max), float(eta_min)
         super().__init__(optimizer, last_epoch)
 
@@ -125,7 +126,7 @@ class LambdaLR(LRScheduler):
         groups = len(optimizer.param_groups)
         self.lr_lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
         if len(self.lr_lambdas) != groups:
-            raise ValueError(f"LambdaLR: {len(self.lr_lambdas)} functions for {groups} parameter groups")
+            raise ArgumentError(f"LambdaLR: {len(self.lr_lambdas)} functions for {groups} parameter groups")
         self._group = 0
         super().__init__(optimizer, last_epoch)
 
@@ -151,11 +152,11 @@ class LinearLR(LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"LinearLR: need 0 < start_factor <= 1 and 0 <= end_factor <= 1, got {start_factor}, {end_factor}"
             )
         if total_iters < 1:
-            raise ValueError(f"LinearLR: total_iters must be positive, got {total_iters}")
+            raise ArgumentError(f"LinearLR: total_iters must be positive, got {total_iters}")
         self.start_factor, self.end_factor, self.total_iters = float(start_factor), float(end_factor), int(total_iters)
         super().__init__(optimizer, last_epoch)
 
@@ -186,9 +187,9 @@ class ReduceLROnPlateau:
         eps: float = 1e-8,
     ) -> None:
         if factor >= 1.0 or factor <= 0:
-            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
+            raise ArgumentError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
         if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
-            raise ValueError(
+            raise ArgumentError(
                 f"ReduceLROnPlateau: mode must be min/max and threshold_mode rel/abs, got {mode!r}, {threshold_mode!r}"
             )
         self.optimizer = optimizer

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from chainrule.autograd import no_grad
-from chainrule.errors import CheckpointError
+from chainrule.errors import ArgumentError, ChainruleError, CheckpointError
 from chainrule.tensor import Tensor
 
 __all__ = ["Optimizer"]
@@ -35,7 +35,7 @@ class Optimizer:
         self.state: dict[Tensor, dict[str, Any]] = {}
         groups = list(params)
         if not groups:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+            raise ArgumentError(f"{type(self).__name__}: got an empty parameter list")
         if not isinstance(groups[0], Mapping):
             groups = [{"params": groups}]
         for group in groups:
@@ -47,23 +47,29 @@ class Optimizer:
         params = [params] if isinstance(params, Tensor) else list(params)
         for p in params:
             if not isinstance(p, Tensor):
-                raise TypeError(f"{type(self).__name__}: parameters must be tensors, got {type(p).__name__}")
+                raise ArgumentError(f"{type(self).__name__}: parameters must be tensors, got {type(p).__name__}")
             if not p.requires_grad:
-                raise ValueError(f"{type(self).__name__}: a parameter of shape {p.shape} does not require grad")
+                raise ArgumentError(f"{type(self).__name__}: a parameter of shape {p.shape} does not require grad")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in params):
-            raise ValueError(f"{type(self).__name__}: a parameter appears in more than one group")
+            raise ArgumentError(f"{type(self).__name__}: a parameter appears in more than one group")
         unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
         if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown hyperparameters {sorted(unknown)}")
+            raise ArgumentError(f"{type(self).__name__}: unknown hyperparameters {sorted(unknown)}")
         full = {**self.defaults, **group, "params": params}
-        self._validate(full)
+        try:
+            self._validate(full)
+        except (TypeError, ValueError) as error:  # a comparison with a string, a tuple of the wrong length ...
+            if isinstance(error, ChainruleError):
+                raise
+            settings = {key: value for key, value in full.items() if key != "params"}
+            raise ArgumentError(f"{type(self).__name__}: invalid hyperparameters {settings} ({error})") from None
         self.param_groups.append(full)
 
     def _validate(self, group: Mapping[str, Any]) -> None:
         """Raise ValueError for bad hyperparameters (subclasses extend this)."""
         if group["lr"] < 0:
-            raise ValueError(f"{type(self).__name__}: invalid learning rate {group['lr']} (must be >= 0)")
+            raise ArgumentError(f"{type(self).__name__}: invalid learning rate {group['lr']} (must be >= 0)")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all parameters (to None by default, or to zeros)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
 __all__ = ["RMSprop", "rmsprop_update"]
@@ -92,7 +93,7 @@ class RMSprop(Optimizer):
         super()._validate(group)
         for key in ("alpha", "eps", "weight_decay", "momentum"):
             if group[key] < 0:
-                raise ValueError(f"RMSprop: invalid {key} {group[key]} (must be >= 0)")
+                raise ArgumentError(f"RMSprop: invalid {key} {group[key]} (must be >= 0)")
 
     def _update(self, group: dict[str, Any]) -> None:
         for p in group["params"]:

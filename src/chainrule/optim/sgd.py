@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
 __all__ = ["SGD", "sgd_update"]
@@ -89,11 +90,11 @@ class SGD(Optimizer):
     def _validate(self, group: dict[str, Any]) -> None:
         super()._validate(group)
         if group["momentum"] < 0:
-            raise ValueError(f"SGD: invalid momentum {group['momentum']} (must be >= 0)")
+            raise ArgumentError(f"SGD: invalid momentum {group['momentum']} (must be >= 0)")
         if group["weight_decay"] < 0:
-            raise ValueError(f"SGD: invalid weight_decay {group['weight_decay']} (must be >= 0)")
+            raise ArgumentError(f"SGD: invalid weight_decay {group['weight_decay']} (must be >= 0)")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
+            raise ArgumentError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
 
     def _update(self, group: dict[str, Any]) -> None:
         for p in group["params"]:
