@@ -177,3 +177,36 @@ def test_regression_learns_to_within_5_percent_of_least_squares():
     mse = float(np.mean((predict(model, x) - y) ** 2))
     assert mse <= 1.05 * best_mse
     assert math.isfinite(mse)
+
+
+# A checkpoint that loads safely but is not what resuming needs: each names the file and the entry.
+BROKEN_CHECKPOINTS = {
+    "no model": (lambda c: c.pop("model"), "has no 'model' entry"),
+    "no optimizer": (lambda c: c.pop("optimizer"), "has no 'optimizer' entry"),
+    "no epoch": (lambda c: c.pop("epoch"), "has no 'epoch' entry"),
+    "no rng": (lambda c: c.pop("rng"), "has no 'rng' entry"),
+    "epoch of text": (lambda c: c.update(epoch="3"), "'epoch' entry should be an integer, got str"),
+    "step a bool": (lambda c: c.update(step=True), "'step' entry should be an integer, got bool"),
+    "negative epoch": (lambda c: c.update(epoch=-1), "'epoch' entry is negative"),
+    "model a list": (lambda c: c.update(model=[1, 2]), "'model' entry should be a dict, got list"),
+    "optimizer malformed": (lambda c: c["optimizer"].update(state={"x": {}}), "'optimizer' entry is malformed"),
+    "history malformed": (lambda c: c.update(history={"records": 5}), "'history' entry is malformed"),
+    "rng malformed": (lambda c: c.update(rng={"bit_generator": "nope"}), "'rng' entry is malformed"),
+    "not a checkpoint": (lambda c: c.pop("format"), "is not a training checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_CHECKPOINTS))
+def test_resuming_from_a_broken_checkpoint_names_the_file_and_entry(tmp_path, case):
+    pytest.importorskip("safetensors", reason="checkpoints need the io extra")
+    x, y = _blobs(32)
+    model = _model()
+    fit(model, (x, y), epochs=1, batch_size=16, callbacks=[ModelCheckpoint(tmp_path)], verbose=0)
+    checkpoint = cr.load(tmp_path / "last.safetensors")
+    corrupt, message = BROKEN_CHECKPOINTS[case]
+    corrupt(checkpoint)
+    broken = tmp_path / f"broken-{case.replace(' ', '-')}.safetensors"
+    cr.save(checkpoint, broken)
+    with pytest.raises(cr.CheckpointError, match=f"fit: '.*{broken.name}'") as info:
+        fit(_model(), (x, y), epochs=2, batch_size=16, verbose=0, resume=broken)
+    assert message in str(info.value)

@@ -10,7 +10,6 @@ bytes. When no directory holds the files and ``download=True``, they are fetched
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from chainrule.data.dataset import TensorDataset
-from chainrule.data.idx import _decompress, _parse, _read_bytes
+from chainrule.data.idx import _read_bytes_of, _read_file
 from chainrule.data.splits import DatasetInfo, Splits, split_arrays
 from chainrule.errors import CheckpointError, DataError
 
@@ -247,7 +246,7 @@ def _download(name: str, root: str | os.PathLike[str] | None) -> Path:
                 failures.append(f"{url}: {getattr(error, 'reason', error)}")
                 continue
             try:
-                actual = hashlib.sha256(_decompress(body, url)).hexdigest()
+                actual = _read_bytes_of(body, url)[1]
             except DataError as error:
                 failures.append(str(error))
                 continue
@@ -265,17 +264,42 @@ def _download(name: str, root: str | os.PathLike[str] | None) -> Path:
 
 
 # -- loading -----------------------------------------------------------------------------------------
-def _read_verified(name: str, path: Path) -> np.ndarray:
-    data = _read_bytes(path)
+def _verify(name: str, path: Path, actual: str) -> None:
     stem = path.name.removesuffix(".gz")
     expected = SHA256[name][stem]
-    actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise DataError(
             f"{name}: {path} is not the original {stem}: its decompressed SHA-256 is {actual}, "
             f"expected {expected}; delete it and download the file again"
         )
-    return _parse(data, path)
+
+
+def _check_split(name: str, images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray) -> None:
+    """The images and labels of one split fit together: 28×28 uint8 images, one label 0..9 for each.
+
+    The hashes would catch these too; checked first so that the message names the field that is wrong.
+    """
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(
+            f"{name}: {images_path}: expected images of shape (N, 28, 28) and type uint8, "
+            f"got shape {images.shape} of type {images.dtype}"
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise DataError(
+            f"{name}: {labels_path}: expected labels of shape (N,) and type uint8, "
+            f"got shape {labels.shape} of type {labels.dtype}"
+        )
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{name}: the image count of {images_path} ({images.shape[0]}) differs from the label count "
+            f"of {labels_path} ({labels.shape[0]})"
+        )
+    num_classes = len(CLASS_NAMES[name])
+    if labels.max() >= num_classes:
+        index = int(np.argmax(labels >= num_classes))
+        raise DataError(
+            f"{name}: {labels_path}: label {index} is {labels[index]}, outside the classes 0..{num_classes - 1}"
+        )
 
 
 def _load_idx_set(name: str, root: str | os.PathLike[str] | None, download: bool, limit: int | None) -> Splits:
@@ -288,12 +312,12 @@ def _load_idx_set(name: str, root: str | os.PathLike[str] | None, download: bool
         directory = _download(name, root)
     parts = []
     for images_stem, labels_stem in (IDX_FILES[:2], IDX_FILES[2:]):
-        images = _read_verified(name, _file_in(directory, images_stem))  # (N, 28, 28) uint8
-        labels = _read_verified(name, _file_in(directory, labels_stem))  # (N,) uint8
-        if images.shape[0] != labels.shape[0]:
-            raise DataError(
-                f"{name}: {images_stem} holds {images.shape[0]} images but {labels_stem} {labels.shape[0]} labels"
-            )
+        images_path, labels_path = _file_in(directory, images_stem), _file_in(directory, labels_stem)
+        images, images_sha256 = _read_file(images_path)  # (N, 28, 28) uint8
+        labels, labels_sha256 = _read_file(labels_path)  # (N,) uint8
+        _check_split(name, images_path, images, labels_path, labels)
+        _verify(name, images_path, images_sha256)
+        _verify(name, labels_path, labels_sha256)
         images, labels = images[:limit], labels[:limit]
         pixels = (images.astype(np.float32) / np.float32(255.0))[:, None, :, :]  # (N, 1, 28, 28)
         parts.append((pixels, labels.astype(np.int64)))

@@ -256,27 +256,72 @@ def _callback_key(index: int, callback: Callback) -> str:
     return f"{index}:{type(callback).__name__}"
 
 
+#: The entries of a training checkpoint that resuming needs, and the type each must have.
+_CHECKPOINT_ENTRIES: dict[str, type] = {
+    "model": dict,
+    "optimizer": dict,
+    "epoch": int,
+    "step": int,
+    "history": dict,
+    "callbacks": dict,
+    "rng": dict,
+}
+
+_KIND_NAMES = {dict: "a dict", int: "an integer"}
+
+# What restoring state from a malformed (but safely loaded) checkpoint can raise besides CheckpointError.
+_MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+
+def _check_checkpoint(saved: Any, where: str) -> None:
+    """Every entry resuming needs is present with the right type, else a CheckpointError naming it."""
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{where} is not a training checkpoint (saved by ModelCheckpoint)")
+    for key, kind in _CHECKPOINT_ENTRIES.items():
+        if key not in saved:
+            raise CheckpointError(f"{where}: the checkpoint has no {key!r} entry")
+        value = saved[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(
+                f"{where}: the checkpoint's {key!r} entry should be {_KIND_NAMES[kind]}, got {type(value).__name__}"
+            )
+    for key in ("epoch", "step"):
+        if saved[key] < 0:
+            raise CheckpointError(f"{where}: the checkpoint's {key!r} entry is negative ({saved[key]})")
+
+
 def _resume(path: Any, state: TrainState, callbacks: Sequence[Callback], loader: DataLoader) -> None:
     from chainrule.io import load
 
+    where = f"fit: {str(path)!r}"
     saved = load(path)
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"fit: {str(path)!r} is not a training checkpoint (saved by ModelCheckpoint)")
+    _check_checkpoint(saved, where)
+    part = "model"
     try:
         state.model.load_state_dict(saved["model"])
+        part = "optimizer"
         state.optimizer.load_state_dict(saved["optimizer"])
     except CheckpointError as error:
-        raise CheckpointError(f"fit: {str(path)!r} does not fit this model and optimizer: {error}") from None
-    state.epoch, state.step = int(saved["epoch"]), int(saved["step"])
-    state.history = History.from_dict(saved["history"])
-    for i, callback in enumerate(callbacks):
-        key = _callback_key(i, callback)
-        if key in saved["callbacks"]:
-            callback.load_state_dict(saved["callbacks"][key])
-    rng.set_state(saved["rng"])
-    generator = getattr(loader, "generator", None)
-    if generator is not None and saved.get("loader_rng") is not None:
-        generator.bit_generator.state = saved["loader_rng"]
+        raise CheckpointError(f"{where} does not fit this model and optimizer: {error}") from None
+    except _MALFORMED as error:
+        raise CheckpointError(f"{where}: the checkpoint's {part!r} entry is malformed ({error!r})") from None
+    state.epoch, state.step = saved["epoch"], saved["step"]
+    try:
+        part = "history"
+        state.history = History.from_dict(saved["history"])
+        part = "callbacks"
+        for i, callback in enumerate(callbacks):
+            key = _callback_key(i, callback)
+            if key in saved["callbacks"]:
+                callback.load_state_dict(saved["callbacks"][key])
+        part = "rng"
+        rng.set_state(saved["rng"])
+        part = "loader_rng"
+        generator = getattr(loader, "generator", None)
+        if generator is not None and saved.get("loader_rng") is not None:
+            generator.bit_generator.state = saved["loader_rng"]
+    except _MALFORMED as error:
+        raise CheckpointError(f"{where}: the checkpoint's {part!r} entry is malformed ({error!r})") from None
 
 
 # -- the loop ----------------------------------------------------------------------------------------
