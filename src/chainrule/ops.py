@@ -642,6 +642,33 @@ class Sum(Primitive):
         return xp.sum(tangents[0], axis=axis, keepdims=keepdims)
 
 
+def _reduce_few(ufunc: np.ufunc, x: Any, axis: Any, keepdims: bool, dtype: Any = None) -> np.ndarray | None:
+    """``ufunc.reduce`` over ``axis`` as a loop of elementwise ops when the reduced axes are short, else None.
+
+    NumPy reduces short inner axes (a pooling window's 2 × 2) one tiny row at a time, several times slower
+    than a memory bandwidth-bound pass. Here each of the few index combinations of the reduced axes is one
+    strided view of ``x``, and ``ufunc(result, view, out=result)`` streams through it. Used for max/min
+    (exact, NaN propagates as in ``np.max``) and for counting, on large arrays only.
+    """
+    if axis is None or not isinstance(x, np.ndarray):
+        return None
+    axes = normalize_axis(axis, x.ndim)
+    combinations = math.prod(x.shape[a] for a in axes)
+    if not axes or combinations > 16 or x.size < 4096 * combinations or len(axes) == x.ndim:
+        return None
+    result = None
+    for combination in np.ndindex(*(x.shape[a] for a in axes)):
+        index = [slice(None)] * x.ndim
+        for a, i in zip(axes, combination):
+            index[a] = slice(i, i + 1)
+        part = x[tuple(index)]
+        if result is None:
+            result = part.astype(dtype or x.dtype)  # a copy: the running result
+        else:
+            ufunc(result, part, out=result)
+    return result if keepdims else result.reshape([n for a, n in enumerate(x.shape) if a not in axes])
+
+
 class _Extremum(Primitive):
     """max/min over axes; ties share the gradient evenly (the subgradient PyTorch's ``amax`` uses).
 
@@ -656,9 +683,13 @@ class _Extremum(Primitive):
         # Constants of the rule (no gradient flows through a comparison), so computed on the raw arrays.
         values, result = _raw(x), _raw(out)
         result = result if keepdims else result.reshape(_keepdims_shape(values.shape, axis))
-        wins = (values == result) | (np.isnan(values) & np.isnan(result))
-        count = np.sum(wins, axis=axis, keepdims=True)
-        return wins, count.astype(values.dtype)
+        wins = values == result
+        if np.isnan(result).any():  # only then: NaN groups share among their NaNs
+            wins |= np.isnan(values) & np.isnan(result)
+        count = _reduce_few(np.add, wins, axis, True, dtype=values.dtype)
+        if count is None:
+            count = np.sum(wins, axis=axis, keepdims=True).astype(values.dtype)
+        return wins, count
 
     @classmethod
     def vjp(cls, xp, grad_out, needs, out, x, *, axis=None, keepdims=False):
@@ -679,7 +710,8 @@ class Max(_Extremum):
     def forward(x, *, axis=None, keepdims=False):
         if np.size(x) == 0:
             raise ShapeError(f"max: cannot reduce an empty tensor of shape {np.shape(x)}")
-        return np.max(x, axis=axis, keepdims=keepdims)
+        few = _reduce_few(np.maximum, x, axis, keepdims)  # pooling windows: a few elementwise passes
+        return np.max(x, axis=axis, keepdims=keepdims) if few is None else few
 
 
 class Min(_Extremum):
@@ -689,7 +721,8 @@ class Min(_Extremum):
     def forward(x, *, axis=None, keepdims=False):
         if np.size(x) == 0:
             raise ShapeError(f"min: cannot reduce an empty tensor of shape {np.shape(x)}")
-        return np.min(x, axis=axis, keepdims=keepdims)
+        few = _reduce_few(np.minimum, x, axis, keepdims)  # pooling windows: a few elementwise passes
+        return np.min(x, axis=axis, keepdims=keepdims) if few is None else few
 
 
 class Prod(Primitive):
@@ -1076,6 +1109,12 @@ class Unfold(Primitive):
 
     Convolution is this followed by one matrix product; pooling is this followed by a reduction over the
     kernel axes. Padding uses ``value`` (0 for convolution, -inf for max pooling).
+
+    Memory layout: the result is a transposed view of a contiguous ``(C, *kernel_size, N, *out_spatial)``
+    buffer. Building that buffer reads the input along its rows, ``permute`` + ``reshape`` turn it into the
+    ``(C·|kernel|, N·positions)`` matrix of a convolution's GEMM without a copy, and the gradient of that
+    GEMM comes back in the same layout, which is the one :class:`Fold` adds up fastest. Building the
+    logical layout directly instead gathers with a stride of C·|kernel| elements, several times slower.
     """
 
     name = "unfold"
@@ -1092,8 +1131,10 @@ class Unfold(Primitive):
         index = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)
         index += tuple(slice(None, None, d) for d in dilation)
         view = view[index]  # (N, C, *out, *kernel)
-        order = (0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial))
-        return np.ascontiguousarray(view.transpose(order))
+        buffer_order = (1, *range(2 + spatial, 2 + 2 * spatial), 0, *range(2, 2 + spatial))
+        buffer = np.ascontiguousarray(view.transpose(buffer_order))  # (C, *kernel, N, *out)
+        logical_order = (1 + spatial, *range(2 + spatial, 2 + 2 * spatial), 0, *range(1, 1 + spatial))
+        return buffer.transpose(logical_order)  # (N, *out, C, *kernel), no copy
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, x, *, kernel_size, stride, padding, dilation, value=0.0):
@@ -1119,10 +1160,13 @@ class Fold(Primitive):
         padded_shape = tuple(n + 2 * p for n, p in zip(input_shape[2:], padding))
         result = np.zeros((batch, channels, *padded_shape), dtype=columns.dtype)
         out_sizes = columns.shape[1 : 1 + spatial]
+        # Walk the columns as (C, *kernel, N, *out): a view, contiguous when they come from a convolution's
+        # GEMM (see Unfold), so each offset's block below is read along rows.
+        by_channel = columns.transpose(1 + spatial, *range(2 + spatial, 2 + 2 * spatial), 0, *range(1, 1 + spatial))
         for offsets in np.ndindex(*kernel_size):  # one strided add per kernel offset, never per pixel
             target = result[(slice(None), slice(None), *_window_slices(offsets, stride, dilation, out_sizes))]
-            source = columns[(slice(None),) * (1 + spatial) + (slice(None), *offsets)]  # (N, *out, C)
-            target += np.moveaxis(source, -1, 1)
+            source = by_channel[(slice(None), *offsets)]  # (C, N, *out)
+            target += source.swapaxes(0, 1)
         crop = tuple(slice(p, p + n) for p, n in zip(padding, input_shape[2:]))
         return result[(slice(None), slice(None), *crop)]
 
