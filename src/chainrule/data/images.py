@@ -13,8 +13,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +207,8 @@ def _not_found(name: str, root: str | os.PathLike[str] | None, reason: str) -> D
 # -- downloading -------------------------------------------------------------------------------------
 def _fetch(url: str, label: str) -> bytes:
     """The body at ``url``, with a progress bar on stderr when tqdm is installed."""
+    import urllib.request  # here, not at the top: it pulls in ssl, email and socket (slow to import)
+
     with urllib.request.urlopen(url, timeout=60) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         try:
@@ -242,7 +242,7 @@ def _download(name: str, root: str | os.PathLike[str] | None) -> Path:
             url = f"{mirror}{stem}.gz"
             try:
                 body = _fetch(url, f"{name}/{stem}.gz")
-            except (urllib.error.URLError, OSError, ValueError) as error:
+            except (OSError, ValueError) as error:  # urllib's URLError is an OSError
                 failures.append(f"{url}: {getattr(error, 'reason', error)}")
                 continue
             try:
