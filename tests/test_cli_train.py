@@ -88,3 +88,10 @@ def test_predict_reads_a_png_like_the_array_it_shows(digits_run, capsys, tmp_pat
     )
     lines = capsys.readouterr().out.splitlines()
     assert len({line.split(": ", 1)[1].split(" (")[0] for line in lines}) == 1, lines  # the same top class
+
+
+def test_cosine_schedule_lowers_the_learning_rate_to_zero(tmp_path, capsys):
+    assert main(["train", "--data", "xor", "--hidden", "4", "--epochs", "4", "--lr", "0.2", "--schedule", "cosine",
+                 "--out", str(tmp_path), "--quiet", "--no-plots"]) == 0  # fmt: skip
+    lrs = [record["lr"] for record in json.loads((tmp_path / "history.json").read_text())["records"]]
+    assert lrs == pytest.approx([0.2, 0.2 * (1 + np.cos(np.pi / 4)) / 2, 0.1, 0.2 * (1 + np.cos(3 * np.pi / 4)) / 2])

@@ -180,6 +180,7 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         val_split=args.val_split,
         patience=args.patience,
+        schedule=args.schedule,
         seed=args.seed,
         data_dir=args.data_dir,
         limit=args.limit,
@@ -216,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``chainrule`` command."""
     from chainrule.train.loop import OPTIMIZERS
     from chainrule.train.models import ACTIVATIONS, MODELS
-    from chainrule.train.runs import DATASET_NAMES, TrainConfig
+    from chainrule.train.runs import DATASET_NAMES, SCHEDULES, TrainConfig
 
     parser = argparse.ArgumentParser(prog="chainrule", description="Backpropagation you can read, on NumPy.")
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
@@ -258,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--patience", type=_non_negative_int, default=defaults.patience,
         help="early stopping after this many epochs without improvement (0: off; default %(default)s)",
+    )  # fmt: skip
+    train.add_argument(
+        "--schedule", choices=SCHEDULES, default=defaults.schedule,
+        help="learning rate over the epochs: constant, or cosine (from --lr down to 0; default %(default)s)",
     )  # fmt: skip
     train.add_argument("--seed", type=_non_negative_int, default=defaults.seed, help="default %(default)s")
     train.add_argument("--data-dir", default=None, help="where to look for dataset files first")

@@ -25,11 +25,12 @@ import numpy as np
 
 from chainrule import data as datasets
 from chainrule import rng
-from chainrule.errors import ChainruleError, CheckpointError, DataError
+from chainrule.errors import ArgumentError, ChainruleError, CheckpointError, DataError
 from chainrule.io import atomic_write_bytes, load_into, save
 from chainrule.nn.module import Module
+from chainrule.optim.lr_scheduler import CosineAnnealingLR
 from chainrule.train import plots
-from chainrule.train.callbacks import EarlyStopping, HistoryLogger, ModelCheckpoint
+from chainrule.train.callbacks import EarlyStopping, HistoryLogger, LRScheduler, ModelCheckpoint
 from chainrule.train.history import History
 from chainrule.train.loop import evaluate, fit, make_optimizer, predict
 from chainrule.train.metrics import confusion_matrix, precision_recall_f1
@@ -38,6 +39,7 @@ from chainrule.train.models import build_model
 __all__ = ["TrainConfig", "RunResult", "train_run", "evaluate_run", "predict_files", "load_run", "DATASET_NAMES"]
 
 DATASET_NAMES = tuple(datasets.DATASETS)
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -58,6 +60,7 @@ class TrainConfig:
     batch_size: int = 64
     val_split: float = 0.1
     patience: int = 0
+    schedule: str = "constant"
     seed: int = 0
     data_dir: str | None = None
     limit: int | None = None
@@ -153,6 +156,10 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1) -> Ru
     callbacks: list[Any] = [ModelCheckpoint(run_dir, monitor=monitor), HistoryLogger(run_dir / "history.csv")]
     if config.patience:
         callbacks.append(EarlyStopping(monitor=monitor, patience=config.patience, restore_best=True))
+    if config.schedule == "cosine":  # the learning rate falls from lr to 0 along a half cosine over the epochs
+        callbacks.append(LRScheduler(CosineAnnealingLR(optimizer, T_max=config.epochs)))
+    elif config.schedule != "constant":
+        raise ArgumentError(f"train: schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}")
     history = fit(
         model,
         train_set,
