@@ -442,6 +442,29 @@ def _fold(draw: Any) -> Drawn:
     return Drawn((cols,), fn, ref, None if torch is None else torch_fn)
 
 
+@st.composite
+def _max_pool(draw: Any) -> Drawn:
+    """Max pooling over distinct values (no ties), with PyTorch's limit of padding at most half the kernel."""
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(2, 3)))
+    g = {
+        "kernel_size": kernel,
+        "stride": (draw(st.integers(1, 2)), draw(st.integers(1, 3))),
+        "padding": (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2))),
+        "dilation": (draw(st.integers(1, 2)), 1),
+    }
+    x = _values(draw(seeds), (draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(5, 6)), 5), "distinct")
+
+    def ref(a: np.ndarray) -> np.ndarray:
+        widths = ((0, 0), (0, 0), *((p, p) for p in g["padding"]))
+        padded = np.pad(a, widths, constant_values=-np.inf)
+        windows = _np_unfold(padded, g["kernel_size"], g["stride"], (0, 0), g["dilation"])  # (N, OH, OW, C, KH, KW)
+        return windows.max(axis=(4, 5)).transpose(0, 3, 1, 2)
+
+    fn = lambda a: cr.nn.functional.max_pool2d(a, **g)  # noqa: E731
+    torch_fn = None if torch is None else (lambda a: torch.nn.functional.max_pool2d(a, **g))
+    return Drawn((x,), fn, ref, torch_fn)
+
+
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 _sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
 _softplus = lambda a: np.logaddexp(0, a)  # noqa: E731
@@ -469,6 +492,7 @@ OP_CASES: list[OpCase] = [
     OpCase("linear", _linear()),
     OpCase("unfold", _unfold()),
     OpCase("fold", _fold()),
+    OpCase("max_pool", _max_pool()),
     # elementwise functions
     OpCase("exp", _unary(cr.exp, np.exp, _t("exp"))),
     OpCase("log", _unary(cr.log, np.log, _t("log"), "positive")),

@@ -257,3 +257,25 @@ def test_sigmoid_family_has_slope_one_at_the_origin():
     np.testing.assert_allclose(
         family["gudermannian"](cr.tensor([1.0], dtype="float64")).data, [2 * np.arctan(np.tanh(0.5))]
     )
+
+
+@pytest.mark.skipif(torch is None, reason=TORCH_MISSING)
+@pytest.mark.parametrize("geometry", [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0)])
+def test_max_pool_ties_and_nan_follow_pytorch(geometry):
+    """Ties (a ReLU'd input is full of zeros) give the gradient to the first maximum of the window, and a NaN
+    in a window is its maximum, as in PyTorch; overlapping windows add up."""
+    kernel, stride, padding = geometry
+    rng = np.random.default_rng(8)
+    values = np.maximum(np.round(rng.standard_normal((2, 3, 7, 6)), 0), 0.0)  # many exact ties at 0 and 1
+    values[0, 1, 2, 3] = np.nan
+    cotangent = rng.standard_normal(F.max_pool2d(cr.tensor(values), kernel, stride, padding).shape)
+    x = cr.tensor(values, requires_grad=True)
+    t = torch.tensor(values, requires_grad=True)
+    out = F.max_pool2d(x, kernel, stride, padding)
+    t_out = torch.nn.functional.max_pool2d(t, kernel, stride, padding)
+    np.testing.assert_array_equal(out.data, t_out.detach().numpy())
+    (out * cotangent).sum().backward()
+    (t_out * torch.from_numpy(cotangent)).sum().backward()
+    np.testing.assert_allclose(x.grad.data, t.grad.numpy(), rtol=1e-12, atol=1e-15)  # overlaps: sum order
+    _, tangent_out = cr.func.jvp(lambda v: F.max_pool2d(v, kernel, stride, padding), (values,), (np.ones_like(values),))
+    np.testing.assert_array_equal(np.isnan(tangent_out.data), False)

@@ -511,7 +511,13 @@ class Sigmoid(Elementwise):
 
 
 class Relu(Elementwise):
-    """``max(x, 0)``; the gradient at 0 is 0."""
+    """``max(x, 0)``; the gradient at 0 is 0.
+
+    The rule multiplies by the 0/1 mask ``x > 0`` rather than selecting with ``where``: on a random mask
+    NumPy's ``where`` branches per element and is several times slower than a multiplication. (A NaN or
+    infinite ``grad_out`` therefore stays NaN where the unit is off, as the chain rule's product says;
+    PyTorch selects 0 there.)
+    """
 
     name = "relu"
     float_only = False
@@ -522,7 +528,7 @@ class Relu(Elementwise):
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, x):
-        return (xp.where(x > 0, grad_out, 0.0),)
+        return (grad_out * (x > 0),)
 
 
 class LeakyRelu(Elementwise):
@@ -1158,17 +1164,18 @@ class Fold(Primitive):
         spatial = len(kernel_size)
         batch, channels = input_shape[:2]
         padded_shape = tuple(n + 2 * p for n, p in zip(input_shape[2:], padding))
-        result = np.zeros((batch, channels, *padded_shape), dtype=columns.dtype)
+        # The sum is built channel-major, (C, N, *spatial), the layout of the columns below, so every add
+        # walks both arrays in the same order; the result is a transposed view of it.
+        result = np.zeros((channels, batch, *padded_shape), dtype=columns.dtype)
         out_sizes = columns.shape[1 : 1 + spatial]
         # Walk the columns as (C, *kernel, N, *out): a view, contiguous when they come from a convolution's
         # GEMM (see Unfold), so each offset's block below is read along rows.
         by_channel = columns.transpose(1 + spatial, *range(2 + spatial, 2 + 2 * spatial), 0, *range(1, 1 + spatial))
         for offsets in np.ndindex(*kernel_size):  # one strided add per kernel offset, never per pixel
             target = result[(slice(None), slice(None), *_window_slices(offsets, stride, dilation, out_sizes))]
-            source = by_channel[(slice(None), *offsets)]  # (C, N, *out)
-            target += source.swapaxes(0, 1)
+            target += by_channel[(slice(None), *offsets)]  # (C, N, *out)
         crop = tuple(slice(p, p + n) for p, n in zip(padding, input_shape[2:]))
-        return result[(slice(None), slice(None), *crop)]
+        return result[(slice(None), slice(None), *crop)].swapaxes(0, 1)  # (N, C, *spatial)
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, columns, *, input_shape, kernel_size, stride, padding, dilation):
@@ -1184,6 +1191,107 @@ class Fold(Primitive):
             padding=padding,
             dilation=dilation,
         )
+
+
+class MaxPool(Primitive):
+    """Maximum over sliding windows: (N, C, *spatial) -> (N, C, *out_spatial), padding with -inf.
+
+    The forward is one ``np.maximum`` per kernel offset over a strided view of the input (no window array
+    is built). The gradient goes to the first maximum of each window in row-major order, as in PyTorch;
+    a window holding a NaN outputs NaN and its first NaN takes the gradient.
+
+    Fast path: with the NumPy namespace the VJP writes ``grad_out`` straight into the strided view of each
+    kernel offset, masked by where that offset won. Recording a graph (``create_graph``), and the JVP, use
+    the same winners as a 0/1 column array with :class:`Unfold` and :class:`Fold`, so higher derivatives
+    come from the existing rules.
+    """
+
+    name = "max_pool"
+    float_only = True
+
+    @staticmethod
+    def forward(x, *, kernel_size, stride, padding, dilation):
+        padded = _pad_spatial(x, padding, -np.inf)
+        out = None
+        for _, view in _pool_views(padded, kernel_size, stride, dilation):
+            out = view.copy(order="K") if out is None else np.maximum(out, view, out=out)  # x's memory order
+        return out
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, *, kernel_size, stride, padding, dilation):
+        geometry = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "dilation": dilation}
+        if xp is not numpy_namespace:
+            wins = _pool_winner_columns(_raw(x), _raw(out), **geometry)  # (N, *out, C, *kernel)
+            spatial = len(kernel_size)
+            per_window = xp.permute(grad_out, axes=(0, *range(2, 2 + spatial), 1))  # (N, *out, C)
+            per_window = xp.reshape(per_window, shape=per_window.shape + (1,) * spatial)
+            return (xp.fold(per_window * wins, input_shape=x.shape, **geometry),)
+        padded_shape = x.shape[:2] + tuple(n + 2 * p for n, p in zip(x.shape[2:], padding))
+        grad = _zeros_in_layout(padded_shape, grad_out.dtype, like=x)
+        apart = all(s >= (k - 1) * d + 1 for k, s, d in zip(kernel_size, stride, dilation))  # windows disjoint
+        for index, wins in _pool_winners(_pad_spatial(x, padding, -np.inf), out, kernel_size, stride, dilation):
+            if apart:
+                np.multiply(grad_out, wins, out=grad[index])
+            else:
+                grad[index] += grad_out * wins
+        crop = tuple(slice(p, p + n) for p, n in zip(padding, x.shape[2:]))
+        return (grad[(slice(None), slice(None), *crop)],)
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, *, kernel_size, stride, padding, dilation):
+        geometry = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "dilation": dilation}
+        wins = _pool_winner_columns(_raw(x), _raw(out), **geometry)
+        spatial = len(kernel_size)
+        picked = xp.sum(xp.unfold(tangents[0], **geometry) * wins, axis=tuple(range(2 + spatial, 2 + 2 * spatial)))
+        return xp.permute(picked, axes=(0, 1 + spatial, *range(1, 1 + spatial)))  # (N, C, *out)
+
+
+def _zeros_in_layout(shape: Sequence[int], dtype: Any, like: np.ndarray) -> np.ndarray:
+    """Zeros of ``shape`` whose axes lie in memory in the order of ``like``'s (as ``np.zeros_like`` does
+    for ``like``'s own shape): a convolution's output is channel-major in memory, and elementwise ops
+    between arrays of different memory orders run several times slower than between equal ones."""
+    order = sorted(range(len(shape)), key=lambda axis: -like.strides[axis])
+    buffer = np.zeros([shape[axis] for axis in order], dtype=dtype)
+    return buffer.transpose(np.argsort(order))
+
+
+def _pad_spatial(x: np.ndarray, padding: Sequence[int], value: float) -> np.ndarray:
+    """``x`` (N, C, *spatial) padded by ``padding`` on both sides of each spatial axis with ``value``."""
+    if not any(padding):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), *((p, p) for p in padding)), mode="constant", constant_values=value)
+
+
+def _pool_views(padded: np.ndarray, kernel_size, stride, dilation):
+    """Yield ``(index, view)`` per kernel offset: the strided view of ``padded`` that offset sees in every window."""
+    out_sizes = [(n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(padded.shape[2:], kernel_size, stride, dilation)]
+    for offsets in np.ndindex(*kernel_size):
+        index = (slice(None), slice(None), *_window_slices(offsets, stride, dilation, out_sizes))
+        yield index, padded[index]
+
+
+def _pool_winners(padded: np.ndarray, out: np.ndarray, kernel_size, stride, dilation):
+    """Yield ``(index, wins)`` per kernel offset; ``wins`` (bool, shaped like ``out``) marks the windows
+    whose first maximum (row-major order; a NaN counts as the maximum) sits at that offset."""
+    nan = np.isnan(out)
+    has_nan = bool(nan.any())
+    taken = np.zeros(out.shape, dtype=bool)
+    for index, view in _pool_views(padded, kernel_size, stride, dilation):
+        wins = view == out
+        if has_nan:
+            wins |= np.isnan(view) & nan
+        wins &= ~taken
+        taken |= wins
+        yield index, wins
+
+
+def _pool_winner_columns(x: np.ndarray, out: np.ndarray, *, kernel_size, stride, padding, dilation) -> np.ndarray:
+    """The winners as a 0/1 array laid out like :class:`Unfold`'s columns, (N, *out, C, *kernel)."""
+    spatial = len(kernel_size)
+    winners = _pool_winners(_pad_spatial(x, padding, -np.inf), out, kernel_size, stride, dilation)
+    stacked = np.stack([wins for _, wins in winners], axis=-1).astype(x.dtype)  # (N, C, *out, |kernel|)
+    stacked = stacked.reshape(*out.shape, *kernel_size)
+    return stacked.transpose(0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial))
 
 
 # ---------------------------------------------------------------------------------------------------

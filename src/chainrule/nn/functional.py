@@ -208,26 +208,25 @@ def _pool(
         raise ShapeError(f"{name}: input of shape {x.shape} is smaller than the window {kernel}")
     if x.shape[0] == 0:  # an empty batch pools to an empty batch, as in PyTorch
         return x[(slice(None), slice(None)) + (slice(0, 1),) * spatial].broadcast_to((0, x.shape[1], *out_sizes))
+    if reduce == "max":
+        return apply(OPS["max_pool"], x, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation)
     tiles = kernel == stride and not any(padding) and all(d == 1 for d in dilation)
     if tiles and all(n % k == 0 for n, k in zip(x.shape[2:], kernel)):
         # Windows tile the input: a reshape exposes them with no copy.
         split_shape = [x.shape[0], x.shape[1]]
         for n, k in zip(x.shape[2:], kernel):
             split_shape += [n // k, k]
-        windows = x.reshape(split_shape)
-        axes = tuple(3 + 2 * i for i in range(spatial))
-        return windows.max(axis=axes) if reduce == "max" else windows.mean(axis=axes)
-    value = -np.inf if reduce == "max" else 0.0
-    columns = unfold(x, kernel, stride, padding, dilation, value=value)  # (N, *out, C, *kernel)
-    axes = tuple(range(2 + spatial, 2 + 2 * spatial))
-    pooled = columns.max(axis=axes) if reduce == "max" else columns.mean(axis=axes)  # (N, *out, C)
+        return x.reshape(split_shape).mean(axis=tuple(3 + 2 * i for i in range(spatial)))
+    columns = unfold(x, kernel, stride, padding, dilation)  # (N, *out, C, *kernel)
+    pooled = columns.mean(axis=tuple(range(2 + spatial, 2 + 2 * spatial)))  # (N, *out, C)
     return pooled.permute(0, spatial + 1, *range(1, spatial + 1))
 
 
 def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1) -> Tensor:
     """Maximum over each window. Shape: (N, C, H, W) -> (N, C, H_out, W_out); stride defaults to kernel_size.
 
-    Where several elements of a window tie for the maximum, they share its gradient equally.
+    :math:`y_{n,c,i,j} = \\max_{p,q} x_{n,c,\\, i s + p d,\\, j s + q d}` (padding counts as :math:`-\\infty`).
+    The gradient goes to the first maximum of each window in row-major order, as in PyTorch.
     """
     return _pool(x, kernel_size, stride, padding, dilation, 2, "max_pool2d", "max")
 
