@@ -465,6 +465,30 @@ def _max_pool(draw: Any) -> Drawn:
     return Drawn((x,), fn, ref, torch_fn)
 
 
+@st.composite
+def _softmax_cross_entropy(draw: Any) -> Drawn:
+    """The fused loss primitive on its own: per-sample weights (0 marks an ignored sample), summed or not."""
+    m, c = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    z = _values(draw(seeds), (m, c), "real") * 2
+    rng = np.random.default_rng(draw(seeds))
+    labels = rng.integers(0, c, m)
+    weights = rng.choice([0.0, 0.5, 1.0, 2.0], m)
+    reduce = draw(st.booleans())
+    attrs = {"labels": labels, "weights": weights, "reduce": reduce}
+
+    def ref(a: np.ndarray) -> np.ndarray:
+        losses = weights * (_np_logsumexp(a, 1, False) - a[np.arange(m), labels])
+        return losses.sum() if reduce else losses
+
+    def torch_fn(a: Any) -> Any:
+        losses = torch.nn.functional.cross_entropy(a, torch.from_numpy(labels), reduction="none")
+        losses = losses * torch.from_numpy(weights)
+        return losses.sum() if reduce else losses
+
+    fn = lambda a: apply(cr.ops.OPS["softmax_cross_entropy"], a, **attrs)  # noqa: E731
+    return Drawn((z,), fn, ref, None if torch is None else torch_fn)
+
+
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 _sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
 _softplus = lambda a: np.logaddexp(0, a)  # noqa: E731
@@ -493,6 +517,7 @@ OP_CASES: list[OpCase] = [
     OpCase("unfold", _unfold()),
     OpCase("fold", _fold()),
     OpCase("max_pool", _max_pool()),
+    OpCase("softmax_cross_entropy", _softmax_cross_entropy()),
     # elementwise functions
     OpCase("exp", _unary(cr.exp, np.exp, _t("exp"))),
     OpCase("log", _unary(cr.log, np.log, _t("log"), "positive")),

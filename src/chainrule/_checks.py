@@ -97,9 +97,15 @@ def one_of(owner: str, name: str, value: Any, options: Sequence[Any]) -> Any:
 
 
 # -- layer inputs -------------------------------------------------------------------------------------
-def float_input(owner: str, x: Any) -> None:
-    """A layer with floating-point parameters takes floating-point input (integers are usually labels)."""
+def float_input(owner: Any, x: Any) -> None:
+    """A layer with floating-point parameters takes floating-point input (integers are usually labels).
+
+    ``owner`` is a name, or the layer itself: then its name is built (``Linear(in_features=...)``) only for
+    the error, not on every forward call.
+    """
     if x.dtype.kind != "f":
+        if not isinstance(owner, str):
+            owner = f"{type(owner).__name__}({owner.extra_repr()})"
         raise DTypeError(
             f"{owner}: expected floating-point input, got {x.dtype} of shape {x.shape}; "
             "convert with x.to(chainrule.float32) if the values are features"

@@ -860,6 +860,54 @@ class LogSoftmax(Primitive):
         return tangent - xp.sum(xp.exp(out) * tangent, axis=axis, keepdims=True)
 
 
+class SoftmaxCrossEntropy(Primitive):
+    """Weighted softmax cross-entropy of class indices, from logits, in one node.
+
+    :math:`\\ell_i = w_i \\big(\\log\\sum_c e^{z_{ic}} - z_{i y_i}\\big)`, and the gradient
+    :math:`\\partial \\ell_i / \\partial z_{ic} = w_i\\,(\\mathrm{softmax}(z_i)_c - [c = y_i])`: neither the
+    (M, C) log-probabilities nor the gather of the label's entry become nodes of the graph.
+
+    Shapes: logits (M, C); attributes ``labels`` (M,) integer class indices and ``weights`` (M,) in the
+    logits' dtype (class weights, 0 for ignored samples, and the 1/Σw of a mean already folded in). The
+    result is :math:`\\sum_i \\ell_i` when ``reduce`` is true, else the (M,) vector of :math:`\\ell_i`.
+    """
+
+    name = "softmax_cross_entropy"
+    float_only = True
+
+    @staticmethod
+    def forward(logits, *, labels, weights, reduce):
+        shift = np.max(logits, axis=1, keepdims=True)
+        if not np.isfinite(shift).all():  # an infinite logit: shift by 0 there (as Logsumexp)
+            shift = np.where(np.isfinite(shift), shift, 0)
+        shifted = logits - shift
+        with np.errstate(under="ignore"):
+            log_total = np.log(np.sum(np.exp(shifted), axis=1))
+        losses = log_total - shifted[np.arange(len(labels)), labels]
+        losses *= weights.astype(logits.dtype, copy=False)
+        return np.sum(losses) if reduce else losses
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, logits, *, labels, weights, reduce):
+        residual = xp.softmax(logits, axis=1) - _one_hot(labels, logits.shape[1], logits.dtype)  # (M, C)
+        weights = weights.astype(logits.dtype, copy=False)
+        scale = xp.reshape(grad_out * weights, shape=(-1, 1))  # (M, 1); grad_out is 0-d when reduced
+        return (residual * scale,)
+
+    @staticmethod
+    def jvp(xp, tangents, out, logits, *, labels, weights, reduce):
+        residual = xp.softmax(logits, axis=1) - _one_hot(labels, logits.shape[1], logits.dtype)
+        per_sample = xp.sum(residual * tangents[0], axis=1) * weights.astype(logits.dtype, copy=False)
+        return xp.sum(per_sample) if reduce else per_sample
+
+
+def _one_hot(labels: np.ndarray, classes: int, dtype: Any) -> np.ndarray:
+    """(M, classes) array with a 1 at each row's label."""
+    result = np.zeros((len(labels), classes), dtype=dtype)
+    result[np.arange(len(labels)), labels] = 1
+    return result
+
+
 # ===================================================================================================
 # Shape ops
 # ===================================================================================================

@@ -66,7 +66,7 @@ class _ConvNd(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def _check(self, x: Tensor) -> None:
-        check.float_input(f"{type(self).__name__}({self.extra_repr()})", x)
+        check.float_input(self, x)
         if x.ndim != self.spatial + 2 or x.shape[1] != self.in_channels:
             dims = "N, C, H, W" if self.spatial == 2 else "N, C, L"
             raise ShapeError(

@@ -519,6 +519,19 @@ def _class_axis_last(x: Tensor) -> Tensor:
     return x if x.ndim <= 2 else x.permute(0, *range(2, x.ndim), 1)
 
 
+def _sample_weights(
+    labels: np.ndarray, classes: int, weight: Any, ignore_index: int, dtype: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened labels (ignored ones replaced by 0) and each sample's weight: its class weight, 0 if ignored."""
+    flat_labels = labels.reshape(-1)
+    keep = flat_labels != ignore_index
+    if weight is None and keep.all():  # the common case: no copies
+        return flat_labels, np.ones(flat_labels.size, dtype=dtype)
+    safe = np.where(keep, flat_labels, 0)
+    w = np.ones(classes, dtype=dtype) if weight is None else as_tensor(weight).data.astype(dtype)
+    return safe, np.where(keep, w[safe], 0).astype(dtype)
+
+
 def nll_loss(
     log_probs: Any, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"
 ) -> Tensor:
@@ -533,12 +546,8 @@ def nll_loss(
     check.labels_in_range("nll_loss", labels, classes, ignore_index)
     check.class_weight("nll_loss", weight, classes)
     flat = _class_axis_last(log_probs).reshape(-1, classes)  # (M, C)
-    flat_labels = labels.reshape(-1)
-    keep = flat_labels != ignore_index
-    safe = np.where(keep, flat_labels, 0)
-    picked = flat[np.arange(flat_labels.size), safe]  # (M,)
-    w = np.ones(classes, dtype=log_probs.dtype) if weight is None else as_tensor(weight).data.astype(log_probs.dtype)
-    sample_weight = np.where(keep, w[safe], 0).astype(log_probs.dtype)
+    safe, sample_weight = _sample_weights(labels, classes, weight, ignore_index, log_probs.dtype)
+    picked = flat[np.arange(safe.size), safe]  # (M,)
     losses = -picked * sample_weight
     if reduction == "mean":
         return losses.sum() * (1.0 / sample_weight.sum()) if sample_weight.sum() else losses.sum() * np.nan
@@ -578,8 +587,9 @@ def cross_entropy(
     class_axis = 1 if logits.ndim > 1 else 0
     classes = logits.shape[class_axis]
     check.class_weight("cross_entropy", weight, classes)
-    log_probs = log_softmax(logits, axis=class_axis)
     target_data = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if target_data.dtype.kind == "f" or label_smoothing:
+        log_probs = log_softmax(logits, axis=class_axis)
     if target_data.dtype.kind == "f":  # class probabilities
         probs = as_tensor(target)
         check.same_shape("cross_entropy", logits, probs)
@@ -594,9 +604,9 @@ def cross_entropy(
         return _reduce(losses, reduction, "cross_entropy")
     check.class_target("cross_entropy", logits, target_data)
     check.labels_in_range("cross_entropy", target_data, classes, ignore_index)
-    nll = nll_loss(log_probs, target_data, weight, ignore_index, reduction)
     if not label_smoothing:
-        return nll
+        return _index_cross_entropy(logits, target_data, weight, ignore_index, reduction)
+    nll = nll_loss(log_probs, target_data, weight, ignore_index, reduction)
     # The smoothing term: the mean over classes of -w_c log p_c, averaged like the nll term.
     per_class = log_probs
     if weight is not None:
@@ -614,6 +624,21 @@ def cross_entropy(
     else:
         smooth = _reduce(smooth, reduction, "cross_entropy")
     return nll * (1.0 - label_smoothing) + smooth * (label_smoothing / classes)
+
+
+def _index_cross_entropy(logits: Tensor, labels: np.ndarray, weight: Any, ignore_index: int, reduction: str) -> Tensor:
+    """Cross-entropy of class indices as one fused node (``ops.SoftmaxCrossEntropy``)."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ArgumentError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    classes = logits.shape[1] if logits.ndim > 1 else logits.shape[0]
+    flat = logits if logits.ndim == 2 else _class_axis_last(logits).reshape(-1, classes)  # (M, C)
+    safe, sample_weight = _sample_weights(labels, classes, weight, ignore_index, flat.dtype)
+    if reduction == "mean":
+        total = sample_weight.sum()
+        # every sample ignored: 0 / 0, NaN as in PyTorch
+        sample_weight = sample_weight / total if total else np.full_like(sample_weight, np.nan)
+    losses = apply(OPS["softmax_cross_entropy"], flat, labels=safe, weights=sample_weight, reduce=reduction != "none")
+    return losses.reshape(labels.shape) if reduction == "none" else losses
 
 
 def multi_margin_loss(

@@ -63,7 +63,7 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
-        check.float_input(f"Linear({self.extra_repr()})", x)
+        check.float_input(self, x)
         if x.shape[-1:] != (self.in_features,):
             raise ShapeError(
                 f"Linear({self.extra_repr()}): expected input of shape (*, {self.in_features}), got {x.shape}"

@@ -75,7 +75,7 @@ class _RecurrentBase(Module):
 
     def _prepare(self, x: Tensor, state: Any) -> tuple[Tensor, bool, Any]:
         name = type(self).__name__
-        check.float_input(f"{name}({self.extra_repr()})", x)
+        check.float_input(self, x)
         if x.ndim not in (2, 3):
             raise ShapeError(
                 f"{name}: expected input (T, N, {self.input_size}) or (N, T, {self.input_size}) with "

@@ -42,7 +42,7 @@ def sgd_update(
             buffer = np.array(grad, copy=True)
         else:
             buffer *= momentum
-            buffer += (1 - dampening) * grad
+            buffer += grad if dampening == 0 else (1 - dampening) * grad  # no product by 1: one pass less
         grad = grad + momentum * buffer if nesterov else buffer
     param -= lr * grad
     return buffer
