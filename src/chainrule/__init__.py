@@ -4,11 +4,19 @@ The public names: :class:`Tensor` and the functions that make and combine tensor
 :class:`Value`, grad-mode switches, the function transforms in :mod:`chainrule.func`, and gradient
 checks. Optional extras are imported only by the functions that need them, so ``import chainrule``
 needs NumPy alone.
+
+The modules beyond the tensor engine (:mod:`~chainrule.nn`, :mod:`~chainrule.optim`,
+:mod:`~chainrule.func`, :mod:`~chainrule.data`, :mod:`~chainrule.io`, :mod:`~chainrule.scalar`,
+:mod:`~chainrule.train`, :mod:`~chainrule.explain`, and with them :func:`save`, :func:`load` and
+:class:`Value`) are imported on first use, which keeps ``import chainrule`` fast; ``chainrule.nn`` and
+``from chainrule import data`` work as usual.
 """
 
 from __future__ import annotations
 
-from chainrule import autograd, data, func, nn, ops, optim
+from typing import Any
+
+from chainrule import autograd, ops
 from chainrule.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from chainrule.creation import (
     arange,
@@ -88,12 +96,50 @@ from chainrule.functions import (
     where,
 )
 from chainrule.gradcheck import gradcheck, gradgradcheck
-from chainrule.io import load, save
 from chainrule.rng import default_generator, manual_seed
-from chainrule.scalar import Value
 from chainrule.tensor import Tensor, bool_, float32, float64, int64
 
 __version__ = "0.1.0"
+
+# Imported on first access by __getattr__ (PEP 562) rather than here; listed for dir().
+_LAZY = ("data", "explain", "func", "io", "nn", "optim", "scalar", "train", "save", "load", "Value")
+
+
+def __getattr__(name: str) -> Any:
+    # One fixed import per name, never a module named by a string (tests/test_io_safety.py checks this).
+    if name == "data":
+        import chainrule.data as value
+    elif name == "explain":
+        import chainrule.explain as value
+    elif name == "func":
+        import chainrule.func as value
+    elif name == "io":
+        import chainrule.io as value
+    elif name == "nn":
+        import chainrule.nn as value
+    elif name == "optim":
+        import chainrule.optim as value
+    elif name == "scalar":
+        import chainrule.scalar as value
+    elif name == "train":
+        import chainrule.train as value
+    elif name == "save":
+        from chainrule.io import save as value
+    elif name == "load":
+        from chainrule.io import load as value
+    elif name == "Value":
+        from chainrule.scalar import Value
+
+        value = Value
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups find it without calling __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Tensor",

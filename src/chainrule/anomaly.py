@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from chainrule.errors import AnomalyError
+
+if TYPE_CHECKING:
+    import traceback
 
 __all__ = ["detect_anomaly", "is_anomaly_enabled"]
 
@@ -128,6 +130,8 @@ def checked_vjp(node: Any, xp: Any, grad_out: Any, needs: tuple, out: Any, input
 # ---------------------------------------------------------------------------------------------------
 def _creation_site() -> tuple[traceback.FrameSummary, ...]:
     """The innermost frames of the current stack that lie outside the chainrule package."""
+    import traceback  # here, not at the top: only anomaly mode needs it
+
     frames = []
     frame = sys._getframe(1)
     while frame is not None and len(frames) < _SITE_FRAMES:

@@ -13,7 +13,8 @@ import numpy as np
 
 __all__ = ["manual_seed", "default_generator", "get_state", "set_state", "using"]
 
-_generator: np.random.Generator = np.random.default_rng()
+# Made on first use: importing numpy.random (and the hashlib/secrets it pulls in) slows ``import chainrule``.
+_generator: np.random.Generator | None = None
 
 
 def manual_seed(seed: int) -> np.random.Generator:
@@ -42,17 +43,20 @@ def manual_seed(seed: int) -> np.random.Generator:
 
 def default_generator() -> np.random.Generator:
     """The global generator that chainrule's random functions draw from."""
+    global _generator
+    if _generator is None:
+        _generator = np.random.default_rng()
     return _generator
 
 
 def get_state() -> dict:
     """The global generator's state (a JSON-serialisable dict), for checkpoints."""
-    return _generator.bit_generator.state
+    return default_generator().bit_generator.state
 
 
 def set_state(state: dict) -> None:
     """Restore the global generator's state from :func:`get_state`."""
-    _generator.bit_generator.state = state
+    default_generator().bit_generator.state = state
 
 
 @contextlib.contextmanager

@@ -9,12 +9,14 @@ and the chain rule multiplies ``grad_out`` by each local derivative on the way b
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chainrule import autograd
 from chainrule.errors import ArgumentError, DTypeError, GradientError
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["Value", "Neuron", "Layer", "MLP"]
 
@@ -225,7 +227,10 @@ class Neuron(_ScalarModule):
     def __init__(self, n_inputs: int, activation: str = "tanh", rng: random.Random | None = None) -> None:
         if activation not in ("tanh", "relu", "sigmoid", "linear"):
             raise ValueError(f"Neuron: activation must be tanh, relu, sigmoid or linear, got {activation!r}")
-        rng = rng or random.Random()
+        if not rng:
+            import random  # here, not at the top: only the scalar MLPs need it
+
+            rng = random.Random()
         self.w = [Value(rng.uniform(-1, 1)) for _ in range(n_inputs)]
         self.b = Value(0.0)
         self.activation = activation
@@ -285,6 +290,8 @@ class MLP(_ScalarModule):
             raise ValueError(f"MLP: activation must be tanh, relu or sigmoid, got {activation!r}")
         if not sizes or any(int(n) < 1 for n in sizes) or n_inputs < 1:
             raise ValueError(f"MLP: need n_inputs >= 1 and at least one layer of width >= 1, got {n_inputs}, {sizes}")
+        import random  # here, not at the top: only the scalar MLPs need it
+
         rng = random.Random(seed)
         widths = [n_inputs, *sizes]
         self.layers = [
