@@ -489,6 +489,32 @@ def _softmax_cross_entropy(draw: Any) -> Drawn:
     return Drawn((z,), fn, ref, None if torch is None else torch_fn)
 
 
+@st.composite
+def _lstm_cell(draw: Any) -> Drawn:
+    """The fused LSTM step: gate pre-activations (N, 4H) and c_prev (N, H) -> stacked (h_t, c_t)."""
+    n, h = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    gates = _values(draw(seeds), (n, 4 * h), "real")
+    c_prev = _values(draw(seeds), (n, h), "real")
+
+    def ref(z: np.ndarray, c: np.ndarray) -> np.ndarray:
+        i, f, g, o = (
+            _sigmoid(z[:, :h]),
+            _sigmoid(z[:, h : 2 * h]),
+            np.tanh(z[:, 2 * h : 3 * h]),
+            _sigmoid(z[:, 3 * h :]),
+        )
+        c_new = f * c + i * g
+        return np.stack([o * np.tanh(c_new), c_new])
+
+    def torch_fn(z: Any, c: Any) -> Any:
+        i, f, g, o = z.sigmoid()[:, :h], z.sigmoid()[:, h : 2 * h], z[:, 2 * h : 3 * h].tanh(), z.sigmoid()[:, 3 * h :]
+        c_new = f * c + i * g
+        return torch.stack([o * c_new.tanh(), c_new])
+
+    fn = lambda z, c: apply(cr.ops.OPS["lstm_cell"], z, c)  # noqa: E731
+    return Drawn((gates, c_prev), fn, ref, None if torch is None else torch_fn)
+
+
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 _sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
 _softplus = lambda a: np.logaddexp(0, a)  # noqa: E731
@@ -518,6 +544,7 @@ OP_CASES: list[OpCase] = [
     OpCase("fold", _fold()),
     OpCase("max_pool", _max_pool()),
     OpCase("softmax_cross_entropy", _softmax_cross_entropy()),
+    OpCase("lstm_cell", _lstm_cell()),
     # elementwise functions
     OpCase("exp", _unary(cr.exp, np.exp, _t("exp"))),
     OpCase("log", _unary(cr.log, np.log, _t("log"), "positive")),

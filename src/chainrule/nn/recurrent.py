@@ -4,8 +4,10 @@ Parameter names, shapes and gate order are PyTorch's, so a PyTorch ``state_dict`
 unchanged: ``weight_ih_l{k}`` (G·H, in), ``weight_hh_l{k}`` (G·H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (G·H,),
 with gates (i, f, g, o) for LSTM and (r, z, n) for GRU.
 
-Each time step is one matrix product for all gates: the input and the previous hidden state are joined
-and multiplied by the joined weights ``[W_ih | W_hh]``. The loop over time steps is the only Python loop.
+Each RNN and LSTM step is one matrix product for all gates: the input and the previous hidden state are
+joined and multiplied by the joined weights ``[W_ih | W_hh]`` (GRU keeps the two apart: its new gate needs
+the hidden part alone). The LSTM's gates and state update are then one node (``ops.LSTMCell``). The loop
+over time steps is the only Python loop.
 For truncated backpropagation through time, pass the returned state back in after ``.detach()``.
 """
 
@@ -22,7 +24,8 @@ from chainrule.errors import ArgumentError, ShapeError
 from chainrule.nn import functional as F
 from chainrule.nn import init
 from chainrule.nn.module import Module, Parameter
-from chainrule.tensor import Tensor, _wrap, as_dtype
+from chainrule.ops import OPS
+from chainrule.tensor import Tensor, _wrap, apply, as_dtype
 
 __all__ = ["RNN", "LSTM", "GRU"]
 
@@ -109,10 +112,17 @@ class _RecurrentBase(Module):
             return output.squeeze(1)
         return output.transpose(0, 1) if self.batch_first else output
 
-    def _between_layers(self, x: Tensor, layer: int) -> Tensor:
+    @staticmethod
+    def _time_steps(x: Tensor) -> list[Tensor]:
+        """The input (T, N, in) as T tensors (N, in). Layers above the first take the previous layer's
+        per-step outputs instead of slices of their stack: the gradient of a slice is a zero array of the
+        whole stack, so slicing a stack that needs a gradient costs T full-size arrays per layer."""
+        return [x[t] for t in range(x.shape[0])]
+
+    def _between_layers(self, outputs: list[Tensor], layer: int) -> list[Tensor]:
         if self.dropout and self.training and layer < self.num_layers - 1:
-            return F.dropout(x, self.dropout)
-        return x
+            return [F.dropout(h, self.dropout) for h in outputs]
+        return outputs
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
@@ -160,16 +170,16 @@ class RNN(_RecurrentBase):
         x, batched, _ = self._prepare(fn.as_tensor(x), h0)
         h_all = self._initial(h0, x.shape[1], x.dtype, batched)
         activation = fn.tanh if self.nonlinearity == "tanh" else fn.relu
-        finals = []
+        finals, inputs = [], self._time_steps(x)
         for layer in range(self.num_layers):
             weight, bias = self._layer_params(layer)
             h = h_all[layer]
             outputs = []
-            for t in range(x.shape[0]):
-                h = activation(F.linear(fn.concatenate([x[t], h], axis=1), weight, bias))  # (N, H)
+            for x_t in inputs:
+                h = activation(F.linear(fn.concatenate([x_t, h], axis=1), weight, bias))  # (N, H)
                 outputs.append(h)
             finals.append(h)
-            x = self._between_layers(fn.stack(outputs, axis=0), layer)
+            inputs = self._between_layers(outputs, layer)
         output = self._finish(outputs, batched)
         h_n = fn.stack(finals, axis=0)
         return output, (h_n if batched else h_n.squeeze(1))
@@ -201,24 +211,19 @@ class LSTM(_RecurrentBase):
         h0, c0 = (None, None) if state is None else state
         h_all = self._initial(h0, x.shape[1], x.dtype, batched)
         c_all = self._initial(c0, x.shape[1], x.dtype, batched)
-        size = self.hidden_size
-        final_h, final_c = [], []
+        final_h, final_c, inputs = [], [], self._time_steps(x)
         for layer in range(self.num_layers):
             weight, bias = self._layer_params(layer)
             h, c = h_all[layer], c_all[layer]
             outputs = []
-            for t in range(x.shape[0]):
-                gates = F.linear(fn.concatenate([x[t], h], axis=1), weight, bias)  # (N, 4H): one GEMM
-                i = fn.sigmoid(gates[:, :size])
-                f = fn.sigmoid(gates[:, size : 2 * size])
-                g = fn.tanh(gates[:, 2 * size : 3 * size])
-                o = fn.sigmoid(gates[:, 3 * size :])
-                c = f * c + i * g
-                h = o * fn.tanh(c)
+            for x_t in inputs:
+                gates = F.linear(fn.concatenate([x_t, h], axis=1), weight, bias)  # (N, 4H): one GEMM
+                state = apply(OPS["lstm_cell"], gates, c)  # (2, N, H): h_t and c_t, one node
+                h, c = state[0], state[1]
                 outputs.append(h)
             final_h.append(h)
             final_c.append(c)
-            x = self._between_layers(fn.stack(outputs, axis=0), layer)
+            inputs = self._between_layers(outputs, layer)
         output = self._finish(outputs, batched)
         h_n, c_n = fn.stack(final_h, axis=0), fn.stack(final_c, axis=0)
         if not batched:
@@ -241,15 +246,15 @@ class GRU(_RecurrentBase):
         x, batched, _ = self._prepare(fn.as_tensor(x), h0)
         h_all = self._initial(h0, x.shape[1], x.dtype, batched)
         size = self.hidden_size
-        finals = []
+        finals, inputs = [], self._time_steps(x)
         for layer in range(self.num_layers):
             w_ih, w_hh = getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_hh_l{layer}")
             b_ih = getattr(self, f"bias_ih_l{layer}") if self.bias else None
             b_hh = getattr(self, f"bias_hh_l{layer}") if self.bias else None
             h = h_all[layer]
             outputs = []
-            for t in range(x.shape[0]):
-                from_input = F.linear(x[t], w_ih, b_ih)  # (N, 3H)
+            for x_t in inputs:
+                from_input = F.linear(x_t, w_ih, b_ih)  # (N, 3H)
                 from_hidden = F.linear(h, w_hh, b_hh)  # (N, 3H): the new gate needs it apart from the input
                 reset_update = fn.sigmoid(from_input[:, : 2 * size] + from_hidden[:, : 2 * size])
                 r, z = reset_update[:, :size], reset_update[:, size:]
@@ -257,7 +262,7 @@ class GRU(_RecurrentBase):
                 h = n + z * (h - n)  # (1 - z) n + z h
                 outputs.append(h)
             finals.append(h)
-            x = self._between_layers(fn.stack(outputs, axis=0), layer)
+            inputs = self._between_layers(outputs, layer)
         output = self._finish(outputs, batched)
         h_n = fn.stack(finals, axis=0)
         return output, (h_n if batched else h_n.squeeze(1))
