@@ -491,7 +491,7 @@ def _softmax_cross_entropy(draw: Any) -> Drawn:
 
 @st.composite
 def _lstm_cell(draw: Any) -> Drawn:
-    """The fused LSTM step: gate pre-activations (N, 4H) and c_prev (N, H) -> stacked (h_t, c_t)."""
+    """The fused LSTM step: gate pre-activations (N, 4H) and c_prev (N, H) -> (h_t, c_t, i, f, g, o, tanh c_t)."""
     n, h = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     gates = _values(draw(seeds), (n, 4 * h), "real")
     c_prev = _values(draw(seeds), (n, h), "real")
@@ -504,12 +504,12 @@ def _lstm_cell(draw: Any) -> Drawn:
             _sigmoid(z[:, 3 * h :]),
         )
         c_new = f * c + i * g
-        return np.stack([o * np.tanh(c_new), c_new])
+        return np.stack([o * np.tanh(c_new), c_new, i, f, g, o, np.tanh(c_new)])
 
     def torch_fn(z: Any, c: Any) -> Any:
         i, f, g, o = z.sigmoid()[:, :h], z.sigmoid()[:, h : 2 * h], z[:, 2 * h : 3 * h].tanh(), z.sigmoid()[:, 3 * h :]
         c_new = f * c + i * g
-        return torch.stack([o * c_new.tanh(), c_new])
+        return torch.stack([o * c_new.tanh(), c_new, i, f, g, o, c_new.tanh()])
 
     fn = lambda z, c: apply(cr.ops.OPS["lstm_cell"], z, c)  # noqa: E731
     return Drawn((gates, c_prev), fn, ref, None if torch is None else torch_fn)

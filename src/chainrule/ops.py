@@ -501,17 +501,22 @@ class Sigmoid(Elementwise):
 
     @staticmethod
     def forward(x):
-        # 1 / (1 + e^-x) is accurate to a few ulp everywhere; for x below about -88 (float32) e^-x overflows
-        # to inf and the result is the correct limit 0. In place: one temporary, four passes, no branches.
-        result = np.negative(x, out=np.empty_like(x))  # an array even for 0-d input
-        with np.errstate(over="ignore"):
-            np.exp(result, out=result)
-        result += 1.0
-        return np.reciprocal(result, out=result)
+        return _logistic(x, out=np.empty_like(x))  # out: an array even for 0-d input
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, x):
         return (grad_out * out * (1.0 - out),)
+
+
+def _logistic(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``1 / (1 + e^-x)`` into ``out``: accurate to a few ulp everywhere, and for x below about -88 (float32)
+    e^-x overflows to inf and the result is the correct limit 0. Four passes in place, no branches (a
+    ``where`` between two stable forms is several times slower)."""
+    np.negative(x, out=out)
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
 
 
 class Relu(Elementwise):
@@ -908,17 +913,19 @@ class SoftmaxCrossEntropy(Primitive):
 class LSTMCell(Primitive):
     """The elementwise part of an LSTM step, from gate pre-activations to the new state, in one node.
 
-    ``gates`` (N, 4H) in PyTorch's order (input, forget, cell, output) and ``c_prev`` (N, H) ->
-    (2, N, H) stacking :math:`h_t = o \\odot \\tanh c_t` and :math:`c_t = f \\odot c_{t-1} + i \\odot g`, where
-    :math:`i, f, o = \\sigma(\\cdot)` and :math:`g = \\tanh(\\cdot)` of the four column blocks.
+    ``gates`` (N, 4H) in PyTorch's order (input, forget, cell, output) and ``c_prev`` (N, H) -> (7, N, H):
+    the rows are :math:`h_t = o \\odot k`, :math:`c_t = f \\odot c_{t-1} + i \\odot g`, then the activations
+    :math:`i, f, g, o` and :math:`k = \\tanh c_t`, where :math:`i, f, o = \\sigma(\\cdot)` and
+    :math:`g = \\tanh(\\cdot)` of the four column blocks. The layer reads rows 0 and 1; the others are there
+    so the backward reuses the activations (NumPy's exp and tanh are the cell's main cost) instead of
+    computing them again.
 
-    VJP, with :math:`a = \\partial L/\\partial h_t`, :math:`b = \\partial L/\\partial c_t` (the output's two rows)
-    and :math:`k = \\tanh c_t`:
-    :math:`\\delta c = b + a \\odot o \\odot (1 - k^2)`, then
-    :math:`\\partial\\text{gates} = [\\delta c\\, g\\, i(1-i),\\; \\delta c\\, c_{t-1} f(1-f),\\;
-    \\delta c\\, i (1-g^2),\\; a\\, k\\, o(1-o)]` and :math:`\\partial c_{t-1} = \\delta c \\odot f`.
-    The backward recomputes the activations from ``gates``. One node instead of fourteen keeps the
-    per-time-step Python work of a recurrent layer small.
+    VJP, with the output's gradient rows :math:`a, b, \\bar i, \\bar f, \\bar g, \\bar o, \\bar k`:
+    :math:`\\delta c = b + (a \\odot o + \\bar k)(1 - k^2)`, then
+    :math:`\\partial\\text{gates} = [(\\delta c\\, g + \\bar i)\\, i(1-i),\\;
+    (\\delta c\\, c_{t-1} + \\bar f) f(1-f),\\; (\\delta c\\, i + \\bar g)(1-g^2),\\; (a\\, k + \\bar o)\\, o(1-o)]` and
+    :math:`\\partial c_{t-1} = \\delta c \\odot f`. One node instead of fourteen keeps the per-time-step Python
+    work of a recurrent layer small.
     """
 
     name = "lstm_cell"
@@ -926,57 +933,50 @@ class LSTMCell(Primitive):
 
     @staticmethod
     def forward(gates, c_prev):
-        i, f, g, o = _lstm_gates(numpy_namespace, gates)
-        out = np.empty((2, *np.shape(c_prev)), dtype=gates.dtype)
-        c = out[1]
+        size = gates.shape[1] // 4
+        out = np.empty((7, gates.shape[0], size), dtype=gates.dtype)
+        h, c, i, f, g, o, k = out
+        _logistic(gates[:, :size], out=i)
+        _logistic(gates[:, size : 2 * size], out=f)
+        np.tanh(gates[:, 2 * size : 3 * size], out=g)
+        _logistic(gates[:, 3 * size :], out=o)
         np.multiply(f, c_prev, out=c)
         c += i * g
-        np.multiply(o, np.tanh(c), out=out[0])
+        np.tanh(c, out=k)
+        np.multiply(o, k, out=h)
         return out
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, gates, c_prev):
-        i, f, g, o = _lstm_gates(xp, gates)
-        k = xp.tanh(out[1])
-        a, b = grad_out[0], grad_out[1]
-        delta_c = b + a * o * (1.0 - k * k)
+        i, f, g, o, k = (out[row] for row in range(2, 7))
+        a, b, grad_i, grad_f, grad_g, grad_o, grad_k = (grad_out[row] for row in range(7))
+        delta_c = b + (a * o + grad_k) * (1.0 - k * k)
         grad_gates = xp.concatenate(
-            delta_c * g * i * (1.0 - i),
-            delta_c * c_prev * f * (1.0 - f),
-            delta_c * i * (1.0 - g * g),
-            a * k * o * (1.0 - o),
+            (delta_c * g + grad_i) * i * (1.0 - i),
+            (delta_c * c_prev + grad_f) * f * (1.0 - f),
+            (delta_c * i + grad_g) * (1.0 - g * g),
+            (a * k + grad_o) * o * (1.0 - o),
             axis=1,
         )
         return grad_gates, (delta_c * f if needs[1] else None)
 
     @staticmethod
     def jvp(xp, tangents, out, gates, c_prev):
-        i, f, g, o = _lstm_gates(xp, gates)
-        t_i, t_f, t_g, t_o = _lstm_blocks(tangents[0]) if tangents[0] is not None else (0.0,) * 4
-        t_c_prev = 0.0 if tangents[1] is None else tangents[1]
-        k = xp.tanh(out[1])
-        t_c = t_f * f * (1.0 - f) * c_prev + f * t_c_prev + t_i * i * (1.0 - i) * g + i * t_g * (1.0 - g * g)
-        t_h = t_o * o * (1.0 - o) * k + o * (1.0 - k * k) * t_c
-        rows = [xp.reshape(t, shape=(1, *np.shape(out)[1:])) for t in (t_h, t_c)]
-        return xp.concatenate(*rows, axis=0)
+        i, f, g, o, k = (out[row] for row in range(2, 7))
+        t_gates = np.zeros(np.shape(gates), dtype=gates.dtype) if tangents[0] is None else tangents[0]
+        t_c_prev = np.zeros(np.shape(c_prev), dtype=gates.dtype) if tangents[1] is None else tangents[1]
+        t_i, t_f, t_g, t_o = _lstm_blocks(t_gates)
+        t_i, t_f, t_g, t_o = t_i * i * (1.0 - i), t_f * f * (1.0 - f), t_g * (1.0 - g * g), t_o * o * (1.0 - o)
+        t_c = t_f * c_prev + f * t_c_prev + t_i * g + i * t_g
+        t_k = (1.0 - k * k) * t_c
+        rows = (t_o * k + o * t_k, t_c, t_i, t_f, t_g, t_o, t_k)
+        return xp.concatenate(*(xp.reshape(row, shape=(1, *np.shape(c_prev))) for row in rows), axis=0)
 
 
 def _lstm_blocks(gates: Any) -> tuple:
     """The four (N, H) column blocks of (N, 4H) gate values: input, forget, cell, output."""
     size = gates.shape[1] // 4
     return tuple(gates[:, j * size : (j + 1) * size] for j in range(4))
-
-
-def _lstm_gates(xp: Any, gates: Any) -> tuple:
-    """Activations i, f, g, o of gate pre-activations: σ on the input, forget and output blocks, tanh on the cell."""
-    size = gates.shape[1] // 4
-    input_forget = xp.sigmoid(gates[:, : 2 * size])  # the two sigmoid blocks are adjacent: one call
-    return (
-        input_forget[:, :size],
-        input_forget[:, size:],
-        xp.tanh(gates[:, 2 * size : 3 * size]),
-        xp.sigmoid(gates[:, 3 * size :]),
-    )
 
 
 def _one_hot(labels: np.ndarray, classes: int, dtype: Any) -> np.ndarray:

@@ -218,7 +218,7 @@ class LSTM(_RecurrentBase):
             outputs = []
             for x_t in inputs:
                 gates = F.linear(fn.concatenate([x_t, h], axis=1), weight, bias)  # (N, 4H): one GEMM
-                state = apply(OPS["lstm_cell"], gates, c)  # (2, N, H): h_t and c_t, one node
+                state = apply(OPS["lstm_cell"], gates, c)  # (7, N, H): h_t, c_t and the activations, one node
                 h, c = state[0], state[1]
                 outputs.append(h)
             final_h.append(h)
