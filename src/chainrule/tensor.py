@@ -124,6 +124,19 @@ def _promote(op: type[Primitive], arrays: list) -> list:
     ``int64 ⊕ int64`` stays int64. A float-only op (``div``, ``exp`` …) turns an integer result into float32.
     Inputs before ``op.promote_from`` (``where``'s condition) are left alone.
     """
+    # Fast path, the common case: arrays of one floating dtype, with or without Python floats beside them.
+    common = None
+    for value in arrays[op.promote_from :]:
+        if type(value) is np.ndarray:
+            if common is None:
+                common = value.dtype
+            elif value.dtype != common:
+                break
+        elif type(value) is not float:
+            break
+    else:
+        if common is not None and common.kind == "f":
+            return arrays
     dims = zeros = None
     scalar_category = -1
     for value in arrays[op.promote_from :]:
