@@ -18,6 +18,10 @@ Workloads (issue 6):
 For the matmul-heavy workloads the table also shows the share of the machine's float32 GEMM throughput
 (NumPy, square matrices, same thread count) that chainrule reaches: model FLOPs / epoch time / GEMM FLOP/s.
 
+Memory: "peak" is the process's peak resident memory during training (data loading excluded), "working set"
+that peak minus the resident memory before the first step, and "RSS change, 2nd half" the change of
+resident memory between the middle and the end of the epoch: memory that grows step after step shows there.
+
 Usage::
 
     python benchmarks/run.py                     # everything, full epochs, 3 repeats
@@ -193,10 +197,19 @@ def _timed_epoch(step, workload: str, images, labels) -> dict:
     base = _rss_mb()
     for x, y in list(_batches(images, labels, workload))[:WARMUP_BATCHES]:  # first-call costs, not timed
         step(x, y)
+    batches = list(_batches(images, labels, workload))
+    half = len(batches) // 2
     start = time.perf_counter()
-    losses = [step(x, y) for x, y in _batches(images, labels, workload)]
+    losses = [step(x, y) for x, y in batches[:half]]
+    middle_mb = _rss_mb()  # a leak per step would show as growth over the second half
+    losses += [step(x, y) for x, y in batches[half:]]
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "base_mb": base, "last_loss": statistics.fmean(losses[-20:])}
+    return {
+        "seconds": seconds,
+        "base_mb": base,
+        "late_growth_mb": _rss_mb() - middle_mb,
+        "last_loss": statistics.fmean(losses[-20:]),
+    }
 
 
 def _moons_data():
@@ -401,6 +414,7 @@ def _summary(runs: list[dict]) -> dict | None:
         summary["peak_mb"] = statistics.median(run["peak_mb"] for run in good)
     if "base_mb" in good[0]:
         summary["train_mb"] = statistics.median(run["peak_mb"] - run["base_mb"] for run in good)
+        summary["late_growth_mb"] = statistics.median(run["late_growth_mb"] for run in good)
     return summary
 
 
@@ -408,32 +422,33 @@ def table(results: dict, quick: bool) -> str:
     """The results as a Markdown table."""
     unit = {"moons": "ms/step", "scalar": "ms/step", "import": "s"}
     lines = [
-        "| workload | chainrule | reference | ratio | peak MiB in training (cr / ref) | growth MiB (cr / ref) "
-        "| % of GEMM peak |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | chainrule | reference | ratio | peak MiB in training (cr / ref) | working set MiB (cr / ref) "
+        "| RSS change, 2nd half of the epoch (cr / ref) | % of GEMM peak |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for workload, row in results["rows"].items():
         mine, theirs = row["chainrule"], row.get(row["reference"])
         label = workload + (" (1/10 epoch)" if quick and workload in EPOCH_WORKLOADS else "")
         scale, suffix = (1000, " ms") if unit.get(workload) == "ms/step" else (1, " s")
         if mine is None or "error" in mine:
-            lines.append(f"| {label} | error: {mine and mine['error']} | | | | | |")
+            lines.append(f"| {label} | error: {mine and mine['error']} | | | | | | |")
             continue
         mine_text = f"{mine['seconds'] * scale:.3g}{suffix}"
         if row["missing"] or theirs is None or "error" in theirs:
             why = row["missing"] or (theirs and theirs["error"])
-            lines.append(f"| {label} | {mine_text} | {why} | | | | |")
+            lines.append(f"| {label} | {mine_text} | {why} | | | | | |")
             continue
         ratio = mine["seconds"] / theirs["seconds"]
         peak = f"{mine['peak_mb']:.0f} / {theirs['peak_mb']:.0f}" if "peak_mb" in mine else ""
         train = f"{mine['train_mb']:.0f} / {theirs['train_mb']:.0f}" if "train_mb" in mine else ""
+        late = f"{mine['late_growth_mb']:+.0f} / {theirs['late_growth_mb']:+.0f}" if "train_mb" in mine else ""
         gemm = ""
         if workload in FLOPS_PER_SAMPLE and results["gemm"]:
             images = mine["runs"][0]["images"]
             achieved = FLOPS_PER_SAMPLE[workload] * images / mine["seconds"] / 1e9
             gemm = f"{100 * achieved / results['gemm']:.0f}% ({achieved:.1f} GFLOP/s)"
         ref_text = f"{theirs['seconds'] * scale:.3g}{suffix} ({row['reference']})"
-        lines.append(f"| {label} | {mine_text} | {ref_text} | {ratio:.2f}× | {peak} | {train} | {gemm} |")
+        lines.append(f"| {label} | {mine_text} | {ref_text} | {ratio:.2f}× | {peak} | {train} | {late} | {gemm} |")
     if results["gemm"]:
         lines.append(f"\nNumPy float32 GEMM (1024³): {results['gemm']:.1f} GFLOP/s.")
     return "\n".join(lines)
