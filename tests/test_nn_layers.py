@@ -279,3 +279,34 @@ def test_max_pool_ties_and_nan_follow_pytorch(geometry):
     np.testing.assert_allclose(x.grad.data, t.grad.numpy(), rtol=1e-12, atol=1e-15)  # overlaps: sum order
     _, tangent_out = cr.func.jvp(lambda v: F.max_pool2d(v, kernel, stride, padding), (values,), (np.ones_like(values),))
     np.testing.assert_array_equal(np.isnan(tangent_out.data), False)
+
+
+@pytest.mark.skipif(torch is None, reason=TORCH_MISSING)
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 1, 1)])
+def test_max_pool_gradient_with_non_finite_values_matches_pytorch(kernel, stride, padding):
+    """A non-finite cotangent reaches only each window's winner (the others get 0, not inf · 0 = NaN); two
+    NaNs in a window: PyTorch's kernel picks the last; an all -inf window beside padding: the input's own
+    element wins, not the padding."""
+    values = np.arange(16.0).reshape(1, 1, 4, 4) - 8.0
+    values[0, 0, 0, 2] = values[0, 0, 1, 3] = np.nan
+    values[0, 0, 3, 0] = values[0, 0, 3, 1] = values[0, 0, 2, 0] = -np.inf
+    x = cr.tensor(values, requires_grad=True)
+    t = torch.tensor(values, requires_grad=True)
+    out = F.max_pool2d(x, kernel, stride, padding)
+    t_out = torch.nn.functional.max_pool2d(t, kernel, stride, padding)
+    np.testing.assert_array_equal(out.data, t_out.detach().numpy())
+    cotangent = np.resize([np.inf, 1.0, -np.inf, 2.0, np.nan, 3.0], out.shape)
+    (out * cr.tensor(cotangent)).sum().backward()
+    (t_out * torch.from_numpy(cotangent)).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, t.grad.numpy())
+
+
+@pytest.mark.skipif(torch is None, reason=TORCH_MISSING)
+def test_relu_gradient_with_non_finite_values_matches_pytorch():
+    values = np.array([np.nan, -1.0, 2.0, 0.0, -3.0, 4.0])
+    cotangent = np.array([1.0, np.inf, np.nan, np.nan, -np.inf, np.inf])
+    x = cr.tensor(values, requires_grad=True)
+    t = torch.tensor(values, requires_grad=True)
+    F.relu(x).backward(cotangent)
+    torch.relu(t).backward(torch.from_numpy(cotangent))
+    np.testing.assert_array_equal(x.grad.data, t.grad.numpy())

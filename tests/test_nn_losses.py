@@ -138,3 +138,28 @@ def test_multi_margin_with_two_classes_is_the_micrograd_hinge_loss():
     ours = F.multi_margin_loss(cr.tensor(two_class), labels, margin=1.0, reduction="none").data * 2
     y = np.where(labels == 1, 1.0, -1.0)
     np.testing.assert_allclose(ours, np.maximum(0, 1 - y * scores))
+
+
+@needs_torch
+def test_cross_entropy_ignoring_every_sample_is_nan_with_zero_gradient_as_pytorch():
+    logits = cr.tensor(LOGITS, requires_grad=True)
+    t_logits = torch.tensor(LOGITS, requires_grad=True)
+    labels = np.full(6, -100)
+    loss = F.cross_entropy(logits, labels)
+    t_loss = torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(labels))
+    assert np.isnan(loss.item()) and np.isnan(t_loss.item())
+    loss.backward()
+    t_loss.backward()
+    np.testing.assert_array_equal(logits.grad.data, t_logits.grad.numpy())
+
+
+def test_cross_entropy_keeps_its_own_copy_of_the_labels():
+    labels = LABELS.copy()
+    logits = cr.tensor(LOGITS, requires_grad=True)
+    F.cross_entropy(logits, LABELS).backward()
+    expected = logits.grad.data.copy()
+    logits.grad = None
+    loss = F.cross_entropy(logits, labels)
+    labels[:] = 3  # a reused label buffer, changed before backward
+    loss.backward()
+    np.testing.assert_array_equal(logits.grad.data, expected)

@@ -508,25 +508,32 @@ class Sigmoid(Elementwise):
         return (grad_out * out * (1.0 - out),)
 
 
+def _select(xp: Any, mask: Any, value: Any) -> Any:
+    """``value`` where ``mask`` holds, else 0: ``xp.where(mask, value, 0)``.
+
+    On the random masks of ReLU and max pooling NumPy's ``where`` branches per element and is several times
+    slower than a product, so finite values are multiplied by the mask; a non-finite one goes through
+    ``where``, since a product would turn ``inf · 0`` into NaN.
+    """
+    if xp is numpy_namespace and np.isfinite(value).all():
+        return value * mask
+    return xp.where(mask, value, 0.0)
+
+
 def _logistic(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``1 / (1 + e^-x)`` into ``out``: accurate to a few ulp everywhere, and for x below about -88 (float32)
-    e^-x overflows to inf and the result is the correct limit 0. Four passes in place, no branches (a
-    ``where`` between two stable forms is several times slower)."""
+    """``1 / (1 + e^-x)`` into ``out``, accurate to a few ulp. Below about -88 (float32) e^-x overflows to
+    inf and the result is 0, as in PyTorch (the true value is a subnormal number there). Four passes in
+    place, no branches (a ``where`` between two stable forms is several times slower)."""
     np.negative(x, out=out)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         np.exp(out, out=out)
     out += 1.0
     return np.reciprocal(out, out=out)
 
 
 class Relu(Elementwise):
-    """``max(x, 0)``; the gradient at 0 is 0.
-
-    The rule multiplies by the 0/1 mask ``x > 0`` rather than selecting with ``where``: on a random mask
-    NumPy's ``where`` branches per element and is several times slower than a multiplication. (A NaN or
-    infinite ``grad_out`` therefore stays NaN where the unit is off, as the chain rule's product says;
-    PyTorch selects 0 there.)
-    """
+    """``max(x, 0)``; the gradient is 0 where ``x <= 0`` (also for a non-finite ``grad_out``) and passes
+    elsewhere, NaN inputs included, as in PyTorch."""
 
     name = "relu"
     float_only = False
@@ -537,7 +544,7 @@ class Relu(Elementwise):
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, x):
-        return (grad_out * (x > 0),)
+        return (_select(xp, ~(x <= 0), grad_out),)
 
 
 class LeakyRelu(Elementwise):
@@ -1323,8 +1330,8 @@ class MaxPool(Primitive):
     """Maximum over sliding windows: (N, C, *spatial) -> (N, C, *out_spatial), padding with -inf.
 
     The forward is one ``np.maximum`` per kernel offset over a strided view of the input (no window array
-    is built). The gradient goes to the first maximum of each window in row-major order, as in PyTorch;
-    a window holding a NaN outputs NaN and its first NaN takes the gradient.
+    is built). As in PyTorch, the gradient goes to the first maximum of each window in row-major order
+    (padding never takes it), and a window holding NaN outputs NaN and its last NaN takes the gradient.
 
     Fast path: with the NumPy namespace the VJP writes ``grad_out`` straight into the strided view of each
     kernel offset, masked by where that offset won. Recording a graph (``create_graph``), and the JVP, use
@@ -1351,15 +1358,17 @@ class MaxPool(Primitive):
             spatial = len(kernel_size)
             per_window = xp.permute(grad_out, axes=(0, *range(2, 2 + spatial), 1))  # (N, *out, C)
             per_window = xp.reshape(per_window, shape=per_window.shape + (1,) * spatial)
-            return (xp.fold(per_window * wins, input_shape=x.shape, **geometry),)
+            return (xp.fold(xp.where(wins, per_window, 0.0), input_shape=x.shape, **geometry),)
         padded_shape = x.shape[:2] + tuple(n + 2 * p for n, p in zip(x.shape[2:], padding))
         grad = _zeros_in_layout(padded_shape, grad_out.dtype, like=x)
         apart = all(s >= (k - 1) * d + 1 for k, s, d in zip(kernel_size, stride, dilation))  # windows disjoint
-        for index, wins in _pool_winners(_pad_spatial(x, padding, -np.inf), out, kernel_size, stride, dilation):
-            if apart:
+        finite = bool(np.isfinite(grad_out).all())  # then a product by the mask equals where (see _select)
+        for index, wins in _pool_winners(_pad_spatial(x, padding, -np.inf), out, **geometry):
+            if apart and finite:
                 np.multiply(grad_out, wins, out=grad[index])
             else:
-                grad[index] += grad_out * wins
+                with np.errstate(invalid="ignore"):  # inf + -inf from two windows is NaN, as in PyTorch
+                    grad[index] += _select(xp, wins, grad_out)
         crop = tuple(slice(p, p + n) for p, n in zip(padding, x.shape[2:]))
         return (grad[(slice(None), slice(None), *crop)],)
 
@@ -1368,7 +1377,8 @@ class MaxPool(Primitive):
         geometry = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "dilation": dilation}
         wins = _pool_winner_columns(_raw(x), _raw(out), **geometry)
         spatial = len(kernel_size)
-        picked = xp.sum(xp.unfold(tangents[0], **geometry) * wins, axis=tuple(range(2 + spatial, 2 + 2 * spatial)))
+        windows = xp.unfold(tangents[0], **geometry)  # (N, *out, C, *kernel)
+        picked = xp.sum(xp.where(wins, windows, 0.0), axis=tuple(range(2 + spatial, 2 + 2 * spatial)))
         return xp.permute(picked, axes=(0, 1 + spatial, *range(1, 1 + spatial)))  # (N, C, *out)
 
 
@@ -1396,26 +1406,41 @@ def _pool_views(padded: np.ndarray, kernel_size, stride, dilation):
         yield index, padded[index]
 
 
-def _pool_winners(padded: np.ndarray, out: np.ndarray, kernel_size, stride, dilation):
-    """Yield ``(index, wins)`` per kernel offset; ``wins`` (bool, shaped like ``out``) marks the windows
-    whose first maximum (row-major order; a NaN counts as the maximum) sits at that offset."""
+def _pool_winners(padded: np.ndarray, out: np.ndarray, *, kernel_size, stride, padding, dilation):
+    """Yield ``(index, wins)`` per kernel offset; ``wins`` (bool, shaped like ``out``) marks the windows whose
+    gradient goes to that offset: the first maximum in row-major order among the input's own elements
+    (padding never wins), or, in a window holding NaN, the last NaN (PyTorch's CPU kernel)."""
+    views = list(_pool_views(padded, kernel_size, stride, dilation))
+    nan_wins = {}
     nan = np.isnan(out)
-    has_nan = bool(nan.any())
+    if nan.any():  # rare: walk the offsets backwards once to find each NaN window's last NaN
+        seen = np.zeros(out.shape, dtype=bool)
+        for position in reversed(range(len(views))):
+            wins = np.isnan(views[position][1]) & nan & ~seen
+            seen |= wins
+            nan_wins[position] = wins
+    inside = None
+    if any(padding):  # the input's own positions in the padded spatial shape
+        inside = np.zeros(padded.shape[2:], dtype=bool)
+        inside[tuple(slice(p, n - p) for p, n in zip(padding, padded.shape[2:]))] = True
     taken = np.zeros(out.shape, dtype=bool)
-    for index, view in _pool_views(padded, kernel_size, stride, dilation):
+    for position, (index, view) in enumerate(views):
         wins = view == out
-        if has_nan:
-            wins |= np.isnan(view) & nan
+        if inside is not None:
+            wins &= inside[index[2:]]
         wins &= ~taken
         taken |= wins
+        if position in nan_wins:
+            wins |= nan_wins[position]
         yield index, wins
 
 
 def _pool_winner_columns(x: np.ndarray, out: np.ndarray, *, kernel_size, stride, padding, dilation) -> np.ndarray:
-    """The winners as a 0/1 array laid out like :class:`Unfold`'s columns, (N, *out, C, *kernel)."""
+    """The winners as a boolean array laid out like :class:`Unfold`'s columns, (N, *out, C, *kernel)."""
     spatial = len(kernel_size)
-    winners = _pool_winners(_pad_spatial(x, padding, -np.inf), out, kernel_size, stride, dilation)
-    stacked = np.stack([wins for _, wins in winners], axis=-1).astype(x.dtype)  # (N, C, *out, |kernel|)
+    geometry = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "dilation": dilation}
+    winners = _pool_winners(_pad_spatial(x, padding, -np.inf), out, **geometry)
+    stacked = np.stack([wins for _, wins in winners], axis=-1)  # (N, C, *out, |kernel|)
     stacked = stacked.reshape(*out.shape, *kernel_size)
     return stacked.transpose(0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial))
 

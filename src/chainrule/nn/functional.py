@@ -525,8 +525,8 @@ def _sample_weights(
     """Flattened labels (ignored ones replaced by 0) and each sample's weight: its class weight, 0 if ignored."""
     flat_labels = labels.reshape(-1)
     keep = flat_labels != ignore_index
-    if weight is None and keep.all():  # the common case: no copies
-        return flat_labels, np.ones(flat_labels.size, dtype=dtype)
+    if weight is None and keep.all():  # the common case (a copy: the graph must not see later edits)
+        return flat_labels.copy(), np.ones(flat_labels.size, dtype=dtype)
     safe = np.where(keep, flat_labels, 0)
     w = np.ones(classes, dtype=dtype) if weight is None else as_tensor(weight).data.astype(dtype)
     return safe, np.where(keep, w[safe], 0).astype(dtype)
@@ -633,11 +633,12 @@ def _index_cross_entropy(logits: Tensor, labels: np.ndarray, weight: Any, ignore
     classes = logits.shape[1] if logits.ndim > 1 else logits.shape[0]
     flat = logits if logits.ndim == 2 else _class_axis_last(logits).reshape(-1, classes)  # (M, C)
     safe, sample_weight = _sample_weights(labels, classes, weight, ignore_index, flat.dtype)
-    if reduction == "mean":
-        total = sample_weight.sum()
-        # every sample ignored: 0 / 0, NaN as in PyTorch
-        sample_weight = sample_weight / total if total else np.full_like(sample_weight, np.nan)
+    total = sample_weight.sum()
+    if reduction == "mean" and total:
+        sample_weight = sample_weight / total
     losses = apply(OPS["softmax_cross_entropy"], flat, labels=safe, weights=sample_weight, reduce=reduction != "none")
+    if reduction == "mean" and not total:  # every sample ignored: the mean is 0 / 0 (NaN), the gradient 0, as PyTorch
+        return losses + np.nan
     return losses.reshape(labels.shape) if reduction == "none" else losses
 
 

@@ -47,7 +47,8 @@ class _Pool(Module):
 
 
 class MaxPool2d(_Pool):
-    """Maximum over windows of (N, C, H, W); stride defaults to kernel_size. Tied maxima share the gradient.
+    """Maximum over windows of (N, C, H, W); stride defaults to kernel_size. The first maximum of a window
+    (row-major) takes its gradient, as in PyTorch.
 
     Examples
     --------

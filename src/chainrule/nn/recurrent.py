@@ -218,8 +218,8 @@ class LSTM(_RecurrentBase):
             outputs = []
             for x_t in inputs:
                 gates = F.linear(fn.concatenate([x_t, h], axis=1), weight, bias)  # (N, 4H): one GEMM
-                state = apply(OPS["lstm_cell"], gates, c)  # (7, N, H): h_t, c_t and the activations, one node
-                h, c = state[0], state[1]
+                cell = apply(OPS["lstm_cell"], gates, c)  # (7, N, H): h_t, c_t and the activations, one node
+                h, c = cell[0], cell[1]
                 outputs.append(h)
             final_h.append(h)
             final_c.append(c)
