@@ -1344,10 +1344,12 @@ class MaxPool(Primitive):
 
     @staticmethod
     def forward(x, *, kernel_size, stride, padding, dilation):
-        padded = _pad_spatial(x, padding, -np.inf)
-        out = None
-        for _, view in _pool_views(padded, kernel_size, stride, dilation):
-            out = view.copy(order="K") if out is None else np.maximum(out, view, out=out)  # x's memory order
+        views = [view for _, view in _pool_views(_pad_spatial(x, padding, -np.inf), kernel_size, stride, dilation)]
+        if len(views) == 1:
+            return views[0].copy(order="K")  # x's memory order
+        out = np.maximum(views[0], views[1])  # a new array, in x's memory order
+        for view in views[2:]:
+            np.maximum(out, view, out=out)
         return out
 
     @staticmethod
@@ -1423,13 +1425,16 @@ def _pool_winners(padded: np.ndarray, out: np.ndarray, *, kernel_size, stride, p
     if any(padding):  # the input's own positions in the padded spatial shape
         inside = np.zeros(padded.shape[2:], dtype=bool)
         inside[tuple(slice(p, n - p) for p, n in zip(padding, padded.shape[2:]))] = True
-    taken = np.zeros(out.shape, dtype=bool)
+    taken = None  # windows whose winner is already found
     for position, (index, view) in enumerate(views):
         wins = view == out
         if inside is not None:
             wins &= inside[index[2:]]
-        wins &= ~taken
-        taken |= wins
+        if taken is None:
+            taken = wins.copy()
+        else:
+            wins &= ~taken
+            taken |= wins
         if position in nan_wins:
             wins |= nan_wins[position]
         yield index, wins
