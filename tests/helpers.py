@@ -515,6 +515,23 @@ def _lstm_cell(draw: Any) -> Drawn:
     return Drawn((gates, c_prev), fn, ref, None if torch is None else torch_fn)
 
 
+@st.composite
+def _binary_cross_entropy(draw: Any) -> Drawn:
+    """Elementwise BCE of probabilities in (0.05, 0.95) against soft targets in [0, 1] (both differentiable)."""
+    shape = draw(nonscalar_shapes)
+    p = 0.05 + 0.9 * (_values(draw(seeds), shape, "unit") + 0.9) / 1.8
+    t = (_values(draw(seeds), shape, "unit") + 0.9) / 1.8
+
+    def ref(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return -(b * np.log(a) + (1 - b) * np.log(1 - a))
+
+    def torch_fn(a: Any, b: Any) -> Any:
+        return torch.nn.functional.binary_cross_entropy(a, b, reduction="none")
+
+    fn = lambda a, b: apply(cr.ops.OPS["binary_cross_entropy"], a, b)  # noqa: E731
+    return Drawn((p, t), fn, ref, None if torch is None else torch_fn)
+
+
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 _sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
 _softplus = lambda a: np.logaddexp(0, a)  # noqa: E731
@@ -545,6 +562,7 @@ OP_CASES: list[OpCase] = [
     OpCase("max_pool", _max_pool()),
     OpCase("softmax_cross_entropy", _softmax_cross_entropy()),
     OpCase("lstm_cell", _lstm_cell()),
+    OpCase("binary_cross_entropy", _binary_cross_entropy()),
     # elementwise functions
     OpCase("exp", _unary(cr.exp, np.exp, _t("exp"))),
     OpCase("log", _unary(cr.log, np.log, _t("log"), "positive")),

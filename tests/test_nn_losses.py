@@ -163,3 +163,19 @@ def test_cross_entropy_keeps_its_own_copy_of_the_labels():
     labels[:] = 3  # a reused label buffer, changed before backward
     loss.backward()
     np.testing.assert_array_equal(logits.grad.data, expected)
+
+
+@needs_torch
+def test_binary_cross_entropy_gradient_is_finite_at_zero_and_one_as_pytorch():
+    """PyTorch clamps the logs at -100 and divides by max(p (1 - p), 1e-12): no NaN at p = 0 or 1."""
+    p = np.array([0.0, 1.0, 0.3, 1.0, 0.0, 0.999])
+    t = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 0.2])
+    x = cr.tensor(p, requires_grad=True)
+    tx = torch.tensor(p, requires_grad=True)
+    loss = F.binary_cross_entropy(x, cr.tensor(t), reduction="sum")
+    t_loss = torch.nn.functional.binary_cross_entropy(tx, torch.tensor(t), reduction="sum")
+    loss.backward()
+    t_loss.backward()
+    assert loss.item() == pytest.approx(t_loss.item(), rel=1e-12)
+    np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-12)
+    assert np.all(np.isfinite(x.grad.data))

@@ -986,6 +986,52 @@ def _lstm_blocks(gates: Any) -> tuple:
     return tuple(gates[:, j * size : (j + 1) * size] for j in range(4))
 
 
+class BinaryCrossEntropy(Primitive):
+    """Elementwise :math:`-[t \\log p + (1 - t) \\log(1 - p)]` for probabilities ``p``, PyTorch's way: each log
+    is clamped at -100, and the gradient :math:`\\partial/\\partial p = (p - t) / \\max(p (1 - p), 10^{-12})` stays
+    finite at p = 0 and p = 1 (the composition of log and clip would give 0 · ∞ = NaN there).
+    :math:`\\partial/\\partial t = \\log(1 - p) - \\log p` with the same clamped logs. Shapes: p and t alike.
+    """
+
+    name = "binary_cross_entropy"
+    float_only = True
+
+    @staticmethod
+    def forward(p, t):
+        log_p, log_q = _clamped_logs(numpy_namespace, p)
+        return -(t * log_p + (1.0 - t) * log_q)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, p, t):
+        grad_p = grad_t = None
+        if needs[0]:
+            grad_p = grad_out * (p - t) / xp.maximum(p * (1.0 - p), _BCE_EPSILON)
+        if needs[1]:
+            log_p, log_q = _clamped_logs(xp, p)
+            grad_t = grad_out * (log_q - log_p)
+        return grad_p, grad_t
+
+    @staticmethod
+    def jvp(xp, tangents, out, p, t):
+        tp, tt = tangents
+        result = None if tp is None else tp * (p - t) / xp.maximum(p * (1.0 - p), _BCE_EPSILON)
+        if tt is not None:
+            log_p, log_q = _clamped_logs(xp, p)
+            result = _plus(result, tt * (log_q - log_p))
+        return result
+
+
+_BCE_EPSILON = float(np.float32(1e-12))  # PyTorch's EPSILON, a float32 constant
+
+
+def _clamped_logs(xp: Any, p: Any) -> tuple[Any, Any]:
+    """``max(log p, -100)`` and ``max(log(1 - p), -100)``: finite at p = 0 and p = 1."""
+    with np.errstate(divide="ignore"):
+        if xp is numpy_namespace or isinstance(p, np.ndarray):
+            return np.maximum(np.log(p), -100.0), np.maximum(np.log1p(-p), -100.0)
+        return xp.maximum(xp.log(p), -100.0), xp.maximum(xp.log(1.0 - p), -100.0)
+
+
 def _one_hot(labels: np.ndarray, classes: int, dtype: Any) -> np.ndarray:
     """(M, classes) array with a 1 at each row's label."""
     result = np.zeros((len(labels), classes), dtype=dtype)

@@ -489,10 +489,7 @@ def binary_cross_entropy(probabilities: Any, target: Any, weight: Any = None, re
             "binary_cross_entropy: input must be probabilities in [0, 1]; for logits use "
             "binary_cross_entropy_with_logits"
         )
-    with np.errstate(divide="ignore"):
-        log_p = fn.clip(fn.log(p), -100.0, None)
-        log_q = fn.clip(fn.log(1.0 - p), -100.0, None)
-    loss = -(target * log_p + (1.0 - target) * log_q)
+    loss = apply(OPS["binary_cross_entropy"], p, target)  # finite gradient at p = 0 and 1, as PyTorch
     return _reduce(_apply_weight(loss, weight), reduction, "binary_cross_entropy")
 
 
