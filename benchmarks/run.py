@@ -123,12 +123,22 @@ def _batches(images, labels, workload: str):
         yield images[start : start + BATCH].reshape(shape), labels[start : start + BATCH]
 
 
-def _chainrule_epoch(workload: str, images, labels) -> dict:
-    import chainrule as cr
-    from chainrule import nn, optim
-    from chainrule.nn import functional as F
+def _epoch(framework: str, workload: str, images, labels) -> dict:
+    """One timed training epoch of ``workload`` in ``framework``: the same model code for both, since
+    chainrule's ``nn`` and ``optim`` take PyTorch's names and arguments."""
+    if framework == "chainrule":
+        import chainrule as lib
+        from chainrule import nn, optim
+        from chainrule.nn import functional as F
 
-    cr.manual_seed(0)
+        as_input, as_labels = lib.as_tensor, lambda y: y  # no copy, as torch.from_numpy
+    else:
+        import torch as lib
+        from torch import nn, optim
+        from torch.nn import functional as F
+
+        as_input = as_labels = lib.from_numpy
+    lib.manual_seed(0)
     if workload == "mlp":
         model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
     elif workload == "cnn":
@@ -143,47 +153,13 @@ def _chainrule_epoch(workload: str, images, labels) -> dict:
     optimizer = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
     def step(x, y) -> float:
-        inputs = cr.as_tensor(x)  # no copy, as torch.from_numpy
+        inputs = as_input(x)
         if workload == "lstm":
             output, _ = lstm(inputs)  # (N, 28, 128)
             logits = head(output[:, -1])
         else:
             logits = model(inputs)
-        loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    return _timed_epoch(step, workload, images, labels)
-
-
-def _torch_epoch(workload: str, images, labels) -> dict:
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-    if workload == "mlp":
-        model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
-    elif workload == "cnn":
-        model = nn.Sequential(
-            nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(1568, 10),
-        )  # fmt: skip
-    else:
-        lstm, head = nn.LSTM(28, 128, batch_first=True), nn.Linear(128, 10)
-        model = nn.ModuleList([lstm, head])
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-
-    def step(x, y) -> float:
-        inputs = torch.from_numpy(x)
-        if workload == "lstm":
-            output, _ = lstm(inputs)
-            logits = head(output[:, -1])
-        else:
-            logits = model(inputs)
-        loss = nn.functional.cross_entropy(logits, torch.from_numpy(y))
+        loss = F.cross_entropy(logits, as_labels(y))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -335,8 +311,7 @@ def child(workload: str, framework: str, threads: int, quick: bool) -> dict:
         result = _scalar(framework)
     else:
         images, labels = _images(quick)
-        train = _chainrule_epoch if framework == "chainrule" else _torch_epoch
-        result = train(workload, images, labels)
+        result = _epoch(framework, workload, images, labels)
         result["images"] = len(images)
     result["peak_mb"] = _peak_mb()
     return result

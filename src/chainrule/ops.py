@@ -814,11 +814,7 @@ class Logsumexp(Primitive):
     def forward(x, *, axis=None, keepdims=False):
         if np.size(x) == 0:
             raise ShapeError(f"logsumexp: cannot reduce an empty tensor of shape {np.shape(x)}")
-        shift = np.max(x, axis=axis, keepdims=True)
-        shift = np.where(np.isfinite(shift), shift, 0)
-        with np.errstate(under="ignore"):
-            total = np.sum(np.exp(x - shift), axis=axis, keepdims=True)
-        result = np.log(total) + shift
+        result = _logsumexp_kept(x, axis)
         return result if keepdims else np.squeeze(result, axis=normalize_axis(axis, np.ndim(x)))
 
     @staticmethod
@@ -830,6 +826,16 @@ class Logsumexp(Primitive):
     def jvp(xp, tangents, out, x, *, axis=None, keepdims=False):
         softmax = xp.exp(x - _as_kept(xp, out, x.shape, axis, keepdims))
         return xp.sum(softmax * tangents[0], axis=axis, keepdims=keepdims)
+
+
+def _logsumexp_kept(x: np.ndarray, axis: Any) -> np.ndarray:
+    """``log Σ exp(x)`` over ``axis`` with kept dimensions, shifted by the maximum (by 0 where that is infinite)."""
+    shift = np.max(x, axis=axis, keepdims=True)
+    if not np.isfinite(shift).all():
+        shift = np.where(np.isfinite(shift), shift, 0)
+    with np.errstate(under="ignore"):
+        total = np.sum(np.exp(x - shift), axis=axis, keepdims=True)
+    return np.log(total) + shift
 
 
 class Softmax(Primitive):
@@ -893,13 +899,7 @@ class SoftmaxCrossEntropy(Primitive):
 
     @staticmethod
     def forward(logits, *, labels, weights, reduce):
-        shift = np.max(logits, axis=1, keepdims=True)
-        if not np.isfinite(shift).all():  # an infinite logit: shift by 0 there (as Logsumexp)
-            shift = np.where(np.isfinite(shift), shift, 0)
-        shifted = logits - shift
-        with np.errstate(under="ignore"):
-            log_total = np.log(np.sum(np.exp(shifted), axis=1))
-        losses = log_total - shifted[np.arange(len(labels)), labels]
+        losses = _logsumexp_kept(logits, 1)[:, 0] - logits[np.arange(len(labels)), labels]
         losses *= weights.astype(logits.dtype, copy=False)
         return np.sum(losses) if reduce else losses
 
@@ -1416,7 +1416,7 @@ class MaxPool(Primitive):
                 np.multiply(grad_out, wins, out=grad[index])
             else:
                 with np.errstate(invalid="ignore"):  # inf + -inf from two windows is NaN, as in PyTorch
-                    grad[index] += _select(xp, wins, grad_out)
+                    grad[index] += grad_out * wins if finite else np.where(wins, grad_out, 0)
         crop = tuple(slice(p, p + n) for p, n in zip(padding, x.shape[2:]))
         return (grad[(slice(None), slice(None), *crop)],)
 
