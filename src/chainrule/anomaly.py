@@ -142,6 +142,14 @@ def _creation_site() -> tuple[traceback.FrameSummary, ...]:
     return tuple(frames)
 
 
+def user_site() -> str:
+    """``"at file.py:12"``: the innermost line of the current stack outside the chainrule package."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    return "inside chainrule" if frame is None else f"at {frame.f_code.co_filename}:{frame.f_lineno}"
+
+
 def _format_site(site: tuple[traceback.FrameSummary, ...] | None) -> str:
     if not site:
         return "created inside chainrule (no caller outside the package was recorded)"

@@ -50,6 +50,11 @@ class Primitive:
     float_only: bool = False
     #: inputs from this position on take part in dtype promotion (``where`` leaves its condition alone)
     promote_from: int = 0
+    #: which inputs' values the VJP reads (True: all; else their positions) and whether it reads the output.
+    #: The engine records their version counters and refuses a backward after they were changed in place;
+    #: shapes and dtypes never change in place, so a rule that only reads those saves nothing.
+    saves_inputs: bool | tuple[int, ...] = True
+    saves_output: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -143,6 +148,8 @@ def _as_kept(xp: Any, value: Any, in_shape: tuple[int, ...], axis: Any, keepdims
 # ===================================================================================================
 class Add(Primitive):
     name = "add"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(a, b):
@@ -159,6 +166,8 @@ class Add(Primitive):
 
 class Sub(Primitive):
     name = "sub"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(a, b):
@@ -176,6 +185,7 @@ class Sub(Primitive):
 
 class Mul(Primitive):
     name = "mul"
+    saves_output = False
 
     @staticmethod
     def forward(a, b):
@@ -193,6 +203,7 @@ class Mul(Primitive):
 
 class Div(Primitive):
     name = "div"
+    saves_inputs = (1,)
     float_only = True
 
     @staticmethod
@@ -258,6 +269,8 @@ class Pow(Primitive):
 
 class Neg(Elementwise):
     name = "neg"
+    saves_inputs = ()
+    saves_output = False
     float_only = False
 
     @staticmethod
@@ -273,6 +286,7 @@ class Maximum(Primitive):
     """Elementwise maximum (NaN propagates); at ties the gradient is split evenly between the two inputs."""
 
     name = "maximum"
+    saves_output = False
 
     @staticmethod
     def forward(a, b):
@@ -291,6 +305,7 @@ class Minimum(Primitive):
     """Elementwise minimum (NaN propagates); at ties the gradient is split evenly between the two inputs."""
 
     name = "minimum"
+    saves_output = False
 
     @staticmethod
     def forward(a, b):
@@ -324,6 +339,8 @@ class Where(Primitive):
     """``where(condition, a, b)``: ``a`` where the (boolean, constant) condition holds, else ``b``."""
 
     name = "where"
+    saves_inputs = (0,)
+    saves_output = False
     promote_from = 1
 
     @staticmethod
@@ -346,6 +363,7 @@ class Matmul(Primitive):
     """Matrix product with NumPy's rules: batched (broadcast) stacks, and 1-d vectors on either side."""
 
     name = "matmul"
+    saves_output = False
     float_only = True
 
     @staticmethod
@@ -397,6 +415,7 @@ def _swap_last(xp: Any, x: Any) -> Any:
 # ===================================================================================================
 class Exp(Elementwise):
     name = "exp"
+    saves_inputs = ()
 
     @staticmethod
     def forward(x):
@@ -409,6 +428,7 @@ class Exp(Elementwise):
 
 class Log(Elementwise):
     name = "log"
+    saves_output = False
 
     @staticmethod
     def forward(x):
@@ -421,6 +441,7 @@ class Log(Elementwise):
 
 class Sqrt(Elementwise):
     name = "sqrt"
+    saves_inputs = ()
 
     @staticmethod
     def forward(x):
@@ -435,6 +456,7 @@ class Abs(Elementwise):
     """``|x|``; the gradient at 0 is 0, as in PyTorch."""
 
     name = "abs"
+    saves_output = False
     float_only = False
 
     @staticmethod
@@ -448,6 +470,7 @@ class Abs(Elementwise):
 
 class Sin(Elementwise):
     name = "sin"
+    saves_output = False
 
     @staticmethod
     def forward(x):
@@ -460,6 +483,7 @@ class Sin(Elementwise):
 
 class Cos(Elementwise):
     name = "cos"
+    saves_output = False
 
     @staticmethod
     def forward(x):
@@ -472,6 +496,7 @@ class Cos(Elementwise):
 
 class Atan(Elementwise):
     name = "atan"
+    saves_output = False
 
     @staticmethod
     def forward(x):
@@ -484,6 +509,7 @@ class Atan(Elementwise):
 
 class Tanh(Elementwise):
     name = "tanh"
+    saves_inputs = ()
 
     @staticmethod
     def forward(x):
@@ -498,6 +524,7 @@ class Sigmoid(Elementwise):
     """The logistic function :math:`1 / (1 + e^{-x})`, evaluated without overflow for any input."""
 
     name = "sigmoid"
+    saves_inputs = ()
 
     @staticmethod
     def forward(x):
@@ -536,6 +563,7 @@ class Relu(Elementwise):
     elsewhere, NaN inputs included, as in PyTorch."""
 
     name = "relu"
+    saves_output = False
     float_only = False
 
     @staticmethod
@@ -549,6 +577,7 @@ class Relu(Elementwise):
 
 class LeakyRelu(Elementwise):
     name = "leaky_relu"
+    saves_output = False
 
     @staticmethod
     def forward(x, *, negative_slope):
@@ -577,6 +606,7 @@ class Softplus(Elementwise):
     """:math:`\\log(1 + e^x)`, computed as ``logaddexp(0, x)`` so it is finite for any input."""
 
     name = "softplus"
+    saves_output = False
 
     @staticmethod
     def forward(x):
@@ -595,6 +625,7 @@ class Erf(Elementwise):
     """The error function; derivative :math:`2/\\sqrt{\\pi}\\, e^{-x^2}`."""
 
     name = "erf"
+    saves_output = False
 
     @staticmethod
     def forward(x):
@@ -610,6 +641,7 @@ class Clip(Elementwise):
     """Clamp into ``[min, max]`` (either may be None); the gradient passes where the input is inside."""
 
     name = "clip"
+    saves_output = False
     float_only = False
 
     @staticmethod
@@ -630,6 +662,8 @@ class Cast(Elementwise):
     """Change the dtype; the gradient is cast back to the input's dtype."""
 
     name = "cast"
+    saves_inputs = ()
+    saves_output = False
     float_only = False
 
     @staticmethod
@@ -650,6 +684,8 @@ class Cast(Elementwise):
 # ===================================================================================================
 class Sum(Primitive):
     name = "sum"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(x, *, axis=None, keepdims=False):
@@ -842,6 +878,7 @@ class Softmax(Primitive):
     """:math:`e^{x_i} / \\sum_j e^{x_j}` along ``axis``; VJP :math:`y \\odot (g - \\langle g, y\\rangle)`."""
 
     name = "softmax"
+    saves_inputs = ()
     float_only = True
 
     @staticmethod
@@ -864,6 +901,7 @@ class LogSoftmax(Primitive):
     """:math:`x_i - \\log\\sum_j e^{x_j}` along ``axis``; VJP :math:`g - e^{y} \\sum_j g_j`."""
 
     name = "log_softmax"
+    saves_inputs = ()
     float_only = True
 
     @staticmethod
@@ -895,6 +933,7 @@ class SoftmaxCrossEntropy(Primitive):
     """
 
     name = "softmax_cross_entropy"
+    saves_output = False
     float_only = True
 
     @staticmethod
@@ -994,6 +1033,7 @@ class BinaryCrossEntropy(Primitive):
     """
 
     name = "binary_cross_entropy"
+    saves_output = False
     float_only = True
 
     @staticmethod
@@ -1044,6 +1084,8 @@ def _one_hot(labels: np.ndarray, classes: int, dtype: Any) -> np.ndarray:
 # ===================================================================================================
 class Reshape(Primitive):
     name = "reshape"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(x, *, shape):
@@ -1068,6 +1110,8 @@ class Permute(Primitive):
     """Reorder the axes (NumPy's ``transpose`` with an explicit permutation)."""
 
     name = "permute"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(x, *, axes):
@@ -1084,6 +1128,8 @@ class Permute(Primitive):
 
 class BroadcastTo(Primitive):
     name = "broadcast_to"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(x, *, shape):
@@ -1105,6 +1151,8 @@ class SumTo(Primitive):
     """Sum a broadcast result back to ``shape``: the adjoint of ``broadcast_to``."""
 
     name = "sum_to"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(x, *, shape):
@@ -1143,6 +1191,8 @@ class Getitem(Primitive):
     """``x[index]`` for ints, slices, None, Ellipsis, integer arrays and boolean masks."""
 
     name = "getitem"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(x, *, index):
@@ -1164,6 +1214,8 @@ class ScatterAdd(Primitive):
     """
 
     name = "scatter_add"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(values, *, index, shape):
@@ -1187,6 +1239,8 @@ class Concatenate(Primitive):
     """Join tensors along an existing ``axis``."""
 
     name = "concatenate"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(*xs, axis=0):
@@ -1212,6 +1266,8 @@ class Pad(Primitive):
     """Constant padding: ``pad_width`` is one ``(before, after)`` pair per axis."""
 
     name = "pad"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(x, *, pad_width, value=0.0):
@@ -1246,6 +1302,8 @@ class Linear(Primitive):
     """``x @ weightᵀ + bias`` in one node (``bias`` may be None). Shapes: x (..., in), weight (out, in)."""
 
     name = "linear"
+    saves_inputs = (0, 1)
+    saves_output = False
     float_only = True
 
     @staticmethod
@@ -1303,6 +1361,8 @@ class Unfold(Primitive):
     """
 
     name = "unfold"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(x, *, kernel_size, stride, padding, dilation, value=0.0):
@@ -1337,6 +1397,8 @@ class Fold(Primitive):
     """The adjoint of :class:`Unfold` (col2im): add every window back to where it came from."""
 
     name = "fold"
+    saves_inputs = ()
+    saves_output = False
 
     @staticmethod
     def forward(columns, *, input_shape, kernel_size, stride, padding, dilation):

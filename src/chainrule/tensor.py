@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from chainrule import anomaly, autograd
-from chainrule.anomaly import _AnomalyMode
+from chainrule.anomaly import _AnomalyMode, _format_site
 from chainrule.autograd import _GradMode
-from chainrule.errors import ChainruleError, DTypeError, GradientError, IndexingError, ShapeError
+from chainrule.errors import ArgumentError, ChainruleError, DTypeError, GradientError, IndexingError, ShapeError
 from chainrule.ops import OPS, Primitive, numpy_namespace
 
 __all__ = ["Tensor", "apply", "float32", "float64", "int64", "bool_", "as_dtype"]
@@ -31,6 +31,8 @@ int64 = np.dtype(np.int64)
 bool_ = np.dtype(np.bool_)
 _FLOAT_KINDS = "f"
 _INT_KINDS = "biu"
+_SUPPORTED = (float32, int64, bool_, float64)
+_SUPPORTED_TEXT = "float32, float64, int64 and bool"
 
 
 def as_dtype(dtype: Any) -> np.dtype:
@@ -61,6 +63,12 @@ def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
     except (ValueError, TypeError) as error:
         raise DTypeError(f"tensor: cannot convert {type(data).__name__} to a tensor ({error})") from None
     kind = array.dtype.kind
+    if kind not in "fiub" or array.dtype.itemsize > 8:
+        raise DTypeError(_unsupported(array.dtype, "tensor"))
+    if kind == "u" and array.dtype.itemsize == 8 and array.size and array.max() > np.iinfo(np.int64).max:
+        raise DTypeError(
+            f"tensor: uint64 value {array.max()} does not fit in int64 (the largest is {np.iinfo(np.int64).max})"
+        )
     if dtype is None:
         if kind == "f":
             keeps_dtype = isinstance(data, (np.ndarray, np.generic)) and array.dtype in (float32, float64)
@@ -69,27 +77,66 @@ def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
             dtype = int64
         elif kind == "b":
             dtype = bool_
-        else:
-            raise DTypeError(
-                f"tensor: cannot make a tensor from data of dtype {array.dtype} "
-                "(ragged nested lists, strings and objects are not numbers)"
-            )
-    elif kind not in "fiub":
-        raise DTypeError(f"tensor: cannot convert data of dtype {array.dtype} to {dtype}")
     return array.astype(dtype, copy=False)
 
 
+def _unsupported(dtype: np.dtype, where: str) -> str:
+    """The message for data of a dtype chainrule does not compute in."""
+    kinds = {
+        "c": "complex numbers",
+        "O": "Python objects (ragged nested lists, None, mixed types)",
+        "U": "strings",
+        "S": "bytes",
+        "M": "dates",
+        "m": "time differences",
+        "V": "structured records",
+    }
+    what = kinds.get(dtype.kind, "extended precision" if dtype.kind == "f" else "an unsupported kind")
+    return (
+        f"{where}: cannot make a tensor from data of dtype {dtype} ({what}); chainrule computes in {_SUPPORTED_TEXT} "
+        "(convert it first, e.g. np.asarray(data, dtype=np.float64))"
+    )
+
+
+class _Version:
+    """The version counter of one array's storage, shared by a tensor, its views and ``detach()``.
+
+    Every in-place change through chainrule (``+=``, ``__setitem__``, ``fill_``, ``zero_``, ``copy_``, optimizer
+    steps, initialisers, ``load_state_dict``, running statistics) adds one. A graph node records the versions of
+    the tensors its backward rule reads; ``backward`` compares them (one integer compare per saved tensor) and
+    refuses to compute a gradient from values that changed after they were saved.
+    """
+
+    __slots__ = ("site", "value")
+
+    def __init__(self) -> None:
+        self.value = 0
+        self.site = ""  # the last in-place change: "'+=' at file.py:12", for the error message
+
+    def bump(self, what: str) -> None:
+        self.value += 1
+        self.site = what
+
+
 class _Node:
-    """What an op's output remembers for backward: the op, its arguments and attributes."""
+    """What an op's output remembers for backward: the op, its arguments and attributes.
 
-    __slots__ = ("args", "attrs", "op", "parents", "site")
+    ``versions`` holds, for each argument, the version its tensor had when the op ran, where the op's backward
+    rule reads that argument's values (``None`` elsewhere), and last the output's own version when the rule reads
+    the output (``exp``'s gradient is ``grad_out * out``).
+    """
 
-    def __init__(self, op: type[Primitive], args: tuple, attrs: dict, parents: tuple, site: tuple = ()) -> None:
+    __slots__ = ("args", "attrs", "op", "parents", "site", "versions")
+
+    def __init__(
+        self, op: type[Primitive], args: tuple, attrs: dict, parents: tuple, site: tuple = (), versions: tuple = ()
+    ) -> None:
         self.op = op
         self.args = args  # tensors and constants, as the op was called
         self.attrs = attrs
         self.parents = parents  # the tensors among args that require grad
         self.site = site  # where the user created the op; recorded only in anomaly mode
+        self.versions = versions
 
 
 class _FreedNode:
@@ -140,6 +187,12 @@ def _promote(op: type[Primitive], arrays: list) -> list:
     dims = zeros = None
     scalar_category = -1
     for value in arrays[op.promote_from :]:
+        if isinstance(value, np.ndarray) and value.dtype not in _SUPPORTED and (
+            value.dtype.kind not in "fiub" or value.dtype.itemsize > 8
+        ):
+            raise DTypeError(_unsupported(value.dtype, op.name))
+        if isinstance(value, complex):
+            raise DTypeError(f"{op.name}: got the complex number {value!r}; chainrule computes in {_SUPPORTED_TEXT}")
         if isinstance(value, np.ndarray):
             if value.ndim:
                 dims = value.dtype if dims is None else _promote_pair(dims, value.dtype)
@@ -212,29 +265,66 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
         raise _translate(op, arrays, error) from None
     if type(data) is not np.ndarray:
         data = np.asarray(data)
+    if data.dtype not in _SUPPORTED:
+        raise DTypeError(f"{op.name}: the result has dtype {data.dtype}; chainrule computes in {_SUPPORTED_TEXT}")
     site = anomaly.check_forward(op, arrays, data) if _AnomalyMode.enabled else ()
     out = Tensor.__new__(Tensor)
     out.data = data
-    out.grad = None
+    out._grad = None
+    out._version = _Version() if data.base is None else _shared_version(data, args)
     # Only a floating-point result can carry a gradient: casting to int64 or bool ends the graph.
     if _GradMode.enabled and op.differentiable and data.dtype.kind == "f":
-        parents = tuple(a for a in args if isinstance(a, Tensor) and a.requires_grad)
+        parents = tuple(a for a in args if isinstance(a, Tensor) and a._requires_grad)
         if parents:
-            out.requires_grad = True
-            out._ctx = _Node(op, args, attrs, parents, site)
+            out._requires_grad = True
+            out._ctx = _Node(op, args, attrs, parents, site, _saved_versions(op, args, out))
             return out
-    out.requires_grad = False
+    out._requires_grad = False
     out._ctx = None
     return out
 
 
-def _wrap(data: np.ndarray) -> Tensor:
-    """A constant tensor around ``data`` (no copy, no graph)."""
+def _shared_version(data: np.ndarray, args: tuple) -> _Version:
+    """The counter of the input whose storage ``data`` views (reshape, transpose, slicing), else a new one."""
+    base = data.base
+    for arg in args:
+        if isinstance(arg, Tensor) and (base is arg.data or base is arg.data.base):
+            return arg._version
+    return _Version()
+
+
+def _saved_versions(op: type[Primitive], args: tuple, out: Tensor) -> tuple:
+    """What ``_Node.versions`` records: the versions of the tensors that ``op``'s backward rule reads."""
+    saves = op.saves_inputs
+    versions: list[int | None] = [
+        arg._version.value if isinstance(arg, Tensor) and (saves is True or index in saves) else None
+        for index, arg in enumerate(args)
+    ]
+    versions.append(out._version.value if op.saves_output else None)
+    return tuple(versions)
+
+
+def _modified_error(node: _Node, tensor: Tensor, saved: int) -> GradientError:
+    """The error for a tensor that ``node``'s backward needs but that was changed in place after the op ran."""
+    where = _format_site(node.site) if node.site else (
+        "run under `with chainrule.autograd.detect_anomaly():` to see the line that created it"
+    )
+    return GradientError(
+        f"backward: a tensor of shape {tensor.shape} ({tensor.dtype}) that {node.op.name!r} saved for its gradient "
+        f"was changed in place after it was saved (version {tensor._version.value}, expected {saved}), last by "
+        f"{tensor._version.site or 'an in-place op'}; the gradient would be wrong. The {node.op.name!r} op: {where}. "
+        "Compute on a copy (x = x + 1, x.clone()) or call backward before changing it"
+    )
+
+
+def _wrap(data: np.ndarray, version: _Version | None = None) -> Tensor:
+    """A constant tensor around ``data`` (no copy, no graph); ``version`` shares another tensor's counter."""
     out = Tensor.__new__(Tensor)
     out.data = data
-    out.grad = None
-    out.requires_grad = False
+    out._grad = None
+    out._requires_grad = False
     out._ctx = None
+    out._version = _Version() if version is None else version
     return out
 
 
@@ -269,16 +359,54 @@ class Tensor:
     tensor([2., 4., 6.])
     """
 
-    __slots__ = ("__weakref__", "_ctx", "data", "grad", "requires_grad")
+    __slots__ = ("__weakref__", "_ctx", "_grad", "_requires_grad", "_version", "data")
     __array_ufunc__ = None  # NumPy arrays defer to our reflected operators (ndarray * Tensor -> Tensor)
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False) -> None:
         self.data = _to_array(data, dtype)
-        self.grad: Tensor | None = None
+        self._grad: Tensor | None = None
         self._ctx: _Node | _FreedNode | None = None
-        self.requires_grad = False
+        self._requires_grad = False
+        self._version = _Version()
         if requires_grad:
             self.requires_grad_(True)
+
+    # -- gradient bookkeeping: checked on assignment ---------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        """Whether gradients flow to this tensor (settable on floating-point leaves)."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self.requires_grad_(value)
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The accumulated gradient ``dL/dself`` (same shape and dtype), or None.
+
+        Assigning checks the value: None, or a tensor of this tensor's shape and dtype.
+        """
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise ArgumentError(
+                    f"grad: assigned a {type(value).__name__}; the gradient must be a Tensor (or None) of shape "
+                    f"{self.shape} and dtype {self.dtype}"
+                )
+            if value.shape != self.data.shape:
+                raise ShapeError(f"grad: assigned a gradient of shape {value.shape} to a tensor of shape {self.shape}")
+            if value.dtype != self.data.dtype:
+                raise DTypeError(f"grad: assigned a gradient of dtype {value.dtype} to a tensor of dtype {self.dtype}")
+        self._grad = value
+
+    @property
+    def version(self) -> int:
+        """How many in-place changes this tensor's storage has had (shared with its views and ``detach()``)."""
+        return self._version.value
 
     # -- basic properties --------------------------------------------------------------------------
     @property
@@ -394,6 +522,22 @@ class Tensor:
             return self.data.astype(dtype)
         return self.data.copy() if copy else self.data
 
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        """NumPy functions on tensors: computed on the arrays, but never silently off the graph.
+
+        ``np.concatenate([w, w])`` on a tensor that requires grad would return an array with no gradient path
+        back to ``w``; that raises and names the chainrule function to use instead. On constant tensors (data,
+        gradients, anything under ``no_grad``) NumPy functions work on the values and return arrays.
+        """
+        if func not in _VALUE_FREE_FUNCTIONS and _any_requires_grad((args, kwargs)):
+            name = getattr(func, "__name__", str(func))
+            instead = f"chainrule.{name}" if name in _fn.__all__ else "chainrule's functions and Tensor methods"
+            raise ArgumentError(
+                f"np.{name} on a tensor that requires grad would drop it from the graph (no gradient would reach "
+                f"it); use {instead}, or np.{name}(t.detach().numpy()) to leave the graph on purpose"
+            )
+        return func(*_arrays_of(args), **_arrays_of(kwargs))
+
     def numpy(self) -> np.ndarray:
         """The values as a NumPy array (shared, not copied)."""
         return self.data
@@ -403,8 +547,8 @@ class Tensor:
         return self.data.tolist()
 
     def detach(self) -> Tensor:
-        """A tensor sharing this one's values, cut from the graph (no gradient flows through it)."""
-        return _wrap(self.data)
+        """A tensor sharing this one's values (and version counter), cut from the graph."""
+        return _wrap(self.data, self._version)
 
     def clone(self) -> Tensor:
         """A copy that stays in the graph (gradients flow back through it)."""
@@ -442,13 +586,15 @@ class Tensor:
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set whether gradients flow to this leaf tensor; returns the tensor."""
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise ArgumentError(f"requires_grad: expected True or False, got {type(requires_grad).__name__}")
         if requires_grad and self.data.dtype.kind != "f":
             raise DTypeError(
                 f"requires_grad: only floating-point tensors can require gradients, this one is {self.data.dtype}"
             )
         if not requires_grad and self._ctx is not None:
             raise GradientError("requires_grad_: cannot turn off gradients of a non-leaf tensor; use detach()")
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
         return self
 
     # -- autodiff ------------------------------------------------------------------------------------
@@ -498,7 +644,13 @@ class Tensor:
         if ctx is None:
             return []
         args = ctx.args
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad and (needed is None or id(a) in needed) for a in args)
+        for arg, saved in zip(args, ctx.versions):
+            if saved is not None and arg._version.value != saved:
+                raise _modified_error(ctx, arg, saved)
+        saved = ctx.versions[-1] if ctx.versions else None
+        if saved is not None and self._version.value != saved:
+            raise _modified_error(ctx, self, saved)
+        needs = tuple(isinstance(a, Tensor) and a._requires_grad and (needed is None or id(a) in needed) for a in args)
         if create_graph:
             xp, inputs, out = tensor_namespace, args, self
         else:
@@ -543,19 +695,19 @@ class Tensor:
         if isinstance(grad, Tensor):  # create_graph: keep the gradient differentiable
             if grad._ctx is None and not grad.requires_grad:
                 grad = _wrap(grad.data.copy())
-            elif self.grad is None:
+            elif self._grad is None:
                 grad = apply(_MUL, grad, 1.0)  # a node of its own: other leaves may have received `grad` too
-            self.grad = grad if self.grad is None else self.grad + grad
+            self._grad = grad if self._grad is None else self._grad + grad
             return
         grad = np.asarray(grad)
-        if self.grad is None:
+        if self._grad is None:
             # Take the array without copying only when nothing else holds it: the frame that popped it,
             # this argument and getrefcount's own reference.
             if grad.base is not None or not grad.flags.writeable or sys.getrefcount(grad) > 3:
                 grad = grad.copy()
-            self.grad = _wrap(grad)
+            self._grad = _wrap(grad)
         else:
-            self.grad = _wrap(self.grad.data + grad)
+            self._grad = _wrap(self._grad.data + grad)
 
     def _release(self) -> None:
         if self._ctx is not None and type(self._ctx) is _Node:
@@ -583,14 +735,19 @@ class Tensor:
 
     # -- in-place updates (optimizers, initialisers): only outside the graph ---------------------------
     def _check_inplace(self, what: str) -> None:
+        """Refuse an in-place change that would corrupt a graph, else count it in the version counter."""
         if self._ctx is not None:
             raise GradientError(
                 f"{what}: in-place change of a tensor computed by {self.grad_fn!r} would corrupt its graph"
             )
-        if self.requires_grad and _GradMode.enabled:
+        if self._requires_grad and _GradMode.enabled:
             raise GradientError(
                 f"{what}: in-place change of a leaf that requires grad; wrap it in `with chainrule.no_grad():`"
             )
+
+    def _mark_modified(self, what: str) -> None:
+        """Count an in-place change that chainrule itself made through ``.data`` (optimizer step, init …)."""
+        self._version.bump(what)
 
     def _inplace(self, ufunc: np.ufunc, other: Any, what: str) -> Tensor:
         self._check_inplace(what)
@@ -601,6 +758,7 @@ class Tensor:
             raise ShapeError(
                 f"{what}: cannot update a tensor of shape {self.shape} with {np.shape(other_data)} ({error})"
             ) from None
+        self._version.bump(f"{what!r} {anomaly.user_site()}")
         return self
 
     def __iadd__(self, other: Any) -> Tensor:
@@ -619,12 +777,17 @@ class Tensor:
         """Set every element to zero, in place."""
         self._check_inplace("zero_")
         self.data[...] = 0
+        self._version.bump(f"'zero_' {anomaly.user_site()}")
         return self
 
     def fill_(self, value: float) -> Tensor:
         """Set every element to ``value``, in place."""
         self._check_inplace("fill_")
-        self.data[...] = value
+        try:
+            self.data[...] = value
+        except (ValueError, TypeError) as error:
+            raise ArgumentError(f"fill_: cannot fill a {self.dtype} tensor with {value!r} ({error})") from None
+        self._version.bump(f"'fill_' {anomaly.user_site()}")
         return self
 
     def copy_(self, source: Any) -> Tensor:
@@ -635,6 +798,7 @@ class Tensor:
             np.copyto(self.data, np.broadcast_to(values, self.data.shape), casting="same_kind")
         except (ValueError, TypeError) as error:
             raise ShapeError(f"copy_: cannot copy shape {values.shape} into shape {self.shape} ({error})") from None
+        self._version.bump(f"'copy_' {anomaly.user_site()}")
         return self
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -646,6 +810,7 @@ class Tensor:
             raise IndexingError(f"__setitem__: {error} (tensor of shape {self.shape})") from None
         except ValueError as error:
             raise ShapeError(f"__setitem__: {error} (tensor of shape {self.shape})") from None
+        self._version.bump(f"'__setitem__' {anomaly.user_site()}")
 
     # -- operators -----------------------------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:
@@ -892,6 +1057,34 @@ class Tensor:
 
     def split(self, split_size_or_sections: Any, axis: int = 0) -> list[Tensor]:
         return _fn.split(self, split_size_or_sections, axis)
+
+
+#: NumPy functions that read only shapes: safe on tensors that require grad
+_VALUE_FREE_FUNCTIONS = frozenset({np.shape, np.ndim, np.size, np.result_type})
+
+
+def _any_requires_grad(value: Any) -> bool:
+    """Whether a tensor that requires grad sits anywhere in nested lists, tuples and dicts."""
+    if isinstance(value, Tensor):
+        return value._requires_grad
+    if isinstance(value, (list, tuple)):
+        return any(_any_requires_grad(item) for item in value)
+    if isinstance(value, dict):
+        return any(_any_requires_grad(item) for item in value.values())
+    return False
+
+
+def _arrays_of(value: Any) -> Any:
+    """``value`` with every tensor in nested lists, tuples and dicts replaced by its array."""
+    if isinstance(value, Tensor):
+        return value.data
+    if isinstance(value, list):
+        return [_arrays_of(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_arrays_of(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _arrays_of(item) for key, item in value.items()}
+    return value
 
 
 def _shape_args(args: tuple) -> tuple[int, ...]:

@@ -325,6 +325,8 @@ def batch_norm(
             rm.data += momentum * mean.data.reshape(-1)
             rv.data *= 1 - momentum
             rv.data += momentum * var.data.reshape(-1) * (count / (count - 1))
+            rm._mark_modified("batch_norm's running mean update")
+            rv._mark_modified("batch_norm's running variance update")
     else:
         if running_mean is None:
             raise ArgumentError("batch_norm: evaluation needs running_mean and running_var")

@@ -66,6 +66,7 @@ def fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
 
 def _fill(tensor: Tensor, values: np.ndarray) -> Tensor:
     tensor.data[...] = values.astype(tensor.dtype, copy=False)
+    tensor._mark_modified("an initialiser of chainrule.nn.init")
     return tensor
 
 
@@ -88,6 +89,7 @@ def normal_(
 def constant_(tensor: Tensor, value: float) -> Tensor:
     """Fill with ``value``."""
     tensor.data[...] = value
+    tensor._mark_modified("chainrule.nn.init.constant_")
     return tensor
 
 

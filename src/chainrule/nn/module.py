@@ -36,6 +36,8 @@ class Parameter(Tensor):
         array = data.data if isinstance(data, Tensor) else _to_array(data)
         super().__init__(0.0)
         self.data = array
+        if isinstance(data, Tensor):
+            self._version = data._version  # one storage, one counter
         self.requires_grad_(requires_grad)
 
     def __repr__(self) -> str:
@@ -274,6 +276,7 @@ class Module:
         for tensor in [*self.parameters(), *self.buffers()]:
             if tensor.dtype.kind == "f":
                 tensor.data = tensor.data.astype(dtype)
+                tensor._mark_modified(f"Module.to({dtype})")
                 if tensor.grad is not None:
                     tensor.grad.data = tensor.grad.data.astype(dtype)
         return self
@@ -336,6 +339,7 @@ class Module:
             raise CheckpointError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
         for key, array in arrays.items():
             own[key].data[...] = array.astype(own[key].dtype, copy=False)
+            own[key]._mark_modified("load_state_dict")
         return IncompatibleKeys(missing, unexpected)
 
     # -- display ------------------------------------------------------------------------------------------------------

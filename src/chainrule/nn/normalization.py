@@ -63,6 +63,7 @@ class _BatchNorm(Module):
         use_batch = self.training or not self.track_running_stats
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
+            self.num_batches_tracked._mark_modified("BatchNorm's batch count")
         return F.batch_norm(
             x,
             self.running_mean if self.training or self.track_running_stats else None,

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.anomaly import user_site
 from chainrule.autograd import no_grad
 from chainrule.errors import ArgumentError, ChainruleError, CheckpointError
 from chainrule.tensor import Tensor
@@ -91,6 +92,12 @@ class Optimizer:
                 loss = closure()
         for group in self.param_groups:
             self._update(group)
+        # The parameters changed in place: a graph that saved them can no longer give their gradient.
+        site = f"{type(self).__name__}.step() {user_site()}"
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p._grad is not None:
+                    p._version.bump(site)
         return loss
 
     def _update(self, group: dict[str, Any]) -> None:
