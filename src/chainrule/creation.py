@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import operator
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,7 +64,40 @@ def _shape(shape: Sequence[Any], op: str) -> tuple[int, ...]:
         raise ArgumentError(f"{op}: a shape must be integers, got {shape!r}") from None
     if any(n < 0 for n in result):
         raise ShapeError(f"{op}: a shape cannot have negative sizes, got {result}")
+    check_allocation(result, op, itemsize=4)  # float32, the default (and the most common) dtype
     return result
+
+
+def check_allocation(shape: Sequence[int], op: str, itemsize: int = 8) -> None:
+    """Refuse a shape whose array would not fit in this machine's memory, before NumPy tries to allocate it.
+
+    Raises
+    ------
+    ShapeError
+        Naming the shape, the bytes it needs and the memory there is.
+    """
+    size = math.prod(shape) * itemsize
+    if size > _physical_memory():
+        raise ShapeError(
+            f"{op}: a tensor of shape {tuple(shape)} needs {_bytes_text(size)} ({itemsize} bytes a value), more than "
+            f"this machine's "
+            f"{_bytes_text(_physical_memory())} of memory"
+        )
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a large machine, NumPy still refuses
+        return 1 << 40
+
+
+def _bytes_text(size: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} TiB"  # pragma: no cover
 
 
 def _make(data: np.ndarray, requires_grad: bool) -> Tensor:
@@ -103,6 +138,13 @@ def arange(
     """
     if step == 0:
         raise ArgumentError("arange: step must not be zero")
+    for name, value in (("start", start), ("stop", stop), ("step", step)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+            raise ArgumentError(f"arange: {name} must be a number, got {type(value).__name__} {value!r}")
+        if value is not None and not math.isfinite(value):
+            raise ArgumentError(f"arange: {name} must be finite, got {value}")
+    low, high = (0, start) if stop is None else (start, stop)
+    check_allocation((max(0, math.ceil((high - low) / step)),), "arange")
     values = np.arange(start, stop, step) if stop is not None else np.arange(start)
     if dtype is None:
         dtype = "int64" if values.dtype.kind in "iu" else float32

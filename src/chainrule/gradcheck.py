@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from chainrule import autograd
-from chainrule.errors import GradientError
+from chainrule.errors import ArgumentError, GradientError
 from chainrule.functions import as_tensor
 from chainrule.tensor import Tensor, _wrap
 
@@ -28,7 +28,11 @@ def _outputs(result: Any) -> list[Tensor]:
     return [as_tensor(r) for r in result] if isinstance(result, (tuple, list)) else [as_tensor(result)]
 
 
-def _float64_inputs(inputs: Sequence[Any]) -> list[Tensor]:
+def _float64_inputs(inputs: Sequence[Any], fn: Any = None, caller: str = "gradcheck") -> list[Tensor]:
+    if fn is not None and not callable(fn):
+        raise ArgumentError(f"{caller}: fn must be a function of tensors, got {type(fn).__name__} {fn!r}")
+    if isinstance(inputs, (Tensor, np.ndarray)):
+        inputs = (inputs,)
     converted = []
     for x in inputs:
         x = as_tensor(x)
@@ -146,7 +150,7 @@ def gradcheck(
     >>> cr.gradcheck(lambda x: (x.tanh() * x).sum(), [cr.tensor([0.3, -1.2])])
     True
     """
-    tensors = _float64_inputs(inputs)
+    tensors = _float64_inputs(inputs, fn, "gradcheck")
     with autograd.enable_grad():
         outputs = _outputs(fn(*tensors))
     for index, x in enumerate(tensors):
@@ -198,7 +202,7 @@ def gradgradcheck(
     >>> cr.gradgradcheck(lambda x: (x.sigmoid() * x).sum(), [cr.tensor([0.3, -1.2])])
     True
     """
-    tensors = _float64_inputs(inputs)
+    tensors = _float64_inputs(inputs, fn, "gradgradcheck")
     with autograd.enable_grad():
         outputs = _outputs(fn(*tensors))
     rng = np.random.default_rng(seed)

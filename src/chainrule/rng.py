@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from chainrule.errors import ArgumentError
+
 __all__ = ["manual_seed", "default_generator", "get_state", "set_state", "using"]
 
 # Made on first use: importing numpy.random (and the hashlib/secrets it pulls in) slows ``import chainrule``.
@@ -36,7 +38,7 @@ def manual_seed(seed: int) -> np.random.Generator:
     """
     global _generator
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"manual_seed: the seed must be a non-negative integer, got {seed!r}")
+        raise ArgumentError(f"manual_seed: the seed must be a non-negative integer, got {seed!r}")
     _generator = np.random.default_rng(int(seed))
     return _generator
 

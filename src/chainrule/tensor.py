@@ -77,6 +77,8 @@ def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
             dtype = int64
         elif kind == "b":
             dtype = bool_
+    if kind == "f" and dtype.kind != "f" and array.size and not np.isfinite(array).all():
+        raise DTypeError(f"tensor: cannot convert NaN or infinity to {dtype} (the data holds non-finite floats)")
     return array.astype(dtype, copy=False)
 
 
@@ -368,8 +370,8 @@ class Tensor:
         self._ctx: _Node | _FreedNode | None = None
         self._requires_grad = False
         self._version = _Version()
-        if requires_grad:
-            self.requires_grad_(True)
+        if requires_grad is not False:
+            self.requires_grad_(requires_grad)
 
     # -- gradient bookkeeping: checked on assignment ---------------------------------------------------
     @property
