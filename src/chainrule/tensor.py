@@ -104,41 +104,45 @@ class _Version:
     """The version counter of one array's storage, shared by a tensor, its views and ``detach()``.
 
     Every in-place change through chainrule (``+=``, ``__setitem__``, ``fill_``, ``zero_``, ``copy_``, optimizer
-    steps, initialisers, ``load_state_dict``, running statistics) adds one. A graph node records the versions of
-    the tensors its backward rule reads; ``backward`` compares them (one integer compare per saved tensor) and
-    refuses to compute a gradient from values that changed after they were saved.
+    steps, initialisers, ``load_state_dict``, running statistics) calls :meth:`bump`: ``count`` is how many changes
+    this storage has had, ``epoch`` the value of one process-wide clock of in-place changes at the last one. A graph
+    node records the clock when its op ran; ``backward`` compares it with the epochs of the tensors the op's rule
+    reads (one integer compare each, and none at all while nothing changed in place since the node was made) and
+    refuses to compute a gradient from values changed after they were saved. Tensors get a counter only when they
+    are first changed in place or viewed, so ordinary ops pay nothing for it.
     """
 
-    __slots__ = ("site", "value")
+    __slots__ = ("count", "epoch", "site")
+    clock = 0  # in-place changes made in this process so far
 
     def __init__(self) -> None:
-        self.value = 0
-        self.site = ""  # the last in-place change: "'+=' at file.py:12", for the error message
+        self.count = 0
+        self.epoch = 0
+        self.site = ""  # the last change: "'+=' at file.py:12", for the error message
 
     def bump(self, what: str) -> None:
-        self.value += 1
+        _Version.clock += 1
+        self.count += 1
+        self.epoch = _Version.clock
         self.site = what
 
 
 class _Node:
     """What an op's output remembers for backward: the op, its arguments and attributes.
 
-    ``versions`` holds, for each argument, the version its tensor had when the op ran, where the op's backward
-    rule reads that argument's values (``None`` elsewhere), and last the output's own version when the rule reads
-    the output (``exp``'s gradient is ``grad_out * out``).
+    ``epoch`` is the in-place clock (:class:`_Version`) when the op ran: a tensor the op's backward rule reads
+    (``op.saves_inputs``, and the output itself where ``op.saves_output``) must not have changed since.
     """
 
-    __slots__ = ("args", "attrs", "op", "parents", "site", "versions")
+    __slots__ = ("args", "attrs", "epoch", "op", "parents", "site")
 
-    def __init__(
-        self, op: type[Primitive], args: tuple, attrs: dict, parents: tuple, site: tuple = (), versions: tuple = ()
-    ) -> None:
+    def __init__(self, op: type[Primitive], args: tuple, attrs: dict, parents: tuple, site: tuple = ()) -> None:
         self.op = op
         self.args = args  # tensors and constants, as the op was called
         self.attrs = attrs
         self.parents = parents  # the tensors among args that require grad
         self.site = site  # where the user created the op; recorded only in anomaly mode
-        self.versions = versions
+        self.epoch = _Version.clock
 
 
 class _FreedNode:
@@ -267,53 +271,51 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
         raise _translate(op, arrays, error) from None
     if type(data) is not np.ndarray:
         data = np.asarray(data)
-    if data.dtype not in _SUPPORTED:
-        raise DTypeError(f"{op.name}: the result has dtype {data.dtype}; chainrule computes in {_SUPPORTED_TEXT}")
     site = anomaly.check_forward(op, arrays, data) if _AnomalyMode.enabled else ()
     out = Tensor.__new__(Tensor)
     out.data = data
     out._grad = None
-    out._version = _Version() if data.base is None else _shared_version(data, args)
+    out._version = None if data.base is None else _shared_version(data, args)
     # Only a floating-point result can carry a gradient: casting to int64 or bool ends the graph.
     if _GradMode.enabled and op.differentiable and data.dtype.kind == "f":
         parents = tuple(a for a in args if isinstance(a, Tensor) and a._requires_grad)
         if parents:
             out._requires_grad = True
-            out._ctx = _Node(op, args, attrs, parents, site, _saved_versions(op, args, out))
+            out._ctx = _Node(op, args, attrs, parents, site)
             return out
     out._requires_grad = False
     out._ctx = None
     return out
 
 
-def _shared_version(data: np.ndarray, args: tuple) -> _Version:
-    """The counter of the input whose storage ``data`` views (reshape, transpose, slicing), else a new one."""
+def _shared_version(data: np.ndarray, args: tuple) -> _Version | None:
+    """The counter of the input whose storage ``data`` views (reshape, transpose, slicing), if any."""
     base = data.base
     for arg in args:
         if isinstance(arg, Tensor) and (base is arg.data or base is arg.data.base):
-            return arg._version
-    return _Version()
+            return arg._counter()
+    return None
 
 
-def _saved_versions(op: type[Primitive], args: tuple, out: Tensor) -> tuple:
-    """What ``_Node.versions`` records: the versions of the tensors that ``op``'s backward rule reads."""
-    saves = op.saves_inputs
-    versions: list[int | None] = [
-        arg._version.value if isinstance(arg, Tensor) and (saves is True or index in saves) else None
-        for index, arg in enumerate(args)
-    ]
-    versions.append(out._version.value if op.saves_output else None)
-    return tuple(versions)
+def _check_saved(node: _Node, out: Tensor) -> None:
+    """Raise if a tensor that ``node``'s backward rule reads was changed in place after the node was made."""
+    saves = node.op.saves_inputs
+    for index, arg in enumerate(node.args):
+        if isinstance(arg, Tensor) and (saves is True or index in saves):
+            if arg._version is not None and arg._version.epoch > node.epoch:
+                raise _modified_error(node, arg)
+    if node.op.saves_output and out._version is not None and out._version.epoch > node.epoch:
+        raise _modified_error(node, out)
 
 
-def _modified_error(node: _Node, tensor: Tensor, saved: int) -> GradientError:
+def _modified_error(node: _Node, tensor: Tensor) -> GradientError:
     """The error for a tensor that ``node``'s backward needs but that was changed in place after the op ran."""
     where = _format_site(node.site) if node.site else (
         "run under `with chainrule.autograd.detect_anomaly():` to see the line that created it"
     )
     return GradientError(
         f"backward: a tensor of shape {tensor.shape} ({tensor.dtype}) that {node.op.name!r} saved for its gradient "
-        f"was changed in place after it was saved (version {tensor._version.value}, expected {saved}), last by "
+        f"was changed in place after it was saved (its version is now {tensor._version.count}), last by "
         f"{tensor._version.site or 'an in-place op'}; the gradient would be wrong. The {node.op.name!r} op: {where}. "
         "Compute on a copy (x = x + 1, x.clone()) or call backward before changing it"
     )
@@ -326,7 +328,7 @@ def _wrap(data: np.ndarray, version: _Version | None = None) -> Tensor:
     out._grad = None
     out._requires_grad = False
     out._ctx = None
-    out._version = _Version() if version is None else version
+    out._version = version
     return out
 
 
@@ -369,7 +371,7 @@ class Tensor:
         self._grad: Tensor | None = None
         self._ctx: _Node | _FreedNode | None = None
         self._requires_grad = False
-        self._version = _Version()
+        self._version: _Version | None = None  # made on the first in-place change or view (see _counter)
         if requires_grad is not False:
             self.requires_grad_(requires_grad)
 
@@ -408,7 +410,7 @@ class Tensor:
     @property
     def version(self) -> int:
         """How many in-place changes this tensor's storage has had (shared with its views and ``detach()``)."""
-        return self._version.value
+        return 0 if self._version is None else self._version.count
 
     # -- basic properties --------------------------------------------------------------------------
     @property
@@ -550,7 +552,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """A tensor sharing this one's values (and version counter), cut from the graph."""
-        return _wrap(self.data, self._version)
+        return _wrap(self.data, self._counter())
 
     def clone(self) -> Tensor:
         """A copy that stays in the graph (gradients flow back through it)."""
@@ -646,12 +648,8 @@ class Tensor:
         if ctx is None:
             return []
         args = ctx.args
-        for arg, saved in zip(args, ctx.versions):
-            if saved is not None and arg._version.value != saved:
-                raise _modified_error(ctx, arg, saved)
-        saved = ctx.versions[-1] if ctx.versions else None
-        if saved is not None and self._version.value != saved:
-            raise _modified_error(ctx, self, saved)
+        if _Version.clock != ctx.epoch:  # something changed in place since this op ran: was it what we read?
+            _check_saved(ctx, self)
         needs = tuple(isinstance(a, Tensor) and a._requires_grad and (needed is None or id(a) in needed) for a in args)
         if create_graph:
             xp, inputs, out = tensor_namespace, args, self
@@ -747,9 +745,15 @@ class Tensor:
                 f"{what}: in-place change of a leaf that requires grad; wrap it in `with chainrule.no_grad():`"
             )
 
+    def _counter(self) -> _Version:
+        """This storage's version counter, made on first use (views and ``detach()`` share it)."""
+        if self._version is None:
+            self._version = _Version()
+        return self._version
+
     def _mark_modified(self, what: str) -> None:
         """Count an in-place change that chainrule itself made through ``.data`` (optimizer step, init …)."""
-        self._version.bump(what)
+        self._counter().bump(what)
 
     def _inplace(self, ufunc: np.ufunc, other: Any, what: str) -> Tensor:
         self._check_inplace(what)
@@ -760,7 +764,7 @@ class Tensor:
             raise ShapeError(
                 f"{what}: cannot update a tensor of shape {self.shape} with {np.shape(other_data)} ({error})"
             ) from None
-        self._version.bump(f"{what!r} {anomaly.user_site()}")
+        self._counter().bump(f"{what!r} {anomaly.user_site()}")
         return self
 
     def __iadd__(self, other: Any) -> Tensor:
@@ -779,7 +783,7 @@ class Tensor:
         """Set every element to zero, in place."""
         self._check_inplace("zero_")
         self.data[...] = 0
-        self._version.bump(f"'zero_' {anomaly.user_site()}")
+        self._counter().bump(f"'zero_' {anomaly.user_site()}")
         return self
 
     def fill_(self, value: float) -> Tensor:
@@ -789,7 +793,7 @@ class Tensor:
             self.data[...] = value
         except (ValueError, TypeError) as error:
             raise ArgumentError(f"fill_: cannot fill a {self.dtype} tensor with {value!r} ({error})") from None
-        self._version.bump(f"'fill_' {anomaly.user_site()}")
+        self._counter().bump(f"'fill_' {anomaly.user_site()}")
         return self
 
     def copy_(self, source: Any) -> Tensor:
@@ -800,7 +804,7 @@ class Tensor:
             np.copyto(self.data, np.broadcast_to(values, self.data.shape), casting="same_kind")
         except (ValueError, TypeError) as error:
             raise ShapeError(f"copy_: cannot copy shape {values.shape} into shape {self.shape} ({error})") from None
-        self._version.bump(f"'copy_' {anomaly.user_site()}")
+        self._counter().bump(f"'copy_' {anomaly.user_site()}")
         return self
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -812,7 +816,7 @@ class Tensor:
             raise IndexingError(f"__setitem__: {error} (tensor of shape {self.shape})") from None
         except ValueError as error:
             raise ShapeError(f"__setitem__: {error} (tensor of shape {self.shape})") from None
-        self._version.bump(f"'__setitem__' {anomaly.user_site()}")
+        self._counter().bump(f"'__setitem__' {anomaly.user_site()}")
 
     # -- operators -----------------------------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:

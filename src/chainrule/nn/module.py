@@ -37,7 +37,7 @@ class Parameter(Tensor):
         super().__init__(0.0)
         self.data = array
         if isinstance(data, Tensor):
-            self._version = data._version  # one storage, one counter
+            self._version = data._counter()  # one storage, one counter
         self.requires_grad_(requires_grad)
 
     def __repr__(self) -> str:

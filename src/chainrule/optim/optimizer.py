@@ -97,7 +97,7 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 if p._grad is not None:
-                    p._version.bump(site)
+                    p._mark_modified(site)
         return loss
 
     def _update(self, group: dict[str, Any]) -> None:
