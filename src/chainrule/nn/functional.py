@@ -472,13 +472,12 @@ def huber_loss(prediction: Any, target: Any, reduction: str = "mean", delta: flo
     prediction, target = as_tensor(prediction), as_tensor(target)
     check.same_shape("huber_loss", prediction, target)
     check.not_empty("huber_loss", prediction)
-    if delta == math.inf:  # all quadratic; the general form would compute inf * 0 = NaN
-        error = prediction - target
-        return _reduce(0.5 * error * error, reduction, "huber_loss")
     diff = fn.abs(prediction - target)
-    quadratic = fn.minimum(diff, delta)
-    linear_part = diff - quadratic
-    return _reduce(0.5 * quadratic * quadratic + delta * linear_part, reduction, "huber_loss")
+    clipped = fn.minimum(diff, delta)
+    # 0.5 c (2d - c) is 0.5 d^2 where d <= delta and delta (d - 0.5 delta) beyond. Unlike
+    # 0.5 c^2 + delta (d - c) it has no term in delta whose gradient must cancel: that form lost the gradient
+    # for a large delta in float32 (3 + 1e10 - 1e10 = 0) and gave inf * 0 = NaN for delta = inf.
+    return _reduce(0.5 * clipped * (2.0 * diff - clipped), reduction, "huber_loss")
 
 
 def _apply_weight(loss: Tensor, weight: Any) -> Tensor:
