@@ -254,10 +254,20 @@ class Optimizer:
                 else:
                     restored[k] = copy.deepcopy(v)
             new_state[params[i]] = restored
+        restored_groups = []
         for saved, group in zip(groups, self.param_groups):
-            for k, v in saved.items():
-                if k != "params":
-                    group[k] = copy.deepcopy(v)
+            settings = {k: copy.deepcopy(v) for k, v in saved.items() if k != "params"}
+            unknown = set(settings) - set(self.defaults) - {"initial_lr"}
+            if unknown:
+                raise CheckpointError(f"{name}.load_state_dict: unknown hyperparameters {sorted(unknown)}")
+            candidate = {**group, **settings}
+            try:  # a checkpoint edited or corrupted to a NaN learning rate fails here, not epochs later
+                self._validate(candidate, f"{name}.load_state_dict")
+            except ArgumentError as error:
+                raise CheckpointError(str(error)) from None
+            restored_groups.append(candidate)
+        for group, candidate in zip(self.param_groups, restored_groups):
+            group.update(candidate)
         self.state = new_state
 
     def __repr__(self) -> str:
