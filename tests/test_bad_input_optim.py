@@ -443,6 +443,7 @@ LOSS_ROWS = [
 ]
 
 LAYER_ROWS = [
+    bad("Linear 0 inputs", lambda: nn.Linear(0, 3), ArgumentError, "Linear", "positive", "0, 3"),
     bad("Linear in_features -1", lambda: nn.Linear(-1, 3), ArgumentError, "Linear", "-1"),
     bad("Linear in_features bool", lambda: nn.Linear(True, 3), ArgumentError, "Linear", "in_features", "bool"),
     bad("Linear out_features float", lambda: nn.Linear(3, 2.0), ArgumentError, "Linear", "out_features", "2.0"),

@@ -290,4 +290,18 @@ def loss_options(owner: str, **options: Any) -> dict[str, Any]:
     ...
     chainrule.errors.ArgumentError: MultiMarginLoss: margin must be in (-inf, inf), got nan
     """
-    return {name: _LOSS_OPTIONS[name](owner, value) for name, value in options.items()}
+    checked = {}
+    for name, value in options.items():
+        cacheable = value.__class__ in _CACHEABLE
+        key = (name, value.__class__, value) if cacheable else None
+        if key is not None and key in _PASSED:  # the functional forms run this on every call: keep it a lookup
+            checked[name] = _PASSED[key]
+            continue
+        checked[name] = _LOSS_OPTIONS[name](owner, value)
+        if key is not None and len(_PASSED) < 1024:
+            _PASSED[key] = checked[name]
+    return checked
+
+
+_CACHEABLE = (str, int, float, type(None))
+_PASSED: dict[tuple[str, type, Any], Any] = {}  # (option, type, value) -> normalised value, for values that passed
