@@ -179,3 +179,74 @@ def test_binary_cross_entropy_gradient_is_finite_at_zero_and_one_as_pytorch():
     assert loss.item() == pytest.approx(t_loss.item(), rel=1e-12)
     np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-12)
     assert np.all(np.isfinite(x.grad.data))
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("delta", [0.5, 1.0, 1e10, float("inf")])
+def test_huber_loss_for_any_delta_matches_pytorch_with_its_gradient(delta, dtype):
+    """``delta=inf`` is half the squared error (PyTorch), and a huge delta keeps its gradient in float32."""
+    prediction = np.array([[0.0, 3.0, -5.0], [0.25, -0.75, 40.0]], dtype=dtype)
+    target = np.array([[0.0, 1.0, 1.0], [0.0, 0.0, -2.0]], dtype=dtype)
+    x = cr.tensor(prediction, requires_grad=True)
+    loss = nn.HuberLoss(delta=delta)(x, cr.tensor(target))
+    loss.backward()
+    tx = torch.tensor(prediction, requires_grad=True)
+    t_loss = torch.nn.HuberLoss(delta=delta)(tx, torch.tensor(target))
+    t_loss.backward()
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    assert loss.item() == pytest.approx(t_loss.item(), rel=tolerance)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=tolerance, atol=tolerance)
+
+
+@needs_torch
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (lambda: nn.HuberLoss(delta=float("nan")), lambda: torch.nn.HuberLoss(delta=float("nan"))(*_pair())),
+        (
+            lambda: nn.CrossEntropyLoss(label_smoothing=1.5),
+            lambda: torch.nn.CrossEntropyLoss(label_smoothing=1.5)(torch.zeros(2, 3), torch.tensor([0, 1])),
+        ),
+        (lambda: nn.MultiMarginLoss(p=3), lambda: torch.nn.MultiMarginLoss(p=3)),
+    ],
+)
+def test_hyperparameters_pytorch_refuses_are_refused_at_construction(ours, theirs):
+    with pytest.raises((ValueError, RuntimeError)):
+        theirs()
+    with pytest.raises(cr.ArgumentError):
+        ours()
+
+
+def _pair():
+    return torch.zeros(3), torch.ones(3)
+
+
+@needs_torch
+def test_a_nan_margin_pytorch_accepts_silently_is_refused():
+    """PyTorch returns a loss of 0 for ``margin=nan`` (every hinge compares false); that hides the mistake."""
+    assert torch.nn.MultiMarginLoss(margin=float("nan"))(torch.ones(2, 3), torch.tensor([0, 1])).item() == 0.0
+    with pytest.raises(cr.ArgumentError, match="MultiMarginLoss: margin must be in \\(-inf, inf\\), got nan"):
+        nn.MultiMarginLoss(margin=float("nan"))
+    with pytest.raises(cr.ArgumentError, match="multi_margin_loss: margin"):
+        F.multi_margin_loss(cr.ones(2, 3), cr.tensor([0, 1]), margin=float("nan"))
+
+
+@pytest.mark.parametrize(
+    "module, functional",
+    [
+        (lambda: nn.HuberLoss(reduction="avg"), lambda: F.huber_loss(cr.ones(2), cr.ones(2), "avg")),
+        (lambda: nn.NLLLoss(ignore_index=0.5), lambda: F.nll_loss(cr.zeros(2, 3), cr.tensor([0, 1]), ignore_index=0.5)),
+        (
+            lambda: nn.CrossEntropyLoss(weight=[1.0, float("inf"), 1.0]),
+            lambda: F.cross_entropy(cr.zeros(2, 3), cr.tensor([0, 1]), weight=[1.0, float("inf"), 1.0]),
+        ),
+    ],
+)
+def test_loss_modules_and_functions_refuse_the_same_hyperparameters_alike(module, functional):
+    with pytest.raises(cr.ArgumentError) as from_module:
+        module()
+    with pytest.raises(cr.ArgumentError) as from_function:
+        functional()
+    # one rule, one wording: only the owner's name differs
+    assert str(from_module.value).split(": ", 1)[1] == str(from_function.value).split(": ", 1)[1]

@@ -181,3 +181,98 @@ def test_scheduler_state_round_trip():
     sched.step()
     sched2.step()
     assert sched.get_last_lr() == sched2.get_last_lr()
+
+
+# -- parameters given twice, and the checks at step() ------------------------------------------------------
+@needs_torch
+def test_a_parameter_listed_twice_is_refused_where_pytorch_warns_and_steps_it_twice():
+    """PyTorch keeps both entries of ``[w, w]`` (with a warning) and so applies the update twice; we refuse."""
+    import warnings
+
+    t_w = torch.ones(2, requires_grad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t_opt = torch.optim.SGD([t_w, t_w], lr=0.1)
+    assert any("duplicate parameters" in str(w.message) for w in caught)
+    t_w.grad = torch.ones(2)
+    t_opt.step()
+    assert np.allclose(t_w.detach().numpy(), 0.8)  # two steps of 0.1, not one
+
+    w = cr.ones(2, requires_grad=True)
+    with pytest.raises(cr.ArgumentError, match="SGD: parameter 1 of shape \\(2,\\) appears twice"):
+        optim.SGD([w, w], lr=0.1)
+
+
+@needs_torch
+@pytest.mark.parametrize("how", ["two groups", "add_param_group"])
+def test_a_parameter_in_two_groups_is_refused_as_in_pytorch(how):
+    def build(module, w):
+        if how == "two groups":
+            return module.SGD([{"params": [w]}, {"params": [w], "lr": 0.5}], lr=0.1)
+        module.SGD([w], lr=0.1).add_param_group({"params": [w], "lr": 0.5})
+
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        build(torch.optim, torch.ones(2, requires_grad=True))
+    with pytest.raises(cr.ArgumentError, match="appears in an earlier parameter group"):
+        build(optim, cr.ones(2, requires_grad=True))
+
+
+@needs_torch
+@pytest.mark.parametrize("betas", [(1.0, 0.999), (0.9, 1.0), (-0.1, 0.999)])
+def test_adam_betas_outside_zero_one_are_refused_as_in_pytorch(betas):
+    with pytest.raises(ValueError, match="beta"):
+        torch.optim.Adam([torch.ones(2, requires_grad=True)], betas=betas)
+    with pytest.raises(cr.ArgumentError, match="Adam: invalid betas"):
+        optim.Adam([cr.ones(2, requires_grad=True)], betas=betas)
+
+
+def test_hyperparameters_are_normalised_to_floats_and_flags_to_bools():
+    group = optim.SGD([cr.ones(2, requires_grad=True)], lr=np.float32(0.5), momentum=0, nesterov=np.bool_(False))
+    settings = group.param_groups[0]
+    assert type(settings["lr"]) is float and type(settings["momentum"]) is float
+    assert settings["nesterov"] is False
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_step_refuses_a_nan_learning_rate_set_after_construction_and_leaves_the_weights(name):
+    w = cr.ones(2, requires_grad=True)
+    opt = getattr(optim, name)([w], lr=0.1)
+    w.grad = cr.ones(2)
+    opt.param_groups[0]["lr"] = float("nan")
+    with pytest.raises(cr.ArgumentError, match=f"{name}.step: invalid learning rate nan"):
+        opt.step()
+    assert np.all(w.numpy() == 1.0)
+    opt.param_groups[0]["lr"] = 1  # an int set by hand is fine, and stored as a float
+    opt.step()
+    assert type(opt.param_groups[0]["lr"]) is float
+
+
+def test_a_bad_gradient_stops_the_step_before_any_parameter_moves():
+    first, second = cr.ones(2, requires_grad=True), cr.ones(3, requires_grad=True)
+    opt = optim.Adam([first, second], lr=0.1)
+    first.grad, second.grad = cr.ones(2), cr.ones(3)
+    second.grad.data = np.ones(4, dtype=np.float32)  # behind the engine's back
+    with pytest.raises(cr.ShapeError, match="Adam.step: the gradient of parameter 1 has shape \\(4,\\)"):
+        opt.step()
+    assert np.all(first.numpy() == 1.0) and opt.state == {}
+
+
+def test_schedulers_set_learning_rates_the_step_check_accepts():
+    w = cr.ones(2, requires_grad=True)
+    opt = optim.SGD([w], lr=0.1, momentum=0.9)
+    scheduler = lr_scheduler.CosineAnnealingLR(opt, T_max=3)
+    for _ in range(6):
+        w.grad = cr.ones(2)
+        opt.step()
+        scheduler.step()
+    assert np.all(np.isfinite(w.numpy()))
+
+
+def test_load_state_dict_refuses_invalid_saved_hyperparameters():
+    w = cr.ones(2, requires_grad=True)
+    opt = optim.SGD([w], lr=0.1, momentum=0.9)
+    saved = opt.state_dict()
+    saved["param_groups"][0]["momentum"] = float("nan")
+    with pytest.raises(cr.CheckpointError, match="SGD.load_state_dict: .*momentum"):
+        opt.load_state_dict(saved)
+    assert opt.param_groups[0]["momentum"] == 0.9

@@ -8,7 +8,7 @@ Python values only; the one data scan is :func:`labels_in_range` (a ``min``/``ma
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,10 @@ __all__ = [
     "integer",
     "int_tuple",
     "real",
+    "flag",
     "one_of",
+    "finite_values",
+    "loss_options",
     "float_input",
     "not_empty",
     "same_shape",
@@ -73,17 +76,60 @@ def real(
     *,
     low_open: bool = False,
     high_open: bool = False,
+    label: str | None = None,
 ) -> float:
-    """``value`` as a ``float`` in the interval from ``low`` to ``high`` (closed unless ``*_open``); no NaN."""
+    """``value`` as a ``float`` in the interval from ``low`` to ``high`` (closed unless ``*_open``); no NaN.
+
+    An infinite end is excluded by making it open: ``real(owner, "lr", lr, 0.0, math.inf, high_open=True)``
+    refuses ``inf``. Bools, strings and tensors are refused (``True`` is not a learning rate). With ``label``
+    (optimizers) the message reads ``SGD: invalid learning rate nan (lr must be in [0, inf))``.
+
+    Examples
+    --------
+    >>> real("Dropout", "p", 0.5, 0.0, 1.0)
+    0.5
+    >>> real("SGD", "lr", float("nan"), 0.0, math.inf, high_open=True, label="learning rate")
+    Traceback (most recent call last):
+    ...
+    chainrule.errors.ArgumentError: SGD: invalid learning rate nan (lr must be in [0, inf))
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        if label is not None:
+            raise ArgumentError(
+                f"{owner}: invalid {label} {value!r} ({name} must be a number, got {type(value).__name__})"
+            )
         raise ArgumentError(f"{owner}: {name} must be a number, got {type(value).__name__} {value!r}")
     number = float(value)
     below = number <= low if low_open else number < low
     above = number >= high if high_open else number > high
     if math.isnan(number) or below or above:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        if label is not None:
+            raise ArgumentError(f"{owner}: invalid {label} {value!r} ({name} must be in {interval})")
         raise ArgumentError(f"{owner}: {name} must be in {interval}, got {value!r}")
     return number
+
+
+def flag(owner: str, name: str, value: Any) -> bool:
+    """``value`` as a ``bool``; refuses numbers and strings (``nesterov="False"`` would be true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentError(f"{owner}: {name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def finite_values(owner: str, name: str, value: Any, ndim: int | None = None) -> None:
+    """A tensor or array argument (class weights, ``pos_weight``) of real, finite numbers, ``ndim``-d if given."""
+    array = value if isinstance(value, np.ndarray) else getattr(value, "data", value)  # a Tensor's array
+    try:
+        array = np.asarray(array)
+    except (TypeError, ValueError):  # ragged lists
+        array = np.asarray(None)
+    if array.dtype.kind not in "iuf":
+        raise ArgumentError(f"{owner}: {name} must hold real numbers, got {type(value).__name__} {value!r}"[:200])
+    if ndim is not None and array.ndim != ndim:
+        raise ShapeError(f"{owner}: {name} must be {ndim}-d (one entry per class), got shape {array.shape}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ArgumentError(f"{owner}: {name} must be finite, got {array.tolist() if array.size <= 8 else array}")
 
 
 def one_of(owner: str, name: str, value: Any, options: Sequence[Any]) -> Any:
@@ -172,3 +218,90 @@ def class_weight(owner: str, weight: Any, num_classes: int) -> None:
     """Per-class weights, when given, have one entry per class: shape ``(num_classes,)``."""
     if weight is not None and np.shape(weight) != (num_classes,):
         raise ShapeError(f"{owner}: weight must have shape ({num_classes},), one per class, got {np.shape(weight)}")
+
+
+# -- loss hyperparameters: one table, called by the loss modules at construction and the functions per call --
+def _reduction(owner: str, value: Any) -> str:
+    return one_of(owner, "reduction", value, ("mean", "sum", "none"))
+
+
+def _delta(owner: str, value: Any) -> float:
+    # inf is allowed: the loss is then 0.5 x^2 everywhere, as in PyTorch
+    return real(owner, "delta", value, 0.0, math.inf, low_open=True)
+
+
+def _margin(owner: str, value: Any) -> float:
+    return real(owner, "margin", value, -math.inf, math.inf, low_open=True, high_open=True)
+
+
+def _p(owner: str, value: Any) -> int:
+    return one_of(owner, "p", value, (1, 2))
+
+
+def _label_smoothing(owner: str, value: Any) -> float:
+    return real(owner, "label_smoothing", value, 0.0, 1.0)
+
+
+def _ignore_index(owner: str, value: Any) -> int:
+    return integer(owner, "ignore_index", value)
+
+
+def _class_weights(owner: str, value: Any) -> Any:
+    if value is not None:
+        finite_values(owner, "weight", value, ndim=1)
+    return value
+
+
+def _elementwise_weights(name: str) -> Callable[[str, Any], Any]:
+    def check_weights(owner: str, value: Any) -> Any:
+        if value is not None:
+            finite_values(owner, name, value)
+        return value
+
+    return check_weights
+
+
+_LOSS_OPTIONS = {
+    "reduction": _reduction,
+    "delta": _delta,
+    "margin": _margin,
+    "p": _p,
+    "label_smoothing": _label_smoothing,
+    "ignore_index": _ignore_index,
+    "class_weight": _class_weights,
+    "weight": _elementwise_weights("weight"),
+    "pos_weight": _elementwise_weights("pos_weight"),
+}
+
+
+def loss_options(owner: str, **options: Any) -> dict[str, Any]:
+    """Each loss hyperparameter checked by its one rule, returned normalised (``delta`` as a float ...).
+
+    The loss modules call this in ``__init__`` and the functional forms on every call, so ``HuberLoss(delta=nan)``
+    and ``huber_loss(x, y, delta=nan)`` fail alike. ``class_weight`` is a per-class weight (1-d); ``weight``
+    and ``pos_weight`` are element-wise (any shape that broadcasts).
+
+    Examples
+    --------
+    >>> loss_options("HuberLoss", reduction="sum", delta=2)
+    {'reduction': 'sum', 'delta': 2.0}
+    >>> loss_options("MultiMarginLoss", margin=float("nan"))
+    Traceback (most recent call last):
+    ...
+    chainrule.errors.ArgumentError: MultiMarginLoss: margin must be in (-inf, inf), got nan
+    """
+    checked = {}
+    for name, value in options.items():
+        cacheable = value.__class__ in _CACHEABLE
+        key = (name, value.__class__, value) if cacheable else None
+        if key is not None and key in _PASSED:  # the functional forms run this on every call: keep it a lookup
+            checked[name] = _PASSED[key]
+            continue
+        checked[name] = _LOSS_OPTIONS[name](owner, value)
+        if key is not None and len(_PASSED) < 1024:
+            _PASSED[key] = checked[name]
+    return checked
+
+
+_CACHEABLE = (str, int, float, type(None))
+_PASSED: dict[tuple[str, type, Any], Any] = {}  # (option, type, value) -> normalised value, for values that passed

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+from chainrule import _checks as check
 from chainrule.nn import functional as F
 from chainrule.nn.module import Module
 from chainrule.tensor import Tensor
@@ -47,7 +50,9 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = check.real(
+            "LeakyReLU", "negative_slope", negative_slope, -math.inf, math.inf, low_open=True, high_open=True
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return F.leaky_relu(x, self.negative_slope)
@@ -61,7 +66,7 @@ class ELU(Module):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = check.real("ELU", "alpha", alpha, -math.inf, math.inf, low_open=True, high_open=True)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.elu(x, self.alpha)
@@ -89,7 +94,7 @@ class Softplus(Module):
 
     def __init__(self, beta: float = 1.0) -> None:
         super().__init__()
-        self.beta = float(beta)
+        self.beta = check.real("Softplus", "beta", beta, 0.0, math.inf, low_open=True, high_open=True)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.softplus(x, self.beta)
@@ -110,7 +115,7 @@ class Softmax(Module):
 
     def __init__(self, dim: int = -1) -> None:
         super().__init__()
-        self.dim = dim
+        self.dim = check.integer(type(self).__name__, "dim", dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.softmax(x, self.dim)

@@ -442,11 +442,13 @@ def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
         return loss.sum()
     if reduction == "none":
         return loss
-    raise ArgumentError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    check.loss_options(name, reduction=reduction)  # raises
+    return loss
 
 
 def mse_loss(prediction: Any, target: Any, reduction: str = "mean") -> Tensor:
     """Mean squared error :math:`\\frac{1}{n}\\sum (\\hat y - y)^2`. Input and target have the same shape."""
+    check.loss_options("mse_loss", reduction=reduction)
     prediction, target = as_tensor(prediction), as_tensor(target)
     check.same_shape("mse_loss", prediction, target)
     check.not_empty("mse_loss", prediction)
@@ -456,6 +458,7 @@ def mse_loss(prediction: Any, target: Any, reduction: str = "mean") -> Tensor:
 
 def l1_loss(prediction: Any, target: Any, reduction: str = "mean") -> Tensor:
     """Mean absolute error :math:`\\frac{1}{n}\\sum |\\hat y - y|`."""
+    check.loss_options("l1_loss", reduction=reduction)
     prediction, target = as_tensor(prediction), as_tensor(target)
     check.same_shape("l1_loss", prediction, target)
     check.not_empty("l1_loss", prediction)
@@ -463,15 +466,20 @@ def l1_loss(prediction: Any, target: Any, reduction: str = "mean") -> Tensor:
 
 
 def huber_loss(prediction: Any, target: Any, reduction: str = "mean", delta: float = 1.0) -> Tensor:
-    """Huber loss: :math:`\\tfrac12 d^2` for :math:`|d| \\le \\delta`, else :math:`\\delta(|d| - \\tfrac12\\delta)`."""
-    delta = check.real("huber_loss", "delta", delta, 0.0, low_open=True)
+    """Huber loss: :math:`\\tfrac12 d^2` for :math:`|d| \\le \\delta`, else :math:`\\delta(|d| - \\tfrac12\\delta)`.
+
+    ``delta`` is positive; ``delta=inf`` is half the squared error everywhere (PyTorch's value).
+    """
+    delta = check.loss_options("huber_loss", reduction=reduction, delta=delta)["delta"]
     prediction, target = as_tensor(prediction), as_tensor(target)
     check.same_shape("huber_loss", prediction, target)
     check.not_empty("huber_loss", prediction)
     diff = fn.abs(prediction - target)
-    quadratic = fn.minimum(diff, delta)
-    linear_part = diff - quadratic
-    return _reduce(0.5 * quadratic * quadratic + delta * linear_part, reduction, "huber_loss")
+    clipped = fn.minimum(diff, delta)
+    # 0.5 c (2d - c) is 0.5 d^2 where d <= delta and delta (d - 0.5 delta) beyond. Unlike
+    # 0.5 c^2 + delta (d - c) it has no term in delta whose gradient must cancel: that form lost the gradient
+    # for a large delta in float32 (3 + 1e10 - 1e10 = 0) and gave inf * 0 = NaN for delta = inf.
+    return _reduce(0.5 * clipped * (2.0 * diff - clipped), reduction, "huber_loss")
 
 
 def _apply_weight(loss: Tensor, weight: Any) -> Tensor:
@@ -483,6 +491,7 @@ def binary_cross_entropy(probabilities: Any, target: Any, weight: Any = None, re
 
     Prefer :func:`binary_cross_entropy_with_logits`: it is exact for large logits.
     """
+    check.loss_options("binary_cross_entropy", reduction=reduction, weight=weight)
     p, target = as_tensor(probabilities), as_tensor(target)
     check.same_shape("binary_cross_entropy", p, target)
     check.not_empty("binary_cross_entropy", p)
@@ -502,6 +511,7 @@ def binary_cross_entropy_with_logits(
 
     With ``pos_weight`` :math:`w_+`: :math:`(1 + (w_+ - 1) y)\\,\\mathrm{softplus}(-z) + (1 - y) z`.
     """
+    check.loss_options("binary_cross_entropy_with_logits", reduction=reduction, weight=weight, pos_weight=pos_weight)
     z, target = as_tensor(logits), as_tensor(target)
     check.same_shape("binary_cross_entropy_with_logits", z, target)
     check.not_empty("binary_cross_entropy_with_logits", z)
@@ -538,6 +548,7 @@ def nll_loss(
 
     Shape: log_probs (N, C) or (N, C, d1, ...), target (N) or (N, d1, ...) of class indices.
     """
+    check.loss_options("nll_loss", reduction=reduction, class_weight=weight, ignore_index=ignore_index)
     log_probs = as_tensor(log_probs)
     labels = target.data if isinstance(target, Tensor) else np.asarray(target)
     check.class_target("nll_loss", log_probs, labels)
@@ -580,7 +591,13 @@ def cross_entropy(
     0.2395
     """
     logits = as_tensor(logits)
-    label_smoothing = check.real("cross_entropy", "label_smoothing", label_smoothing, 0.0, 1.0)
+    label_smoothing = check.loss_options(
+        "cross_entropy",
+        reduction=reduction,
+        class_weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )["label_smoothing"]
     if logits.ndim == 0:
         raise ShapeError("cross_entropy: logits must have a class axis, got a 0-d tensor (shape ())")
     class_axis = 1 if logits.ndim > 1 else 0
@@ -627,8 +644,6 @@ def cross_entropy(
 
 def _index_cross_entropy(logits: Tensor, labels: np.ndarray, weight: Any, ignore_index: int, reduction: str) -> Tensor:
     """Cross-entropy of class indices as one fused node (``ops.SoftmaxCrossEntropy``)."""
-    if reduction not in ("mean", "sum", "none"):
-        raise ArgumentError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     classes = logits.shape[1] if logits.ndim > 1 else logits.shape[0]
     flat = logits if logits.ndim == 2 else _class_axis_last(logits).reshape(-1, classes)  # (M, C)
     safe, sample_weight = _sample_weights(labels, classes, weight, ignore_index, flat.dtype)
@@ -649,7 +664,8 @@ def multi_margin_loss(
     Shape: scores (N, C), target (N,) of class indices. With two classes and ``scores = [0, s]`` this is the
     max-margin loss of the classic micrograd moons demo, ``relu(1 - y s)``.
     """
-    check.one_of("multi_margin_loss", "p", p, (1, 2))
+    options = check.loss_options("multi_margin_loss", reduction=reduction, p=p, margin=margin, class_weight=weight)
+    p, margin = options["p"], options["margin"]
     scores = as_tensor(scores)
     labels = target.data if isinstance(target, Tensor) else np.asarray(target)
     if scores.ndim != 2:

@@ -1,14 +1,19 @@
 """Weight initialisers, with PyTorch's names and distributions. They fill a tensor in place and return it.
 
 Every draw comes from the global generator (:func:`chainrule.manual_seed`) unless a ``generator`` is given.
+Gains, bounds and standard deviations must be finite (NaN or infinity would fill the weights with NaN):
+an ``ArgumentError`` names the function and the value.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
+from chainrule import _checks as check
+from chainrule.errors import ArgumentError, ShapeError
 from chainrule.rng import default_generator
 from chainrule.tensor import Tensor
 
@@ -26,6 +31,17 @@ __all__ = [
     "orthogonal_",
     "fan_in_and_fan_out",
 ]
+
+
+def _finite(owner: str, name: str, value: Any, low: float = -math.inf) -> float:
+    """A finite number (``gain``, ``std``, a bound): NaN or infinity would fill the weights with NaN."""
+    return check.real(owner, name, value, low, math.inf, low_open=low == -math.inf, high_open=True)
+
+
+def _matrix(owner: str, tensor: Tensor) -> None:
+    if tensor.ndim < 2:
+        raise ShapeError(f"{owner}: needs a weight of at least 2 dimensions, got shape {tensor.shape}")
+
 
 _LINEAR_LIKE = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "sigmoid")
 
@@ -49,17 +65,17 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if nonlinearity == "relu":
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
-        slope = 0.01 if param is None else float(param)
+        slope = 0.01 if param is None else _finite("calculate_gain", "param", param)
         return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4
-    raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
+    known = ", ".join([*_LINEAR_LIKE, "tanh", "relu", "leaky_relu", "selu"])
+    raise ArgumentError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r} (known: {known})")
 
 
 def fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
     """Fan-in and fan-out of a weight: (in, out) for (out, in) matrices, times the kernel size for convolutions."""
-    if tensor.ndim < 2:
-        raise ValueError(f"fan in and fan out need a weight of at least 2 dimensions, got shape {tensor.shape}")
+    _matrix("fan_in_and_fan_out", tensor)
     receptive = int(np.prod(tensor.shape[2:])) if tensor.ndim > 2 else 1
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
@@ -75,20 +91,24 @@ def _rng(generator: np.random.Generator | None) -> np.random.Generator:
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator: np.random.Generator | None = None) -> Tensor:
-    """Fill with :math:`U(a, b)`."""
+    """Fill with :math:`U(a, b)`, ``a <= b``."""
+    a, b = _finite("uniform_", "a", a), _finite("uniform_", "b", b)
+    if a > b:
+        raise ArgumentError(f"uniform_: needs a <= b, got a={a} and b={b}")
     return _fill(tensor, _rng(generator).uniform(a, b, tensor.shape))
 
 
 def normal_(
     tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator: np.random.Generator | None = None
 ) -> Tensor:
-    """Fill with :math:`N(\\text{mean}, \\text{std}^2)`."""
+    """Fill with :math:`N(\\text{mean}, \\text{std}^2)`, ``std >= 0``."""
+    mean, std = _finite("normal_", "mean", mean), _finite("normal_", "std", std, low=0.0)
     return _fill(tensor, _rng(generator).normal(mean, std, tensor.shape))
 
 
 def constant_(tensor: Tensor, value: float) -> Tensor:
-    """Fill with ``value``."""
-    tensor.data[...] = value
+    """Fill with ``value`` (a finite number)."""
+    tensor.data[...] = _finite("constant_", "value", value)
     tensor._mark_modified("chainrule.nn.init.constant_")
     return tensor
 
@@ -105,6 +125,8 @@ def ones_(tensor: Tensor) -> Tensor:
 
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator: np.random.Generator | None = None) -> Tensor:
     """Glorot uniform: :math:`U(-a, a)` with :math:`a = \\text{gain}\\sqrt{6/(\\text{fan\\_in}+\\text{fan\\_out})}`."""
+    _matrix("xavier_uniform_", tensor)
+    gain = _finite("xavier_uniform_", "gain", gain, low=0.0)
     fan_in, fan_out = fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound, generator)
@@ -115,13 +137,16 @@ def xavier_normal_(tensor: Tensor, gain: float = 1.0, generator: np.random.Gener
 
     With :math:`\\sigma = \\text{gain}\\sqrt{2/(\\text{fan\\_in}+\\text{fan\\_out})}`.
     """
+    _matrix("xavier_normal_", tensor)
+    gain = _finite("xavier_normal_", "gain", gain, low=0.0)
     fan_in, fan_out = fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
 
-def _kaiming_std(tensor: Tensor, a: float, mode: str, nonlinearity: str) -> float:
-    if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"kaiming init: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+def _kaiming_std(owner: str, tensor: Tensor, a: float, mode: str, nonlinearity: str) -> float:
+    check.one_of(owner, "mode", mode, ("fan_in", "fan_out"))
+    _matrix(owner, tensor)
+    a = _finite(owner, "a", a)
     fan_in, fan_out = fan_in_and_fan_out(tensor)
     fan = fan_in if mode == "fan_in" else fan_out
     return calculate_gain(nonlinearity, a) / math.sqrt(fan)
@@ -135,7 +160,7 @@ def kaiming_uniform_(
     generator: np.random.Generator | None = None,
 ) -> Tensor:
     """He uniform: :math:`U(-b, b)` with :math:`b = \\text{gain}\\sqrt{3/\\text{fan}}`."""
-    bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
+    bound = math.sqrt(3.0) * _kaiming_std("kaiming_uniform_", tensor, a, mode, nonlinearity)
     return uniform_(tensor, -bound, bound, generator)
 
 
@@ -147,13 +172,13 @@ def kaiming_normal_(
     generator: np.random.Generator | None = None,
 ) -> Tensor:
     """He normal: :math:`N(0, \\sigma^2)` with :math:`\\sigma = \\text{gain}/\\sqrt{\\text{fan}}`."""
-    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity), generator)
+    return normal_(tensor, 0.0, _kaiming_std("kaiming_normal_", tensor, a, mode, nonlinearity), generator)
 
 
 def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: np.random.Generator | None = None) -> Tensor:
     """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian matrix, times ``gain``."""
-    if tensor.ndim < 2:
-        raise ValueError(f"orthogonal_: needs at least 2 dimensions, got shape {tensor.shape}")
+    _matrix("orthogonal_", tensor)
+    gain = _finite("orthogonal_", "gain", gain)
     rows = tensor.shape[0]
     cols = tensor.data.size // rows
     flat = _rng(generator).standard_normal((rows, cols))

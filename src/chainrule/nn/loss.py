@@ -1,4 +1,9 @@
-"""Losses as modules, with PyTorch's names and arguments; each calls its function form."""
+"""Losses as modules, with PyTorch's names and arguments; each calls its function form.
+
+Constructors check their hyperparameters with :func:`chainrule._checks.loss_options`, the same rules the
+functional forms apply on each call, so ``HuberLoss(delta=nan)`` fails at construction with an
+``ArgumentError`` naming the loss, and ``huber_loss(x, y, delta=nan)`` fails alike.
+"""
 
 from __future__ import annotations
 
@@ -20,13 +25,11 @@ __all__ = [
     "MultiMarginLoss",
 ]
 
-_REDUCTIONS = ("mean", "sum", "none")
-
 
 class _Loss(Module):
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
-        self.reduction = check.one_of(type(self).__name__, "reduction", reduction, _REDUCTIONS)
+        self.reduction = check.loss_options(type(self).__name__, reduction=reduction)["reduction"]
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}" if self.reduction != "mean" else ""
@@ -47,11 +50,15 @@ class L1Loss(_Loss):
 
 
 class HuberLoss(_Loss):
-    """Quadratic within ``delta`` of the target, linear beyond (robust regression)."""
+    """Quadratic within ``delta`` of the target, linear beyond (robust regression).
+
+    ``delta`` is positive; ``delta=inf`` gives :math:`\\tfrac12 d^2` everywhere (half the squared error), as in
+    PyTorch.
+    """
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         super().__init__(reduction)
-        self.delta = check.real("HuberLoss", "delta", delta, 0.0, low_open=True)
+        self.delta = check.loss_options("HuberLoss", delta=delta)["delta"]
 
     def forward(self, prediction: Tensor, target: Any) -> Tensor:
         return F.huber_loss(prediction, target, self.reduction, self.delta)
@@ -62,7 +69,7 @@ class BCELoss(_Loss):
 
     def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        self.weight = weight
+        self.weight = check.loss_options("BCELoss", weight=weight)["weight"]
 
     def forward(self, probabilities: Tensor, target: Any) -> Tensor:
         return F.binary_cross_entropy(probabilities, target, self.weight, self.reduction)
@@ -73,7 +80,8 @@ class BCEWithLogitsLoss(_Loss):
 
     def __init__(self, weight: Any = None, reduction: str = "mean", pos_weight: Any = None) -> None:
         super().__init__(reduction)
-        self.weight, self.pos_weight = weight, pos_weight
+        options = check.loss_options("BCEWithLogitsLoss", weight=weight, pos_weight=pos_weight)
+        self.weight, self.pos_weight = options["weight"], options["pos_weight"]
 
     def forward(self, logits: Tensor, target: Any) -> Tensor:
         return F.binary_cross_entropy_with_logits(logits, target, self.weight, self.reduction, self.pos_weight)
@@ -101,8 +109,11 @@ class CrossEntropyLoss(_Loss):
         self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0
     ) -> None:
         super().__init__(reduction)
-        label_smoothing = check.real("CrossEntropyLoss", "label_smoothing", label_smoothing, 0.0, 1.0)
-        self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, label_smoothing
+        options = check.loss_options(
+            "CrossEntropyLoss", class_weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing
+        )
+        self.weight, self.ignore_index = weight, options["ignore_index"]
+        self.label_smoothing = options["label_smoothing"]
 
     def forward(self, logits: Tensor, target: Any) -> Tensor:
         return F.cross_entropy(logits, target, self.weight, self.ignore_index, self.reduction, self.label_smoothing)
@@ -113,7 +124,8 @@ class NLLLoss(_Loss):
 
     def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        self.weight, self.ignore_index = weight, ignore_index
+        options = check.loss_options("NLLLoss", class_weight=weight, ignore_index=ignore_index)
+        self.weight, self.ignore_index = weight, options["ignore_index"]
 
     def forward(self, log_probs: Tensor, target: Any) -> Tensor:
         return F.nll_loss(log_probs, target, self.weight, self.ignore_index, self.reduction)
@@ -124,8 +136,8 @@ class MultiMarginLoss(_Loss):
 
     def __init__(self, p: int = 1, margin: float = 1.0, weight: Any = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        check.one_of("MultiMarginLoss", "p", p, (1, 2))
-        self.p, self.margin, self.weight = p, float(margin), weight
+        options = check.loss_options("MultiMarginLoss", p=p, margin=margin, class_weight=weight)
+        self.p, self.margin, self.weight = options["p"], options["margin"], weight
 
     def forward(self, scores: Tensor, target: Any) -> Tensor:
         return F.multi_margin_loss(scores, target, self.p, self.margin, self.weight, self.reduction)

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from chainrule.errors import GradientError
+from chainrule import _checks as check
+from chainrule.errors import ArgumentError, GradientError
 from chainrule.tensor import Tensor
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "l1_penalty", "l2_penalty"]
@@ -26,13 +27,18 @@ def clip_grad_norm_(
     :math:`g \\leftarrow g \\cdot \\min(1, \\text{max\\_norm} / (\\lVert g \\rVert + 10^{-6}))`, the norm taken over
     all gradients as one vector (``norm_type`` 2 by default, ``inf`` for the largest absolute value).
 
+    ``max_norm`` is a number >= 0 (``inf`` only measures); ``norm_type`` is > 0 or ``inf`` (PyTorch's
+    ``norm_type=0`` counts non-zero entries, which is no norm to clip by).
+
     Raises
     ------
+    ArgumentError
+        If ``max_norm`` or ``norm_type`` is NaN, negative, or not a number.
     GradientError
         If the norm is NaN or infinite and ``error_if_nonfinite`` is set.
     """
-    if max_norm < 0:
-        raise ValueError(f"clip_grad_norm_: max_norm must be non-negative, got {max_norm}")
+    max_norm = check.real("clip_grad_norm_", "max_norm", max_norm, 0.0, math.inf)  # inf: measure, never clip
+    norm_type = check.real("clip_grad_norm_", "norm_type", norm_type, 0.0, math.inf, low_open=True)
     params = _with_grads(parameters)
     if not params:
         return 0.0
@@ -57,17 +63,17 @@ def clip_grad_norm_(
 
 def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -> None:
     """Clamp every gradient element into ``[-clip_value, clip_value]`` in place."""
-    if clip_value < 0:
-        raise ValueError(f"clip_grad_value_: clip_value must be non-negative, got {clip_value}")
+    clip_value = check.real("clip_grad_value_", "clip_value", clip_value, 0.0, math.inf)
     for p in _with_grads(parameters):
         np.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
 
 
 def l1_penalty(parameters: Iterable[Tensor], weight: float = 1.0) -> Tensor:
     """:math:`\\lambda \\sum_i |w_i|` over the parameters, to add to the loss (L1 regularisation, sparsity)."""
+    weight = check.real("l1_penalty", "weight", weight, -math.inf, math.inf, low_open=True, high_open=True)
     params = list(parameters)
     if not params:
-        raise ValueError("l1_penalty: no parameters given")
+        raise ArgumentError("l1_penalty: no parameters given")
     total = params[0].abs().sum()
     for p in params[1:]:
         total = total + p.abs().sum()
@@ -76,9 +82,10 @@ def l1_penalty(parameters: Iterable[Tensor], weight: float = 1.0) -> Tensor:
 
 def l2_penalty(parameters: Iterable[Tensor], weight: float = 1.0) -> Tensor:
     """:math:`\\frac{\\lambda}{2} \\sum_i w_i^2`, to add to the loss (same gradient as ``weight_decay=λ``)."""
+    weight = check.real("l2_penalty", "weight", weight, -math.inf, math.inf, low_open=True, high_open=True)
     params = list(parameters)
     if not params:
-        raise ValueError("l2_penalty: no parameters given")
+        raise ArgumentError("l2_penalty: no parameters given")
     total = (params[0] * params[0]).sum()
     for p in params[1:]:
         total = total + (p * p).sum()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
 __all__ = ["Adagrad", "adagrad_update"]
@@ -44,6 +44,14 @@ def adagrad_update(
 class Adagrad(Optimizer):
     """Adagrad (Duchi et al.). Args: lr (1e-2), lr_decay, weight_decay, initial_accumulator_value, eps (1e-10)."""
 
+    ranges: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
+        "lr": (0.0, math.inf, False, True),
+        "lr_decay": (0.0, math.inf, False, True),
+        "weight_decay": (0.0, math.inf, False, True),
+        "initial_accumulator_value": (0.0, math.inf, False, True),
+        "eps": (0.0, math.inf, False, True),
+    }
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -66,12 +74,6 @@ class Adagrad(Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p] = {"step": 0, "sum": np.full_like(p.data, group["initial_accumulator_value"])}
-
-    def _validate(self, group: dict[str, Any]) -> None:
-        super()._validate(group)
-        for key in ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
-            if group[key] < 0:
-                raise ArgumentError(f"Adagrad: invalid {key} {group[key]} (must be >= 0)")
 
     def _update(self, group: dict[str, Any]) -> None:
         for p in group["params"]:

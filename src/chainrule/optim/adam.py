@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
+from chainrule import _checks as check
 from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
@@ -76,6 +77,12 @@ class Adam(Optimizer):
     """
 
     decoupled = False
+    ranges: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
+        "lr": (0.0, math.inf, False, True),
+        "eps": (0.0, math.inf, False, True),
+        "weight_decay": (0.0, math.inf, False, True),
+    }
+    flags = ("amsgrad", "maximize")
 
     def __init__(
         self,
@@ -87,21 +94,18 @@ class Adam(Optimizer):
         amsgrad: bool = False,
         maximize: bool = False,
     ) -> None:
-        defaults = dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize
-        )
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize)
         super().__init__(params, defaults)
 
-    def _validate(self, group: dict[str, Any]) -> None:
-        super()._validate(group)
-        name = type(self).__name__
-        beta1, beta2 = group["betas"]
-        if not 0.0 <= beta1 < 1.0 or not 0.0 <= beta2 < 1.0:
-            raise ArgumentError(f"{name}: invalid betas {group['betas']} (each must be in [0, 1))")
-        if group["eps"] < 0:
-            raise ArgumentError(f"{name}: invalid eps {group['eps']} (must be >= 0)")
-        if group["weight_decay"] < 0:
-            raise ArgumentError(f"{name}: invalid weight_decay {group['weight_decay']} (must be >= 0)")
+    def _validate(self, group: dict[str, Any], owner: str) -> None:
+        super()._validate(group, owner)
+        betas = group["betas"]
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
+            raise ArgumentError(f"{owner}: invalid betas {betas!r} (must be a pair (beta1, beta2), each in [0, 1))")
+        group["betas"] = tuple(
+            check.real(owner, f"betas[{i}]", beta, 0.0, 1.0, high_open=True, label="betas")
+            for i, beta in enumerate(betas)
+        )
 
     def _update(self, group: dict[str, Any]) -> None:
         beta1, beta2 = group["betas"]

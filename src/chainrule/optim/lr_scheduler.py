@@ -1,5 +1,9 @@
 """Learning-rate schedules. Each sets ``group["lr"]`` from the group's initial rate and the epoch counter.
 
+Every constructor checks its arguments with the shared validators of :mod:`chainrule._checks`: ``gamma``,
+factors and ``eta_min`` are finite numbers in their interval (no NaN, inf or bool), counts (``step_size``,
+``T_max``, ``total_iters``, ``patience``) are integers; an ``ArgumentError`` names the scheduler and the value.
+
 Call ``scheduler.step()`` once per epoch (or per step, for warmup), after ``optimizer.step()``.
 :class:`ReduceLROnPlateau` instead takes the monitored metric: ``scheduler.step(val_loss)``.
 """
@@ -10,6 +14,9 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
+from chainrule import _checks as check
 from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
@@ -29,8 +36,8 @@ class LRScheduler:
     """Base: remembers each group's initial rate and sets ``lr = lr_at(epoch)`` after every ``step()``."""
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
-        if not isinstance(optimizer, Optimizer):
-            raise ArgumentError(f"{type(self).__name__}: expected an Optimizer, got {type(optimizer).__name__}")
+        _check_optimizer(type(self).__name__, optimizer)
+        last_epoch = check.integer(type(self).__name__, "last_epoch", last_epoch, minimum=-1)
         self.optimizer = optimizer
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
@@ -62,13 +69,22 @@ class LRScheduler:
         self.__dict__.update(state)
 
 
+def _check_optimizer(owner: str, optimizer: Any) -> None:
+    if not isinstance(optimizer, Optimizer):
+        raise ArgumentError(f"{owner}: expected an Optimizer, got {type(optimizer).__name__}")
+
+
+def _gamma(owner: str, gamma: Any) -> float:
+    """A multiplicative factor: finite and positive (0 would end training, a negative rate ascends)."""
+    return check.real(owner, "gamma", gamma, 0.0, math.inf, low_open=True, high_open=True)
+
+
 class StepLR(LRScheduler):
     """Multiply the rate by ``gamma`` every ``step_size`` epochs: :math:`\\eta_0 \\gamma^{\\lfloor t / s \\rfloor}`."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
-        if step_size < 1:
-            raise ArgumentError(f"StepLR: step_size must be a positive integer, got {step_size}")
-        self.step_size, self.gamma = int(step_size), float(gamma)
+        self.step_size = check.integer("StepLR", "step_size", step_size, minimum=1)
+        self.gamma = _gamma("StepLR", gamma)
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
@@ -79,7 +95,10 @@ class MultiStepLR(LRScheduler):
     """Multiply the rate by ``gamma`` at each epoch in ``milestones``."""
 
     def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1, last_epoch: int = -1):
-        self.milestones, self.gamma = sorted(int(m) for m in milestones), float(gamma)
+        if isinstance(milestones, (str, bytes)) or not isinstance(milestones, (Sequence, set, frozenset, range)):
+            raise ArgumentError(f"MultiStepLR: milestones must be a list of epochs, got {type(milestones).__name__}")
+        self.milestones = sorted(check.integer("MultiStepLR", "milestones", m, minimum=0) for m in milestones)
+        self.gamma = _gamma("MultiStepLR", gamma)
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
@@ -90,9 +109,7 @@ class ExponentialLR(LRScheduler):
     """Multiply the rate by ``gamma`` every epoch: :math:`\\eta_0 \\gamma^t`."""
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
-        if gamma <= 0:
-            raise ArgumentError(f"ExponentialLR: gamma must be positive, got {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = _gamma("ExponentialLR", gamma)
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
@@ -105,9 +122,8 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:  # noqa: N803
-        if T_max < 1:
-            raise ArgumentError(f"CosineAnnealingLR: T_max must be a positive integer, got {T_max}")
-        self.T_max, self.eta_min = int(T_max), float(eta_min)
+        self.T_max = check.integer("CosineAnnealingLR", "T_max", T_max, minimum=1)
+        self.eta_min = check.real("CosineAnnealingLR", "eta_min", eta_min, 0.0, math.inf, high_open=True)
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
@@ -123,10 +139,14 @@ class LambdaLR(LRScheduler):
         lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
         last_epoch: int = -1,
     ) -> None:
+        _check_optimizer("LambdaLR", optimizer)
         groups = len(optimizer.param_groups)
         self.lr_lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
         if len(self.lr_lambdas) != groups:
             raise ArgumentError(f"LambdaLR: {len(self.lr_lambdas)} functions for {groups} parameter groups")
+        for function in self.lr_lambdas:
+            if not callable(function):
+                raise ArgumentError(f"LambdaLR: lr_lambda must be a function of the epoch, got {function!r}")
         self._group = 0
         super().__init__(optimizer, last_epoch)
 
@@ -151,13 +171,9 @@ class LinearLR(LRScheduler):
         total_iters: int = 5,
         last_epoch: int = -1,
     ) -> None:
-        if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
-            raise ArgumentError(
-                f"LinearLR: need 0 < start_factor <= 1 and 0 <= end_factor <= 1, got {start_factor}, {end_factor}"
-            )
-        if total_iters < 1:
-            raise ArgumentError(f"LinearLR: total_iters must be positive, got {total_iters}")
-        self.start_factor, self.end_factor, self.total_iters = float(start_factor), float(end_factor), int(total_iters)
+        self.start_factor = check.real("LinearLR", "start_factor", start_factor, 0.0, 1.0, low_open=True)
+        self.end_factor = check.real("LinearLR", "end_factor", end_factor, 0.0, 1.0)
+        self.total_iters = check.integer("LinearLR", "total_iters", total_iters, minimum=1)
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
@@ -186,17 +202,21 @@ class ReduceLROnPlateau:
         min_lr: float | Sequence[float] = 0.0,
         eps: float = 1e-8,
     ) -> None:
-        if factor >= 1.0 or factor <= 0:
-            raise ArgumentError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
-        if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
-            raise ArgumentError(
-                f"ReduceLROnPlateau: mode must be min/max and threshold_mode rel/abs, got {mode!r}, {threshold_mode!r}"
-            )
+        name = "ReduceLROnPlateau"
+        _check_optimizer(name, optimizer)
+        self.mode = check.one_of(name, "mode", mode, ("min", "max"))
+        self.threshold_mode = check.one_of(name, "threshold_mode", threshold_mode, ("rel", "abs"))
+        self.factor = check.real(name, "factor", factor, 0.0, 1.0, low_open=True, high_open=True)
+        self.patience = check.integer(name, "patience", patience, minimum=0)
+        self.threshold = check.real(name, "threshold", threshold, 0.0, math.inf, high_open=True)
+        self.cooldown = check.integer(name, "cooldown", cooldown, minimum=0)
+        self.eps = check.real(name, "eps", eps, 0.0, math.inf, high_open=True)
         self.optimizer = optimizer
         groups = len(optimizer.param_groups)
-        self.min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [float(min_lr)] * groups
-        self.mode, self.factor, self.patience = mode, float(factor), int(patience)
-        self.threshold, self.threshold_mode, self.cooldown, self.eps = float(threshold), threshold_mode, cooldown, eps
+        min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * groups
+        if len(min_lrs) != groups:
+            raise ArgumentError(f"{name}: {len(min_lrs)} min_lr values for {groups} parameter groups")
+        self.min_lrs = [check.real(name, "min_lr", value, 0.0, math.inf, high_open=True) for value in min_lrs]
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
@@ -212,7 +232,7 @@ class ReduceLROnPlateau:
 
     def step(self, metric: float) -> None:
         """Record this epoch's metric and reduce the rates if it has not improved for ``patience`` epochs."""
-        value = float(metric)
+        value = _metric(metric)
         self.last_epoch += 1
         if self._is_better(value):
             self.best = value
@@ -242,3 +262,14 @@ class ReduceLROnPlateau:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved."""
         self.__dict__.update(state)
+
+
+def _metric(metric: Any) -> float:
+    """The monitored value as a float: a number, or a one-element tensor or array (NaN counts as no improvement)."""
+    value = getattr(metric, "data", metric)  # a Tensor's array
+    if isinstance(value, (bool, str, bytes)) or np.size(value) != 1:
+        raise ArgumentError(f"ReduceLROnPlateau.step: the metric must be one number, got {metric!r}")
+    try:
+        return float(np.asarray(value).reshape(()))
+    except (TypeError, ValueError):
+        raise ArgumentError(f"ReduceLROnPlateau.step: the metric must be one number, got {metric!r}") from None

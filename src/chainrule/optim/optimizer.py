@@ -3,74 +3,139 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+import math
+from collections.abc import Callable, Iterable, Mapping, Set
+from typing import Any, ClassVar
 
 import numpy as np
 
+from chainrule import _checks as check
 from chainrule.anomaly import user_site
 from chainrule.autograd import no_grad
-from chainrule.errors import ArgumentError, ChainruleError, CheckpointError
+from chainrule.errors import ArgumentError, CheckpointError, DTypeError, ShapeError
 from chainrule.tensor import Tensor
 
 __all__ = ["Optimizer"]
 
 
+def _ordered(owner: str, name: str, params: Any) -> Iterable[Any]:
+    """``params`` if it is an ordered iterable (list, tuple, generator); a lone tensor, a dict, a set, a string
+    or a number is refused (a set's order changes between runs, and the state dict refers to positions)."""
+    if isinstance(params, Tensor):
+        raise ArgumentError(f"{owner}: {name} must be an iterable of tensors, got one Tensor; wrap it in a list")
+    if isinstance(params, (Set, str, bytes)) or (isinstance(params, Mapping) and name == "params"):
+        hint = "; wrap the group in a list: [{'params': ...}]" if isinstance(params, Mapping) else ""
+        raise ArgumentError(
+            f"{owner}: {name} must be an ordered iterable of tensors or of dicts, got {type(params).__name__}{hint}"
+        )
+    try:
+        return iter(params)
+    except TypeError:
+        raise ArgumentError(
+            f"{owner}: {name} must be an iterable of tensors or of dicts, got {type(params).__name__}"
+        ) from None
+
+
 class Optimizer:
     """Base class: holds ``param_groups`` (each a dict of params and hyperparameters) and ``state[param]``.
 
-    Subclasses validate their hyperparameters, pass the defaults here, and implement ``_update(group)``,
-    which applies the update math (a plain function) to each parameter of the group.
+    Subclasses declare their hyperparameters in ``ranges`` (the interval each number must lie in) and
+    ``flags`` (the ones that must be ``True`` or ``False``), pass the defaults here, and implement
+    ``_update(group)``, which applies the update math (a plain function) to each parameter of the group.
+    Every hyperparameter is checked by one validator (:meth:`_validate`) when a group is added: NaN, infinite
+    or boolean numbers, and values outside their interval, raise ``ArgumentError`` naming the optimizer, the
+    hyperparameter and the value. ``step()`` re-checks only the learning rate (the value schedulers and
+    users change between steps) and that each gradient matches its parameter's shape and dtype.
+
+    Each parameter may appear once: the same tensor twice in one list, or in two groups, raises
+    ``ArgumentError`` (PyTorch only warns for one list, and then updates that parameter twice per step).
+    ``Module.parameters()`` already lists a shared parameter once.
 
     Parameters
     ----------
     params : iterable of Tensor, or of dicts
-        The parameters to optimize, or groups ``{"params": [...], "lr": ...}`` with their own settings.
+        The parameters to optimize (leaf, floating-point tensors with ``requires_grad=True``), or groups
+        ``{"params": [...], "lr": ...}`` with their own settings. An ordered collection: not a set.
     defaults : dict
         Hyperparameters used where a group does not set its own.
     """
 
+    #: the interval of each numeric hyperparameter: ``(low, high, low_open, high_open)``; ``inf`` ends are open
+    ranges: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {"lr": (0.0, math.inf, False, True)}
+    #: the hyperparameters that must be ``True`` or ``False``
+    flags: ClassVar[tuple[str, ...]] = ("maximize",)
+
     def __init__(self, params: Iterable[Tensor] | Iterable[Mapping[str, Any]], defaults: Mapping[str, Any]) -> None:
+        name = type(self).__name__
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[Tensor, dict[str, Any]] = {}
-        groups = list(params)
+        groups = list(_ordered(name, "params", params))
         if not groups:
-            raise ArgumentError(f"{type(self).__name__}: got an empty parameter list")
+            raise ArgumentError(f"{name}: got an empty parameter list")
         if not isinstance(groups[0], Mapping):
             groups = [{"params": groups}]
         for group in groups:
             self.add_param_group(group)
 
     def add_param_group(self, group: Mapping[str, Any]) -> None:
-        """Add a group of parameters with its own hyperparameters (missing ones take the defaults)."""
+        """Add a group of parameters with its own hyperparameters (missing ones take the defaults).
+
+        Raises
+        ------
+        ArgumentError
+            If a parameter is not a leaf floating-point tensor requiring grad, appears twice (here or in an
+            earlier group), or a hyperparameter is unknown or invalid.
+        """
+        name = type(self).__name__
+        if not isinstance(group, Mapping) or "params" not in group:
+            raise ArgumentError(
+                f"{name}: a parameter group must be a dict with a 'params' entry, got {type(group).__name__}"
+            )
         params = group["params"]
-        params = [params] if isinstance(params, Tensor) else list(params)
-        for p in params:
+        params = [params] if isinstance(params, Tensor) else list(_ordered(name, "a group's 'params'", params))
+        offset = sum(len(g["params"]) for g in self.param_groups)
+        earlier = {id(p) for g in self.param_groups for p in g["params"]}
+        here: set[int] = set()
+        for i, p in enumerate(params, start=offset):
             if not isinstance(p, Tensor):
-                raise ArgumentError(f"{type(self).__name__}: parameters must be tensors, got {type(p).__name__}")
+                raise ArgumentError(f"{name}: parameters must be tensors, got {type(p).__name__} (parameter {i})")
+            if p.dtype.kind != "f":
+                raise ArgumentError(f"{name}: parameter {i} of shape {p.shape} is {p.dtype}; only floating point")
             if not p.requires_grad:
-                raise ArgumentError(f"{type(self).__name__}: a parameter of shape {p.shape} does not require grad")
-        seen = {id(p) for g in self.param_groups for p in g["params"]}
-        if any(id(p) in seen for p in params):
-            raise ArgumentError(f"{type(self).__name__}: a parameter appears in more than one group")
+                raise ArgumentError(f"{name}: a parameter of shape {p.shape} does not require grad (parameter {i})")
+            if not p.is_leaf:
+                raise ArgumentError(
+                    f"{name}: parameter {i} of shape {p.shape} is not a leaf (computed by {p.grad_fn}); "
+                    "optimize the tensors it was computed from, or detach it and set requires_grad"
+                )
+            if id(p) in earlier or id(p) in here:
+                where = "in an earlier parameter group" if id(p) in earlier else "twice in one parameter list"
+                raise ArgumentError(
+                    f"{name}: parameter {i} of shape {p.shape} appears {where}; pass each parameter once "
+                    "(it would be updated twice per step)"
+                )
+            here.add(id(p))
         unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
         if unknown:
-            raise ArgumentError(f"{type(self).__name__}: unknown hyperparameters {sorted(unknown)}")
+            raise ArgumentError(f"{name}: unknown hyperparameters {sorted(unknown)}")
         full = {**self.defaults, **group, "params": params}
-        try:
-            self._validate(full)
-        except (TypeError, ValueError) as error:  # a comparison with a string, a tuple of the wrong length ...
-            if isinstance(error, ChainruleError):
-                raise
-            settings = {key: value for key, value in full.items() if key != "params"}
-            raise ArgumentError(f"{type(self).__name__}: invalid hyperparameters {settings} ({error})") from None
+        owner = name if not self.param_groups else f"{name} (parameter group {len(self.param_groups)})"
+        self._validate(full, owner)
         self.param_groups.append(full)
 
-    def _validate(self, group: Mapping[str, Any]) -> None:
-        """Raise ValueError for bad hyperparameters (subclasses extend this)."""
-        if group["lr"] < 0:
-            raise ArgumentError(f"{type(self).__name__}: invalid learning rate {group['lr']} (must be >= 0)")
+    def _validate(self, group: dict[str, Any], owner: str) -> None:
+        """Check every hyperparameter of ``group`` against ``ranges`` and ``flags``, normalising it in place.
+
+        Subclasses extend this for rules across hyperparameters (Nesterov needs momentum) and tuples (betas).
+        """
+        for key, (low, high, low_open, high_open) in self.ranges.items():
+            label = "learning rate" if key == "lr" else key
+            group[key] = check.real(
+                owner, key, group[key], low, high, low_open=low_open, high_open=high_open, label=label
+            )
+        for key in self.flags:
+            group[key] = check.flag(owner, key, group[key])
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all parameters (to None by default, or to zeros)."""
@@ -90,6 +155,7 @@ class Optimizer:
 
             with enable_grad():
                 loss = closure()
+        self._check_before_step()
         for group in self.param_groups:
             self._update(group)
         # The parameters changed in place: a graph that saved them can no longer give their gradient.
@@ -99,6 +165,39 @@ class Optimizer:
                 if p._grad is not None:
                     p._mark_modified(site)
         return loss
+
+    def _check_before_step(self) -> None:
+        """The per-step checks, before any parameter moves: each group's learning rate (a float in [0, inf)
+        after a scheduler, so one comparison) and each gradient's shape and dtype."""
+        for group in self.param_groups:
+            lr = group["lr"]
+            if lr.__class__ is not float or not 0.0 <= lr < math.inf:  # NaN fails the comparison
+                low, high, low_open, high_open = self.ranges["lr"]
+                group["lr"] = check.real(
+                    f"{type(self).__name__}.step",
+                    "lr",
+                    lr,
+                    low,
+                    high,
+                    low_open=low_open,
+                    high_open=high_open,
+                    label="learning rate",
+                )
+            for p in group["params"]:
+                grad = p.grad
+                if grad is not None and (
+                    not isinstance(grad, Tensor) or grad.data.shape != p.data.shape or grad.data.dtype != p.data.dtype
+                ):
+                    self._bad_grad(p)
+
+    def _bad_grad(self, param: Tensor) -> None:
+        index = next(i for i, p in enumerate(p for g in self.param_groups for p in g["params"]) if p is param)
+        grad, where = param.grad, f"{type(self).__name__}.step: the gradient of parameter {index}"
+        if not isinstance(grad, Tensor):
+            raise DTypeError(f"{where} (shape {param.shape}) is a {type(grad).__name__}, not a Tensor")
+        if grad.shape != param.shape:
+            raise ShapeError(f"{where} has shape {grad.shape}, the parameter {param.shape}; they must match")
+        raise DTypeError(f"{where} (shape {param.shape}) is {grad.dtype}, the parameter {param.dtype}; they must match")
 
     def _update(self, group: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -162,10 +261,20 @@ class Optimizer:
                 else:
                     restored[k] = copy.deepcopy(v)
             new_state[params[i]] = restored
+        restored_groups = []
         for saved, group in zip(groups, self.param_groups):
-            for k, v in saved.items():
-                if k != "params":
-                    group[k] = copy.deepcopy(v)
+            settings = {k: copy.deepcopy(v) for k, v in saved.items() if k != "params"}
+            unknown = set(settings) - set(self.defaults) - {"initial_lr"}
+            if unknown:
+                raise CheckpointError(f"{name}.load_state_dict: unknown hyperparameters {sorted(unknown)}")
+            candidate = {**group, **settings}
+            try:  # a checkpoint edited or corrupted to a NaN learning rate fails here, not epochs later
+                self._validate(candidate, f"{name}.load_state_dict")
+            except ArgumentError as error:
+                raise CheckpointError(str(error)) from None
+            restored_groups.append(candidate)
+        for group, candidate in zip(self.param_groups, restored_groups):
+            group.update(candidate)
         self.state = new_state
 
     def __repr__(self) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
 __all__ = ["RMSprop", "rmsprop_update"]
@@ -65,7 +65,17 @@ def rmsprop_update(
 
 
 class RMSprop(Optimizer):
-    """RMSprop (Hinton). Args: lr (1e-2), alpha (0.99), eps (1e-8), weight_decay, momentum, centered."""
+    """RMSprop (Hinton). Args: lr (1e-2), alpha (0.99, in [0, 1]), eps (1e-8), weight_decay, momentum (in [0, 1)),
+    centered."""
+
+    ranges: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
+        "lr": (0.0, math.inf, False, True),
+        "alpha": (0.0, 1.0, False, False),  # a running average: above 1 the weight of the new gradient is negative
+        "eps": (0.0, math.inf, False, True),
+        "weight_decay": (0.0, math.inf, False, True),
+        "momentum": (0.0, 1.0, False, True),
+    }
+    flags = ("centered", "maximize")
 
     def __init__(
         self,
@@ -88,12 +98,6 @@ class RMSprop(Optimizer):
             maximize=maximize,
         )
         super().__init__(params, defaults)
-
-    def _validate(self, group: dict[str, Any]) -> None:
-        super()._validate(group)
-        for key in ("alpha", "eps", "weight_decay", "momentum"):
-            if group[key] < 0:
-                raise ArgumentError(f"RMSprop: invalid {key} {group[key]} (must be >= 0)")
 
     def _update(self, group: dict[str, Any]) -> None:
         for p in group["params"]:

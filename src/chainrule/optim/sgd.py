@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -52,8 +53,9 @@ class SGD(Optimizer):
     """Stochastic gradient descent, optionally with (Nesterov) momentum and L2 weight decay.
 
     Args:
-        params: parameters or parameter groups.  lr: learning rate (default 1e-3, as in PyTorch).
-        momentum: momentum factor μ.  dampening: τ.  weight_decay: L2 penalty λ (coupled: added to the gradient).
+        params: parameters or parameter groups.  lr: learning rate in [0, inf) (default 1e-3, as in PyTorch).
+        momentum: momentum factor μ in [0, 1).  dampening: τ in [0, 1].
+        weight_decay: L2 penalty λ (coupled: added to the gradient).
         nesterov: Nesterov momentum (needs momentum > 0 and dampening 0).  maximize: ascend instead.
 
     Examples
@@ -66,6 +68,14 @@ class SGD(Optimizer):
     >>> round(w.item(), 6)
     0.8
     """
+
+    ranges: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
+        "lr": (0.0, math.inf, False, True),
+        "momentum": (0.0, 1.0, False, True),  # at 1 the buffer never forgets; above, it grows without bound
+        "dampening": (0.0, 1.0, False, False),
+        "weight_decay": (0.0, math.inf, False, True),
+    }
+    flags = ("nesterov", "maximize")
 
     def __init__(
         self,
@@ -87,14 +97,10 @@ class SGD(Optimizer):
         )
         super().__init__(params, defaults)
 
-    def _validate(self, group: dict[str, Any]) -> None:
-        super()._validate(group)
-        if group["momentum"] < 0:
-            raise ArgumentError(f"SGD: invalid momentum {group['momentum']} (must be >= 0)")
-        if group["weight_decay"] < 0:
-            raise ArgumentError(f"SGD: invalid weight_decay {group['weight_decay']} (must be >= 0)")
+    def _validate(self, group: dict[str, Any], owner: str) -> None:
+        super()._validate(group, owner)
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ArgumentError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
+            raise ArgumentError(f"{owner}: Nesterov momentum needs momentum > 0 and dampening = 0")
 
     def _update(self, group: dict[str, Any]) -> None:
         for p in group["params"]:
