@@ -532,8 +532,9 @@ def read_array(path: str | os.PathLike[str]) -> np.ndarray:
                     shape, _fortran, dtype = fmt.read_array_header_2_0(file)
                 else:
                     raise ValueError(f"format version {version[0]}.{version[1]} (1.0 and 2.0 are read)")
-            except ValueError as error:
-                raise DataError(f"{where}: not a readable .npy file: {error}") from None
+            except Exception as error:  # NumPy's header parser raises ValueError, SyntaxError, TokenError, ...
+                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise DataError(f"{where}: not a readable .npy file: {message}") from None
             if dtype.hasobject or dtype.names is not None or dtype.kind not in "biuf":
                 raise DataError(
                     f"{where}: holds dtype {dtype}; expected numbers (bool, integer or float); "
