@@ -201,7 +201,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from chainrule.train.runs import predict_files
 
-    predict_files(args.run_dir, args.files, top=args.top)
+    predict_files(args.run_dir, args.files, top=args.top, show=args.show)
     return 0
 
 
@@ -286,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir", help="a directory written by 'chainrule train'")
     predict.add_argument("files", nargs="+", metavar="IMAGE_OR_NPY")
     predict.add_argument("--top", type=_positive_int, default=3, help="how many classes to show (default 3)")
+    predict.add_argument(
+        "--show", metavar="PNG", default=None,
+        help="write a PNG of what the model saw: each image cropped, centred and scaled like the data set's own",
+    )  # fmt: skip
     predict.set_defaults(run=_predict)
 
     datasets = commands.add_parser("datasets", parents=[common], help="list the datasets and where each was found")

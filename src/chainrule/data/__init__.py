@@ -27,6 +27,7 @@ from chainrule.data.datasets import DATASETS, DatasetStatus, available, describe
 from chainrule.data.idx import read_idx, sha256_of_idx, write_idx
 from chainrule.data.images import digits, fashion_mnist, locate, mnist
 from chainrule.data.loader import DataLoader
+from chainrule.data.preprocess import prepare_image, prepare_samples, read_array, read_image, save_image
 from chainrule.data.splits import DatasetInfo, Splits
 from chainrule.data.toy import blobs, circles, linear_regression, moons, spirals, xor
 from chainrule.data.transforms import Standardize, flatten, one_hot, scale_to_unit
@@ -61,4 +62,9 @@ __all__ = [
     "describe",
     "available",
     "DatasetStatus",
+    "prepare_image",
+    "prepare_samples",
+    "read_image",
+    "read_array",
+    "save_image",
 ]

@@ -25,7 +25,8 @@ import numpy as np
 
 from chainrule import data as datasets
 from chainrule import rng
-from chainrule.errors import ArgumentError, ChainruleError, CheckpointError, DataError
+from chainrule.data import preprocess
+from chainrule.errors import ArgumentError, CheckpointError, DataError
 from chainrule.io import atomic_write_bytes, load_into, save
 from chainrule.nn.module import Module
 from chainrule.optim.lr_scheduler import CosineAnnealingLR
@@ -279,68 +280,83 @@ def evaluate_run(
     return result
 
 
-def _read_input(path: Path, input_shape: list[int]) -> np.ndarray:
-    """One or more samples from a .npy array or an image, shaped (N, *input_shape), float32."""
+def _dataset_info(config: dict[str, Any]) -> datasets.DatasetInfo:
+    """The :class:`DatasetInfo` a run's ``config.json`` records."""
+    data = config["data"]
+    return datasets.DatasetInfo(
+        name=str(data["name"]),
+        task=data["task"],
+        input_shape=tuple(data["input_shape"]),
+        num_classes=data.get("num_classes"),
+        class_names=list(data.get("class_names") or []),
+    )
+
+
+def _read_input(path: Path, info: datasets.DatasetInfo) -> tuple[np.ndarray, bool]:
+    """The samples in a file, shaped ``(N, *info.input_shape)`` float32, and whether they were prepared from
+    an image (cropped, centred, scaled like the data set's own images; see :func:`chainrule.data.prepare_image`).
+
+    The file's content decides how it is read, not its name: a ``.npy`` array (checked against its header,
+    never unpickled) holds samples in the data set's layout, or one image of another size; anything else is
+    read as an image, its size checked before decoding.
+    """
+    where = f"predict: {str(path)!r}"
     if not path.is_file():
-        raise DataError(f"predict: {str(path)!r} does not exist")
-    if path.suffix.lower() == ".npy":
+        raise DataError(f"{where} does not exist" if not path.exists() else f"{where} is not a file")
+    shape = tuple(info.input_shape)
+    is_image_data = len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)
+    if preprocess.is_npy(path):
         try:
-            array = np.load(path, allow_pickle=False)
-        except ValueError as error:
-            raise DataError(f"predict: {str(path)!r} is not a plain .npy array: {error}") from None
-        array = np.asarray(array, dtype=np.float32)
-        if array.max(initial=0) > 1.0:
-            array = array / 255.0 if array.max() > 16 else array / 16.0
-    else:
-        try:
-            import matplotlib.image
-        except ImportError:
-            raise ChainruleError("predict: reading images needs matplotlib: pip install 'chainrule[plot]'") from None
-        try:
-            array = np.asarray(matplotlib.image.imread(path), dtype=np.float32)
-        except Exception as error:  # Pillow/matplotlib raise many types for unreadable files
-            raise DataError(f"predict: cannot read image {str(path)!r}: {error}") from None
-        if array.ndim == 3:
-            array = array[..., :3].mean(axis=2)  # grayscale
-        if array.max() > 1.0:
-            array = array / 255.0
-        border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
-        if np.median(border) > 0.5:  # dark ink on light paper -> light on dark, as in the datasets
-            array = 1.0 - array
-        array = _resize(array, input_shape[-2:])
-    sample = math.prod(input_shape)
-    if array.size % sample:
-        raise DataError(
-            f"predict: {str(path)!r} has {array.size} values, not a multiple of one sample "
-            f"{tuple(input_shape)} ({sample} values)"
+            array = preprocess.read_array(path)
+        except DataError as error:
+            raise DataError(f"predict: {error}") from None
+        fits = (
+            array.shape[-len(shape) :] == shape
+            or array.shape[-2:] == shape[-2:]
+            or array.shape[-1:] == (math.prod(shape),)
         )
-    return array.reshape(-1, *input_shape).astype(np.float32)
+        if is_image_data and not fits and (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (2, 3, 4))):
+            return preprocess.prepare_image(array, like=info, source=where)[None], True
+        return preprocess.prepare_samples(array, like=info, source=where), False
+    if not is_image_data:
+        raise DataError(
+            f"{where}: the run's model reads samples of {info.name} of shape {shape}, not images; "
+            "give a .npy array of such samples"
+        )
+    try:
+        image = preprocess.read_image(path)
+    except DataError as error:
+        raise DataError(f"predict: {error}") from None
+    return preprocess.prepare_image(image, like=info, source=where)[None], True
 
 
-def _resize(image: np.ndarray, shape: list[int]) -> np.ndarray:
-    """Area-average (or repeat) a 2-D image to ``shape`` by sampling pixel centres bilinearly."""
-    if list(image.shape) == list(shape):
-        return image
-    rows = np.linspace(0, image.shape[0] - 1, shape[0])
-    cols = np.linspace(0, image.shape[1] - 1, shape[1])
-    r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
-    r1, c1 = np.minimum(r0 + 1, image.shape[0] - 1), np.minimum(c0 + 1, image.shape[1] - 1)
-    fr, fc = (rows - r0)[:, None], (cols - c0)[None, :]
-    top = image[r0][:, c0] * (1 - fc) + image[r0][:, c1] * fc
-    bottom = image[r1][:, c0] * (1 - fc) + image[r1][:, c1] * fc
-    return top * (1 - fr) + bottom * fr
+def predict_files(
+    run_dir: str | os.PathLike[str], files: list[str], top: int = 3, show: str | os.PathLike[str] | None = None
+) -> list[np.ndarray]:
+    """Classify each file (an image, or a .npy array of one or more samples); print the top classes.
 
-
-def predict_files(run_dir: str | os.PathLike[str], files: list[str], top: int = 3) -> list[np.ndarray]:
-    """Classify each file (a PNG image, or a .npy array of one or more samples); print the top classes."""
+    Images are read the way the data set's own images were made (:func:`chainrule.data.prepare_image`:
+    ink, crop, square, area-average, centre); ``show`` names a PNG to write of every sample as the model saw
+    it (written atomically; it may not be one of ``files``).
+    """
     model, config = load_run(run_dir)
-    input_shape = config["data"]["input_shape"]
-    names = config["data"].get("class_names") or []
-    results = []
+    info = _dataset_info(config)
+    names = info.class_names
+    show_path = None if show is None else Path(show)
+    if show_path is not None:
+        if show_path.suffix.lower() != ".png":
+            raise ArgumentError(f"predict: --show {str(show_path)!r} must name a .png file")
+        if show_path.is_dir() or not show_path.parent.is_dir():
+            raise ArgumentError(f"predict: --show {str(show_path)!r}: expected a file in an existing directory")
+        for name in files:
+            if show_path.exists() and Path(name).exists() and show_path.samefile(name):
+                raise ArgumentError(f"predict: --show {str(show_path)!r} is one of the inputs; it would be overwritten")
+    results, seen = [], []
     for name in files:
-        samples = _read_input(Path(name), input_shape)
+        samples, _ = _read_input(Path(name), info)
+        seen.append(samples)
         scores = predict(model, samples)
-        if config["data"]["task"] == "regression":
+        if info.task == "regression":
             for i, value in enumerate(scores[:, 0]):
                 print(f"{name}[{i}]: {value:.4f}")
             results.append(scores)
@@ -353,4 +369,11 @@ def predict_files(run_dir: str | os.PathLike[str], files: list[str], top: int = 
             where = name if len(probabilities) == 1 else f"{name}[{i}]"
             print(f"{where}: {shown}")
         results.append(probabilities)
+    if show_path is not None:
+        images = np.concatenate(seen)
+        if (images.ndim == 4 and images.shape[1] == 1) or images.ndim == 3:
+            preprocess.save_image(images, show_path)
+            print(f"Wrote what the model saw ({len(images)} image{'s' * (len(images) != 1)}) to {show_path}")
+        else:
+            print(f"(no --show image: samples of shape {images.shape[1:]} are not images)")
     return results
