@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -398,22 +400,73 @@ def _add_gradcheck(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``chainrule`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run the ``chainrule`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Every failure inside a command is one line on stderr and exit code 1 (``--debug``: the traceback
+    instead); Ctrl-C is one line and 130; a reader that closes the pipe early (``chainrule ... | head``)
+    ends the command quietly with 141, as a process killed by SIGPIPE would.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 2
     try:
-        return args.run(args)
-    except (ChainruleError, ValueError, TypeError, ArithmeticError, OSError) as error:
-        if args.debug:
-            raise
-        print(f"chainrule: error: {error}", file=sys.stderr)
-        return 1
+        with _quiet_numpy(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.run(args)
     except KeyboardInterrupt:
         print("chainrule: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"chainrule: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line; errors outside chainrule's own are prefixed with what they are."""
+    if isinstance(error, MemoryError):
+        detail = str(error) or "an allocation failed"
+        text = f"out of memory: {detail} (try a smaller model, batch or --limit)"
+    elif isinstance(error, RecursionError):
+        text = f"input nested too deeply to process ({error})"
+    elif isinstance(error, (ChainruleError, OSError, ValueError, TypeError, ArithmeticError)):
+        text = str(error) or type(error).__name__
+    else:  # KeyError('x') prints as 'x': say what it is
+        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return " ".join(text.split())
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """A warning as one line, ``chainrule: warning: ...`` (no source line, no file name)."""
+    text = " ".join(str(message).split())
+    print(f"chainrule: warning: {text}", file=sys.stderr)
+
+
+def _quiet_numpy() -> Any:
+    """NumPy's floating-point warnings off for the command: results are checked for NaN and Inf instead.
+
+    The library reports non-finite values itself (``NonFiniteLossError``, warnings naming the count), so
+    NumPy's ``RuntimeWarning: overflow encountered in ...`` would only print noise before that message.
+    """
+    import numpy as np
+
+    return np.errstate(all="ignore")
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away: point stdout at /dev/null so the exit flush cannot fail, return 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (captured in tests)
+        pass
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
