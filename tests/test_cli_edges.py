@@ -52,7 +52,7 @@ def _raise(error: BaseException):
     [
         (KeyError("hidden"), ("KeyError", "hidden")),
         (MemoryError("Unable to allocate 74.5 GiB for an array"), ("out of memory", "74.5 GiB")),
-        (_array_memory_error(), ("out of memory", "Unable to allocate", "GiB")),
+        (_array_memory_error(), ("out of memory", "Unable to allocate", "TiB", "(1000000, 10000000)")),
         (RecursionError("maximum recursion depth exceeded"), ("nested too deeply",)),
         (RuntimeError("two\nlines"), ("RuntimeError: two lines",)),
         (AssertionError(), ("AssertionError",)),
