@@ -198,7 +198,7 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1) -> Ru
         files += _plots(model, history, test_set, info, run_dir, regression)
 
     print(f"Test ({len(test_set)} samples): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
-    print(history.diagnosis())
+    print(history.diagnosis(early_stopping=config.patience > 0, test_accuracy=test.get("accuracy")))
     print(f"Wrote {', '.join(p.name for p in files)} and the checkpoints to {run_dir}")
     return RunResult(model, history, test, run_dir, files)
 
