@@ -168,3 +168,43 @@ def test_explain_json_is_strict_even_when_values_overflow(capsys):
     record = json.loads(text, parse_constant=refuse)
     assert record["loss"] == "inf"
     assert float(record["loss"]) == float("inf")
+
+
+# -- polish: what the commands print -------------------------------------------------------------------------
+def test_demo_xor_losses_keep_enough_digits_to_see_them_fall(capsys):
+    assert main(["demo", "xor"]) == 0
+    shown = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if line.strip().startswith("step")]
+    assert len(set(shown)) == len(shown) == 11, shown  # late in training the loss is tiny but still shown falling
+    assert all(float(value) > 0 for value in shown)
+    assert [float(v) for v in shown] == sorted((float(v) for v in shown), reverse=True)
+
+
+def test_demo_xor_diverging_is_one_line_not_silent_nan(capsys):
+    assert main(["demo", "xor", "--steps", "500", "--lr", "5"]) == 1
+    err = _one_line(capsys, "demo xor: the loss became", "--lr 5 is too large")
+    assert "nan" in err or "inf" in err
+
+
+def test_explain_update_table_names_each_parameters_layer(capsys):
+    assert main(["explain", "--model", "2,2,1", "--input", "1,0", "--target", "1"]) == 0
+    text = capsys.readouterr().out
+    update = text[text.index("SGD step") :].splitlines()
+    assert update[2].split()[:2] == ["layer", "param"]
+    layers = [line.split()[0] for line in update[4:] if line.strip()]
+    assert layers == ["2"] * 3 + ["1"] * 6
+
+
+def test_classification_report_columns_line_up_with_long_names_and_many_classes():
+    from chainrule.train.metrics import classification_report
+
+    names = [f"class {i}" for i in range(11)] + ["a very long class name indeed"]
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 12, 500)
+    predicted = np.where(rng.random(500) < 0.7, targets, rng.integers(0, 12, 500))
+    predicted[:150] = 3  # a column of three-digit counts
+    report = classification_report(predicted, targets, names)
+    per_class, matrix = report.split("\n\n")
+    for block in (per_class.splitlines(), matrix.splitlines()[1:]):
+        assert len({len(line) for line in block}) == 1, block  # right-aligned columns: equal line lengths
+        assert len(block) == 13
+    assert "a very long class name indeed" in per_class and "11 a very long class name indeed" in matrix

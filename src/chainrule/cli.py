@@ -84,15 +84,26 @@ def _demo_xor(args: argparse.Namespace) -> int:
         f"{args.steps} {plural} of gradient descent on the mean squared error)"
     )
     result = train_xor(steps=args.steps, lr=args.lr, hidden=args.hidden, seed=args.seed, engine=args.engine)
+    losses = [float(loss) for loss in result.losses]
+    diverged = next((step for step, loss in enumerate(losses) if not math.isfinite(loss)), None)
+    last = args.steps - 1 if diverged is None else diverged
     every = max(1, args.steps // 10)
-    shown = [*range(0, args.steps, every)]
-    if shown[-1] != args.steps - 1:
-        shown.append(args.steps - 1)
-    for step in shown:
-        print(f"  step {step:5d}   loss {result.losses[step]:.6f}")
+    shown = [step for step in range(0, args.steps, every) if step < last] + [last]
+    for step in shown:  # six significant digits: a loss falling from 1e-3 to 1e-5 stays visible
+        print(f"  step {step:5d}   loss {losses[step]:.6g}")
+    if diverged is not None:
+        from chainrule.train.callbacks import NonFiniteLossError
+
+        raise NonFiniteLossError(
+            f"demo xor: the loss became {losses[diverged]} at step {diverged} (--lr {args.lr:g} is too large "
+            "for this network); try a smaller --lr"
+        )
     print("Predictions after training:")
     for x, target, pred in zip(XOR_INPUTS, XOR_TARGETS, result.predictions):
-        print(f"  {x[0]:.0f} xor {x[1]:.0f} = {target:.0f}   network says {pred:+.4f}")
+        said = (
+            f"{float(pred):+.4f}" if abs(pred) < 1e4 else f"{float(pred):+.4g}"
+        )  # a diverged net: 1e+30, not 30 digits
+        print(f"  {x[0]:.0f} xor {x[1]:.0f} = {target:.0f}   network says {said}")
     learned = all(abs(p - t) < 0.5 for p, t in zip(result.predictions, XOR_TARGETS))
     print("Learned XOR." if learned else "Did not learn XOR yet: try more --steps or another --seed.")
     return 0

@@ -282,9 +282,13 @@ class Trace:
         update = []
         for row in self.backward_rows:
             new = "(frozen)" if row.frozen else num(row.new)
-            update.append([row.name, num(row.old), num(row.grad), new])
+            update.append([str(row.layer), row.name, num(row.old), num(row.grad), new])
         sections.append(
-            (f"SGD step: new = old − lr · ∂E/∂p, lr = {num(self.lr)}", ["param", "old", "∂E/∂p", "new"], update)
+            (
+                f"SGD step: new = old − lr · ∂E/∂p, lr = {num(self.lr)}",
+                ["layer", "param", "old", "∂E/∂p", "new"],
+                update,
+            )
         )
         if self.errors_after:
             steps_rows = [[str(steps), num(error)] for steps, error in sorted(self.errors_after.items())]
