@@ -59,6 +59,14 @@ def test_evaluate_on_non_finite_inputs_warns_once_with_the_count():
         evaluate(_model(), _blobs(), loss="cross_entropy")  # finite: silent
 
 
+def test_predict_on_non_finite_inputs_warns_with_the_count():
+    from chainrule.train import predict
+
+    x, _ = _poisoned()
+    with pytest.warns(RuntimeWarning, match=r"predict: the inputs hold 3 non-finite values"):
+        predict(_model(), x)
+
+
 def _history(train, val=None):
     return History(
         [{"epoch": e, "loss": t, **({} if val is None else {"val_loss": val[e - 1]})} for e, t in enumerate(train, 1)]

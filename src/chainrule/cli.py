@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from chainrule import __version__
 from chainrule.errors import ChainruleError
@@ -226,17 +226,25 @@ def _datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2), naming the help to read."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``chainrule`` command."""
     from chainrule.train.loop import OPTIMIZERS
     from chainrule.train.models import ACTIVATIONS, MODELS
     from chainrule.train.runs import DATASET_NAMES, SCHEDULES, TrainConfig
 
-    parser = argparse.ArgumentParser(prog="chainrule", description="Backpropagation you can read, on NumPy.")
+    parser = _Parser(prog="chainrule", description="Backpropagation you can read, on NumPy.")
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)  # --debug is accepted after the subcommand too
+    common = _Parser(add_help=False)  # --debug is accepted after the subcommand too
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     defaults = TrainConfig()

@@ -107,6 +107,18 @@ def _read_json(path: str | os.PathLike, where: str) -> Any:
         raise DataError(f"{where}: nested too deeply to be a weights file") from None
 
 
+def _has_bool(value: Any) -> bool:
+    """Whether a nesting of lists holds a ``bool`` (walked with a stack: JSON can nest deeper than recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            return True
+        if isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def load_weights(model: nn.Sequential, source: str | os.PathLike | Mapping[str, Any]) -> nn.Sequential:
     """Set the weights of ``model``'s Linear layers from ``{"layers": [{"weight": [[...]], "bias": [...]}, ...]}``.
 
@@ -141,6 +153,8 @@ def load_weights(model: nn.Sequential, source: str | os.PathLike | Mapping[str, 
         pair = {}
         for key, shape in expected.items():
             try:
+                if _has_bool(entry[key]):  # NumPy would read true/false as 1/0
+                    raise TypeError("true/false are not weights")
                 array = np.array(entry[key], dtype=np.float64)
             except (TypeError, ValueError):
                 raise DataError(f"{where}: layer {number} {key} must be numbers of shape {shape}") from None

@@ -255,11 +255,16 @@ def predict(model: Module, inputs: Any, batch_size: int = 256) -> np.ndarray:
         batches = ((Tensor(array[i : i + batch_size]),) for i in range(0, len(array), batch_size))
     was_training = model.training
     model.eval()
+    nonfinite = 0
     try:
         with no_grad():
-            outputs = [model(*batch).data for batch in batches]
+            outputs = []
+            for batch in batches:
+                nonfinite += sum(_count_nonfinite(x.data) for x in batch)
+                outputs.append(model(*batch).data)
     finally:
         model.train(was_training)
+    _warn_nonfinite("predict", nonfinite, {})
     return np.concatenate(outputs)
 
 
