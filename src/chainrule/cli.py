@@ -1,7 +1,7 @@
 """The ``chainrule`` command. Each subcommand is a small function that calls the library.
 
 Exit codes: 0 on success, 2 for bad usage (argparse), 1 for an error explained in one line
-(``--debug`` shows the traceback instead).
+(``--debug`` shows the traceback instead), 130 on Ctrl-C, 141 when stdout's reader has gone.
 """
 
 from __future__ import annotations
@@ -364,7 +364,10 @@ def _add_explain(commands: Any, common: argparse.ArgumentParser) -> None:
         "--weights", default=None, metavar="FILE.json", help='{"layers": [{"weight": [[...]], "bias": [...]}, ...]}'
     )
     explain.add_argument("--steps", type=_non_negative_int, default=0, help="also show the error after N steps")
-    explain.add_argument("--format", choices=formats, default="text", help="default %(default)s")
+    explain.add_argument(
+        "--format", choices=formats, default="text",
+        help='default %(default)s; json is strict: overflowed values are the strings "inf", "-inf", "nan"',
+    )  # fmt: skip
     explain.set_defaults(run=_explain_network, explain_parser=explain)
 
     examples = explain.add_subparsers(dest="explain_command", metavar="EXAMPLE", required=False)
