@@ -221,6 +221,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _datasets(args: argparse.Namespace) -> int:
     from chainrule.data import describe
 
+    _check_data_dir(args.data_dir)
     for line in describe(args.data_dir):
         print(line)
     return 0
@@ -232,6 +233,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {text} (see '{self.prog} --help')\n")
+
+
+def _check_data_dir(data_dir: str | None) -> None:
+    """``datasets`` lists where files are: a --data-dir or $CHAINRULE_DATA that does not exist is an error."""
+    from chainrule.errors import DataError
+
+    for what, value in (("--data-dir", data_dir), ("CHAINRULE_DATA", os.environ.get("CHAINRULE_DATA"))):
+        if value and value.strip() and not os.path.exists(value):
+            raise DataError(f"{what} {value!r} does not exist")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -134,17 +134,16 @@ def cache_dir(name: str) -> Path:
 
 
 def _existing_dir(path: str | os.PathLike[str], what: str) -> Path:
-    """``path`` as a Path, or a ``DataError`` naming ``what`` when it is empty, missing or not a directory.
+    """``path`` as a Path, or a ``DataError`` naming ``what`` when it is empty or a file.
 
-    A mistyped data directory would otherwise be skipped in silence (and the files downloaded again).
+    Such a setting would otherwise be skipped in silence (and the files downloaded again); a directory that
+    does not exist yet is listed among the searched ones when the files are not found.
     """
     text = os.fspath(path)
     if not str(text).strip():
         raise DataError(f"{what} is empty; give a directory, or leave it unset")
     directory = Path(text)
-    if not directory.exists():
-        raise DataError(f"{what} {str(directory)!r} does not exist")
-    if not directory.is_dir():
+    if directory.exists() and not directory.is_dir():
         raise DataError(f"{what} {str(directory)!r} is not a directory (it should hold <name>/ folders or the files)")
     return directory
 
