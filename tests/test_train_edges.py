@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import warnings
 
@@ -89,6 +90,15 @@ NAN, INF = math.nan, math.inf
 )
 def test_diagnosis_never_raises_on_non_finite_values(train, val, start):
     assert _history(train, val).diagnosis().startswith(start)
+
+
+def test_history_json_is_strict_and_reads_back_non_finite_values(tmp_path):
+    history = _history([1.0, 0.5], [NAN, INF])
+    history.save_json(tmp_path / "history.json")
+    text = (tmp_path / "history.json").read_text()
+    state = json.loads(text, parse_constant=lambda token: pytest.fail(f"non-standard JSON token {token}"))
+    back = History.from_dict(state)
+    assert math.isnan(back["val_loss"][0]) and back["val_loss"][1] == INF and back["loss"] == [1.0, 0.5]
 
 
 def test_diagnosis_after_one_epoch_does_not_claim_a_fall():

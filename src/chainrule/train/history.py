@@ -73,11 +73,14 @@ class History:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> History:
-        return cls([dict(r) for r in state.get("records", [])])
+        """The inverse of :meth:`to_dict` and :meth:`save_json` (whose "nan" and "inf" strings become floats)."""
+        return cls([{key: _from_json(value) for key, value in r.items()} for r in state.get("records", [])])
 
     def save_json(self, path: str | os.PathLike[str]) -> None:
-        """Write the records as JSON (atomically)."""
-        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=1) + "\n").encode())
+        """Write the records as strict JSON (atomically): a NaN or infinite value is the string ``"nan"``,
+        ``"inf"`` or ``"-inf"`` (JSON has no such numbers), which :meth:`from_dict` reads back as a float."""
+        records = [{key: _to_json(value) for key, value in r.items()} for r in self.records]
+        atomic_write_bytes(path, (json.dumps({"records": records}, indent=1, allow_nan=False) + "\n").encode())
 
     def save_csv(self, path: str | os.PathLike[str]) -> None:
         """Write one row per epoch, one column per key (atomically)."""
@@ -171,3 +174,16 @@ class History:
             f"Good fit: training loss {last:.4g} and validation loss {final_val:.4g} are close, and the loss has "
             "leveled off."
         )
+
+
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    return _NONFINITE.get(value, value) if isinstance(value, str) else value
