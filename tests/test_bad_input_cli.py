@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chainrule import _checks
 from chainrule.cli import main
 
 
@@ -482,14 +483,14 @@ OTHER_ROWS = [
             "--data",
             "xor",
             "--hidden",
-            "100000,100000",
+            "1000000,1000000",
             "--out",
             str(tmp / "r"),
             "--quiet",
             "--no-plots",
         ],
         1,
-        "100000",
+        "1000000",
     ),
 ]
 
@@ -514,6 +515,7 @@ def test_the_table_is_large_enough():
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
 def test_odd_input_is_one_line_and_an_exit_code(row, tmp_path, monkeypatch, capsys, request):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no cached datasets, no downloads into the real cache
+    monkeypatch.setattr(_checks, "memory_budget", lambda: 4 * 2**30)  # the same refusals on any machine
     for key, value in row.env.items():
         if value is None:
             monkeypatch.delenv(key, raising=False)
