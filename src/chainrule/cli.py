@@ -100,9 +100,8 @@ def _demo_xor(args: argparse.Namespace) -> int:
         )
     print("Predictions after training:")
     for x, target, pred in zip(XOR_INPUTS, XOR_TARGETS, result.predictions):
-        said = (
-            f"{float(pred):+.4f}" if abs(pred) < 1e4 else f"{float(pred):+.4g}"
-        )  # a diverged net: 1e+30, not 30 digits
+        # a net far off (large outputs) shows 1.2e+30, not thirty digits
+        said = f"{float(pred):+.4f}" if abs(pred) < 1e4 else f"{float(pred):+.4g}"
         print(f"  {x[0]:.0f} xor {x[1]:.0f} = {target:.0f}   network says {said}")
     learned = all(abs(p - t) < 0.5 for p, t in zip(result.predictions, XOR_TARGETS))
     print("Learned XOR." if learned else "Did not learn XOR yet: try more --steps or another --seed.")
