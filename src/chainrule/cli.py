@@ -157,6 +157,7 @@ def _explain_network(args: argparse.Namespace) -> int:
             + ", ".join(f"--{flag}" for flag in missing)
             + " (or try: chainrule explain worked-example)"
         )
+    _check_explain_sample(args)
     record = explain_network(
         args.model,
         args.input,
@@ -172,6 +173,26 @@ def _explain_network(args: argparse.Namespace) -> int:
     renderers = {"text": record.to_text, "markdown": record.to_markdown, "html": record.to_html}
     print(renderers.get(args.format, record.to_json)(), end="" if args.format != "json" else "\n")
     return 0
+
+
+def _check_explain_sample(args: argparse.Namespace) -> None:
+    """--input and --target must fit --model (a usage error, exit 2, naming the flags)."""
+    widths, error = args.model, args.explain_parser.error
+    if len(widths) < 2:
+        return  # explain_network says what a model needs
+    spec = ",".join(map(str, widths))
+
+    def values(items: list[float]) -> str:
+        return f"{len(items)} value{'s' if len(items) != 1 else ''}"
+
+    if len(args.input) != widths[0]:
+        error(f"--input has {values(args.input)} but --model {spec} starts with {widths[0]} inputs")
+    if args.loss == "cross_entropy":
+        value = args.target[0]
+        if len(args.target) != 1 or value != int(value) or not 0 <= value < widths[-1]:
+            error(f"--target must be one class index in [0, {widths[-1]}) for --loss cross_entropy, got {args.target}")
+    elif len(args.target) != widths[-1]:
+        error(f"--target has {values(args.target)} but --model {spec} ends with {widths[-1]} outputs")
 
 
 # -- train / evaluate / predict / datasets -----------------------------------------------------------
