@@ -171,8 +171,10 @@ def test_worked_example_text_prints_exactly_the_hand_numbers():
 
     update = text_rows(text, "SGD step: new = old − lr · ∂E/∂p, lr = 0.5")
     expected = []
-    for _, name, _, _, _, grad, _, old in hand["backward"]:
-        expected.append([name, g(old), g(grad), "(frozen)" if name.startswith("b") else g(hand["new"][name])])
+    for neuron, name, _, _, _, grad, _, old in hand["backward"]:
+        layer = "2" if neuron.startswith("o") else "1"  # every parameter names its layer
+        new = "(frozen)" if name.startswith("b") else g(hand["new"][name])
+        expected.append([layer, name, g(old), g(grad), new])
     assert update == expected
 
 

@@ -28,7 +28,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import nn
-from chainrule.io import FORMAT_VERSION, load_into
+from chainrule.io import FORMAT_VERSION, STALE_TEMP_SECONDS, _temp_host, load_into
 
 SRC = Path(cr.__file__).parent
 
@@ -388,11 +388,12 @@ def test_stale_temporaries_are_removed_by_the_next_save(tmp_path):
     path = tmp_path / "model.safetensors"
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(finished.stdout)
+    host = _temp_host()
     names = {
-        "dead writer": f".model.safetensors.tmp-{dead_pid}-0a1b2c3d",
-        "live writer": f".model.safetensors.tmp-{os.getpid()}-0a1b2c3d",
-        "untouched for an hour": f".model.safetensors.tmp-{os.getpid()}-99999999",
-        "another file's": f".other.safetensors.tmp-{dead_pid}-0a1b2c3d",
+        "dead writer": f".model.safetensors.tmp-{host}-{dead_pid}-0a1b2c3d",
+        "live writer": f".model.safetensors.tmp-{host}-{os.getpid()}-0a1b2c3d",
+        "untouched for an hour": f".model.safetensors.tmp-{host}-{os.getpid()}-99999999",
+        "another file's": f".other.safetensors.tmp-{host}-{dead_pid}-0a1b2c3d",
         "not ours": ".model.safetensors.tmp-notapid",
     }
     for name in names.values():
@@ -402,6 +403,40 @@ def test_stale_temporaries_are_removed_by_the_next_save(tmp_path):
     cr.save({"x": cr.ones(2)}, path)
     kept = {label for label, name in names.items() if (tmp_path / name).exists()}
     assert kept == {"live writer", "another file's", "not ours"}
+
+
+def _alive_child():
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_a_live_foreign_writers_temporary_is_kept(tmp_path):
+    """Another process on this host is still writing: its temporary survives our save."""
+    child = _alive_child()
+    try:
+        temp = tmp_path / f".model.safetensors.tmp-{_temp_host()}-{child.pid}-0a1b2c3d"
+        temp.write_bytes(b"partial")
+        cr.save({"x": cr.ones(2)}, tmp_path / "model.safetensors")
+        assert temp.exists()
+    finally:
+        child.kill()
+        child.wait()
+    cr.save({"x": cr.ones(2)}, tmp_path / "model.safetensors")  # now its writer is dead
+    assert not temp.exists()
+
+
+def test_temporaries_of_other_hosts_wait_for_the_grace_period(tmp_path):
+    """A pid from another machine means nothing here: only the age may condemn its temporary."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_here = int(finished.stdout)
+    fresh = tmp_path / f".model.safetensors.tmp-other-host.example-{dead_here}-0a1b2c3d"
+    old = tmp_path / f".model.safetensors.tmp-other-host.example-{dead_here}-99999999"
+    legacy = tmp_path / f".model.safetensors.tmp-{dead_here}-0a1b2c3d"  # no host: as foreign
+    for temp in (fresh, old, legacy):
+        temp.write_bytes(b"partial")
+    long_ago = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(old, (long_ago, long_ago))
+    cr.save({"x": cr.ones(2)}, tmp_path / "model.safetensors")
+    assert fresh.exists() and legacy.exists() and not old.exists()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and SIGKILL (POSIX)")

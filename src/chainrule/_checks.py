@@ -7,7 +7,9 @@ Python values only; the one data scan is :func:`labels_in_range` (a ``min``/``ma
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +31,10 @@ __all__ = [
     "class_target",
     "labels_in_range",
     "class_weight",
+    "mlp_parameter_count",
+    "memory_budget",
+    "format_bytes",
+    "fits_in_memory",
 ]
 
 
@@ -305,3 +311,61 @@ def loss_options(owner: str, **options: Any) -> dict[str, Any]:
 
 _CACHEABLE = (str, int, float, type(None))
 _PASSED: dict[tuple[str, type, Any], Any] = {}  # (option, type, value) -> normalised value, for values that passed
+
+
+# -- memory before allocating ---------------------------------------------------------------------------
+def mlp_parameter_count(widths: Sequence[int], bias: bool = True) -> int:
+    """Parameters of fully-connected layers ``widths[0] -> ... -> widths[-1]`` (Python ints: no overflow).
+
+    Examples
+    --------
+    >>> mlp_parameter_count([2, 3, 1])
+    13
+    >>> mlp_parameter_count([784, 256, 10], bias=False)
+    203264
+    """
+    sizes = [int(w) for w in widths]
+    return sum(fan_in * fan_out + (fan_out if bias else 0) for fan_in, fan_out in itertools.pairwise(sizes))
+
+
+def memory_budget() -> int:
+    """Bytes one command may plan to allocate: half of this machine's physical memory (8 GiB if unknown)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        total = 16 * 2**30
+    return int(total) // 2
+
+
+def format_bytes(count: float) -> str:
+    """``count`` bytes in the largest binary unit below it: ``'1.5 GiB'``.
+
+    Examples
+    --------
+    >>> format_bytes(3 * 2**30 // 2), format_bytes(512)
+    ('1.5 GiB', '512 B')
+    """
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        scale = 2 ** (10 * ("KMGT".index(unit[0]) + 1))
+        if count >= scale:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{int(count)} B"
+
+
+def fits_in_memory(owner: str, what: str, nbytes: int, budget: int | None = None) -> None:
+    """Refuse (``ArgumentError``) a plan to allocate about ``nbytes`` when it exceeds ``budget`` (default
+    :func:`memory_budget`), with both figures in the message, before anything is allocated.
+
+    Examples
+    --------
+    >>> fits_in_memory("gradcheck", "an MLP 2-10**9-1", 96 * 2**30, budget=2**30)
+    Traceback (most recent call last):
+    ...
+    chainrule.errors.ArgumentError: gradcheck: an MLP 2-10**9-1 would need about 96.0 GiB of memory, more than ...
+    """
+    budget = memory_budget() if budget is None else budget
+    if nbytes > budget:
+        raise ArgumentError(
+            f"{owner}: {what} would need about {format_bytes(nbytes)} of memory, more than the "
+            f"{format_bytes(budget)} allowed (half of this machine's memory); use smaller widths"
+        )

@@ -1,16 +1,18 @@
 """The ``chainrule`` command. Each subcommand is a small function that calls the library.
 
 Exit codes: 0 on success, 2 for bad usage (argparse), 1 for an error explained in one line
-(``--debug`` shows the traceback instead).
+(``--debug`` shows the traceback instead), 130 on Ctrl-C, 141 when stdout's reader has gone.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from chainrule import __version__
 from chainrule.errors import ChainruleError
@@ -82,15 +84,25 @@ def _demo_xor(args: argparse.Namespace) -> int:
         f"{args.steps} {plural} of gradient descent on the mean squared error)"
     )
     result = train_xor(steps=args.steps, lr=args.lr, hidden=args.hidden, seed=args.seed, engine=args.engine)
+    losses = [float(loss) for loss in result.losses]
+    diverged = next((step for step, loss in enumerate(losses) if not math.isfinite(loss)), None)
+    last = args.steps - 1 if diverged is None else diverged
     every = max(1, args.steps // 10)
-    shown = [*range(0, args.steps, every)]
-    if shown[-1] != args.steps - 1:
-        shown.append(args.steps - 1)
-    for step in shown:
-        print(f"  step {step:5d}   loss {result.losses[step]:.6f}")
+    shown = [step for step in range(0, args.steps, every) if step < last] + [last]
+    for step in shown:  # six significant digits: a loss falling from 1e-3 to 1e-5 stays visible
+        print(f"  step {step:5d}   loss {losses[step]:.6g}")
+    if diverged is not None:
+        from chainrule.train.callbacks import NonFiniteLossError
+
+        raise NonFiniteLossError(
+            f"demo xor: the loss became {losses[diverged]} at step {diverged} (--lr {args.lr:g} is too large "
+            "for this network); try a smaller --lr"
+        )
     print("Predictions after training:")
     for x, target, pred in zip(XOR_INPUTS, XOR_TARGETS, result.predictions):
-        print(f"  {x[0]:.0f} xor {x[1]:.0f} = {target:.0f}   network says {pred:+.4f}")
+        # a net far off (large outputs) shows 1.2e+30, not thirty digits
+        said = f"{float(pred):+.4f}" if abs(pred) < 1e4 else f"{float(pred):+.4g}"
+        print(f"  {x[0]:.0f} xor {x[1]:.0f} = {target:.0f}   network says {said}")
     learned = all(abs(p - t) < 0.5 for p, t in zip(result.predictions, XOR_TARGETS))
     print("Learned XOR." if learned else "Did not learn XOR yet: try more --steps or another --seed.")
     return 0
@@ -145,6 +157,7 @@ def _explain_network(args: argparse.Namespace) -> int:
             + ", ".join(f"--{flag}" for flag in missing)
             + " (or try: chainrule explain worked-example)"
         )
+    _check_explain_sample(args)
     record = explain_network(
         args.model,
         args.input,
@@ -160,6 +173,26 @@ def _explain_network(args: argparse.Namespace) -> int:
     renderers = {"text": record.to_text, "markdown": record.to_markdown, "html": record.to_html}
     print(renderers.get(args.format, record.to_json)(), end="" if args.format != "json" else "\n")
     return 0
+
+
+def _check_explain_sample(args: argparse.Namespace) -> None:
+    """--input and --target must fit --model (a usage error, exit 2, naming the flags)."""
+    widths, error = args.model, args.explain_parser.error
+    if len(widths) < 2:
+        return  # explain_network says what a model needs
+    spec = ",".join(map(str, widths))
+
+    def values(items: list[float]) -> str:
+        return f"{len(items)} value{'s' if len(items) != 1 else ''}"
+
+    if len(args.input) != widths[0]:
+        error(f"--input has {values(args.input)} but --model {spec} starts with {widths[0]} inputs")
+    if args.loss == "cross_entropy":
+        value = args.target[0]
+        if len(args.target) != 1 or value != int(value) or not 0 <= value < widths[-1]:
+            error(f"--target must be one class index in [0, {widths[-1]}) for --loss cross_entropy, got {args.target}")
+    elif len(args.target) != widths[-1]:
+        error(f"--target has {values(args.target)} but --model {spec} ends with {widths[-1]} outputs")
 
 
 # -- train / evaluate / predict / datasets -----------------------------------------------------------
@@ -208,9 +241,27 @@ def _predict(args: argparse.Namespace) -> int:
 def _datasets(args: argparse.Namespace) -> int:
     from chainrule.data import describe
 
+    _check_data_dir(args.data_dir)
     for line in describe(args.data_dir):
         print(line)
     return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2), naming the help to read."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see '{self.prog} --help')\n")
+
+
+def _check_data_dir(data_dir: str | None) -> None:
+    """``datasets`` lists where files are: a --data-dir or $CHAINRULE_DATA that does not exist is an error."""
+    from chainrule.errors import DataError
+
+    for what, value in (("--data-dir", data_dir), ("CHAINRULE_DATA", os.environ.get("CHAINRULE_DATA"))):
+        if value and value.strip() and not os.path.exists(value):
+            raise DataError(f"{what} {value!r} does not exist")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,11 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     from chainrule.train.models import ACTIVATIONS, MODELS
     from chainrule.train.runs import DATASET_NAMES, SCHEDULES, TrainConfig
 
-    parser = argparse.ArgumentParser(prog="chainrule", description="Backpropagation you can read, on NumPy.")
+    parser = _Parser(prog="chainrule", description="Backpropagation you can read, on NumPy.")
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)  # --debug is accepted after the subcommand too
+    common = _Parser(add_help=False)  # --debug is accepted after the subcommand too
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     defaults = TrainConfig()
@@ -347,7 +398,10 @@ def _add_explain(commands: Any, common: argparse.ArgumentParser) -> None:
         "--weights", default=None, metavar="FILE.json", help='{"layers": [{"weight": [[...]], "bias": [...]}, ...]}'
     )
     explain.add_argument("--steps", type=_non_negative_int, default=0, help="also show the error after N steps")
-    explain.add_argument("--format", choices=formats, default="text", help="default %(default)s")
+    explain.add_argument(
+        "--format", choices=formats, default="text",
+        help='default %(default)s; json is strict: overflowed values are the strings "inf", "-inf", "nan"',
+    )  # fmt: skip
     explain.set_defaults(run=_explain_network, explain_parser=explain)
 
     examples = explain.add_subparsers(dest="explain_command", metavar="EXAMPLE", required=False)
@@ -402,22 +456,73 @@ def _add_gradcheck(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``chainrule`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run the ``chainrule`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Every failure inside a command is one line on stderr and exit code 1 (``--debug``: the traceback
+    instead); Ctrl-C is one line and 130; a reader that closes the pipe early (``chainrule ... | head``)
+    ends the command quietly with 141, as a process killed by SIGPIPE would.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 2
     try:
-        return args.run(args)
-    except (ChainruleError, ValueError, TypeError, ArithmeticError, OSError) as error:
-        if args.debug:
-            raise
-        print(f"chainrule: error: {error}", file=sys.stderr)
-        return 1
+        with _quiet_numpy(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.run(args)
     except KeyboardInterrupt:
         print("chainrule: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"chainrule: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line; errors outside chainrule's own are prefixed with what they are."""
+    if isinstance(error, MemoryError):
+        detail = str(error) or "an allocation failed"
+        text = f"out of memory: {detail} (try a smaller model, batch or --limit)"
+    elif isinstance(error, RecursionError):
+        text = f"input nested too deeply to process ({error})"
+    elif isinstance(error, (ChainruleError, OSError, ValueError, TypeError, ArithmeticError)):
+        text = str(error) or type(error).__name__
+    else:  # KeyError('x') prints as 'x': say what it is
+        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return " ".join(text.split())
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """A warning as one line, ``chainrule: warning: ...`` (no source line, no file name)."""
+    text = " ".join(str(message).split())
+    print(f"chainrule: warning: {text}", file=sys.stderr)
+
+
+def _quiet_numpy() -> Any:
+    """NumPy's floating-point warnings off for the command: results are checked for NaN and Inf instead.
+
+    The library reports non-finite values itself (``NonFiniteLossError``, warnings naming the count), so
+    NumPy's ``RuntimeWarning: overflow encountered in ...`` would only print noise before that message.
+    """
+    import numpy as np
+
+    return np.errstate(all="ignore")
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away: point stdout at /dev/null so the exit flush cannot fail, return 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (captured in tests)
+        pass
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,6 +58,11 @@ def train_xor(steps: int = 500, lr: float = 0.2, hidden: int = 4, seed: int = 0,
     """
     if steps < 1 or lr <= 0 or hidden < 1:
         raise ValueError(f"train_xor: need steps >= 1, lr > 0 and hidden >= 1, got {steps}, {lr}, {hidden}")
+    from chainrule import _checks
+
+    count = _checks.mlp_parameter_count([2, hidden, 1])
+    per_parameter = 2048 if engine == "scalar" else 64  # a Value graph per step, or a few float64 arrays of (4, hidden)
+    _checks.fits_in_memory("train_xor", f"a 2-{hidden}-1 network ({count:,} parameters)", per_parameter * count)
     if engine == "scalar":
         return _train_xor_scalar(steps, lr, hidden, seed)
     if engine != "tensor":

@@ -66,7 +66,8 @@ _NONFINITE_CHOICES = ("warn", "error", "ignore")
 
 STALE_TEMP_SECONDS = 15 * 60
 """A temporary file left by a writer is removed by the next save of the same path once its writer's
-process is gone, or once it has not been touched for this long (writers on other machines)."""
+process on this host is gone, or once it has not been touched for this long (writers on other hosts, whose
+processes cannot be seen from here)."""
 
 
 def _safetensors(what: str = "saving") -> Any:
@@ -383,7 +384,7 @@ def load_into(
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that the file is always either the old or the new content.
 
-    The bytes go to a temporary file ``.<name>.tmp-<pid>-<random>`` in the same directory, which is
+    The bytes go to a temporary file ``.<name>.tmp-<host>-<pid>-<random>`` in the same directory, which is
     fsynced and renamed over ``path`` (``os.replace``); the directory is then fsynced so that the rename
     survives a power cut. On any error the temporary file is removed, the old file is left as it was, and
     the error is raised as a ``CheckpointError`` naming the file. Temporary files of writers that were
@@ -403,7 +404,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     if not directory.is_dir():
         raise CheckpointError(f"save: directory {str(directory)!r} does not exist")
     _remove_stale_temps(directory, target.name)
-    temp = directory / f".{target.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    temp = directory / f".{target.name}.tmp-{_temp_host()}-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         # 0o666 lets the umask decide the permissions, as for any file the user creates.
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -453,10 +454,21 @@ def _fsync_directory(directory: Path, target: Path) -> None:
         os.close(fd)
 
 
+def _temp_host() -> str:
+    """This machine's name as it appears in temporary file names (no ``-``, which separates the fields)."""
+    import re
+    import socket
+
+    name = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname() or "localhost")[:40]
+    return name or "localhost"
+
+
 def _remove_stale_temps(directory: Path, name: str) -> None:
-    """Remove ``.<name>.tmp-<pid>-<random>`` files whose writer is gone or that are long untouched."""
+    """Remove the ``.<name>.tmp-<host>-<pid>-<random>`` files of dead writers on this host, and any that
+    are untouched for :data:`STALE_TEMP_SECONDS` (writers on other hosts, or in names without a host)."""
     prefix = f".{name}.tmp-"
     now = time.time()
+    here = _temp_host()
     try:
         entries = list(os.scandir(directory))
     except OSError:  # pragma: no cover - an unreadable directory: the write itself will report it
@@ -464,14 +476,16 @@ def _remove_stale_temps(directory: Path, name: str) -> None:
     for entry in entries:
         if not entry.name.startswith(prefix):
             continue
-        pid_text, _, token = entry.name[len(prefix) :].partition("-")
-        if not pid_text.isdigit() or not token:
+        fields = entry.name[len(prefix) :].rsplit("-", 2)
+        if len(fields) < 2 or not fields[-2].isdigit() or not fields[-1]:
             continue
+        host = fields[0] if len(fields) == 3 else None  # None: an older name, host unknown
         try:
             if not entry.is_file(follow_symlinks=False):
                 continue
             age = now - entry.stat(follow_symlinks=False).st_mtime
-            if age > STALE_TEMP_SECONDS or not _process_alive(int(pid_text)):
+            dead_here = host == here and not _process_alive(int(fields[-2]))
+            if age > STALE_TEMP_SECONDS or dead_here:
                 os.unlink(entry.path)
         except OSError:  # another writer removed it first, or it cannot be removed: not ours to fix
             continue

@@ -133,6 +133,21 @@ def cache_dir(name: str) -> Path:
     return Path.home() / ".cache" / "chainrule" / name
 
 
+def _existing_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a Path, or a ``DataError`` naming ``what`` when it is empty or a file.
+
+    Such a setting would otherwise be skipped in silence (and the files downloaded again); a directory that
+    does not exist yet is listed among the searched ones when the files are not found.
+    """
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise DataError(f"{what} is empty; give a directory, or leave it unset")
+    directory = Path(text)
+    if directory.exists() and not directory.is_dir():
+        raise DataError(f"{what} {str(directory)!r} is not a directory (it should hold <name>/ folders or the files)")
+    return directory
+
+
 def search_dirs(name: str, root: str | os.PathLike[str] | None = None) -> list[Path]:
     """The directories searched for data set ``name``'s files, in order.
 
@@ -145,10 +160,10 @@ def search_dirs(name: str, root: str | os.PathLike[str] | None = None) -> list[P
         raise ValueError(f"search_dirs: unknown file data set {name!r}; known: {', '.join(SHA256)}")
     dirs: list[Path] = []
     if root is not None:
-        dirs += [Path(root), Path(root) / name]
+        dirs += [_existing_dir(root, "the data directory (--data-dir)"), Path(root) / name]
     env = os.environ.get("CHAINRULE_DATA")
     if env:
-        dirs.append(Path(env) / name)
+        dirs.append(_existing_dir(env, "CHAINRULE_DATA") / name)
     dirs.append(cache_dir(name))
     dirs += SYSTEM_DIRS[name]
     unique: list[Path] = []

@@ -333,7 +333,7 @@ def gradcheck_command(
     >>> ok, report.splitlines()[0]
     (True, 'Gradient check: MLP 3-5-2 with sigmoid, cross_entropy loss, batch 4, seed 0')
     """
-    from chainrule import nn, rng
+    from chainrule import _checks, nn, rng
     from chainrule.train.models import ACTIVATIONS
 
     try:
@@ -350,6 +350,14 @@ def gradcheck_command(
         raise ArgumentError(f"gradcheck: loss must be 'mse' or 'cross_entropy', got {loss!r}")
     if batch < 1:
         raise ArgumentError(f"gradcheck: batch must be positive, got {batch}")
+    count = _checks.mlp_parameter_count(widths)
+    activations = batch * sum(widths)
+    # float32 weights and their float64 copy with its gradient and a saved copy; activations saved for backward
+    _checks.fits_in_memory(
+        "gradcheck",
+        f"an MLP {'-'.join(map(str, widths))} ({count:,} parameters, batch {batch})",
+        count * (4 + 3 * 8) + activations * 8 * 4,
+    )
     generator = np.random.default_rng(seed)
     with rng.using(generator):
         layers: list[Module] = []

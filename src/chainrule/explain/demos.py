@@ -441,6 +441,11 @@ def modes_demo(
         raise ValueError(
             f"modes_demo: need repeats >= 1, samples >= 1 and sizes >= 1, got {repeats}, {samples}, {sizes}"
         )
+    from chainrule import _checks
+
+    largest = max(int(n) for n in sizes)
+    # the (samples, N) inputs, the products and their gradients, float64
+    _checks.fits_in_memory("modes_demo", f"size {largest:,} with {samples} samples", 4 * 8 * samples * largest)
     generator = np.random.default_rng(seed)
     result = ModesResult([], samples, forward_limit)
     seconds_per_jvp = None

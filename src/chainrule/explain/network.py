@@ -13,11 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from chainrule import autograd, nn, rng
+from chainrule import _checks, autograd, nn, rng
 from chainrule.errors import ArgumentError, DataError
 from chainrule.explain.trace import Trace, trace
 
-__all__ = ["ACTIVATIONS", "build_network", "load_weights", "explain_network"]
+__all__ = ["ACTIVATIONS", "build_network", "load_weights", "explain_network", "trace_memory"]
+
+# Measured: a traced parameter costs about 2.6 KiB (its table rows, their cells and the working copies);
+# the activation's Jacobian, checked to be diagonal, is width × width float64s, held up to three times.
+_BYTES_PER_TRACED_PARAMETER = 4096
+_JACOBIAN_COPIES = 3
 
 #: Activation names for :func:`build_network` (``"identity"``: none).
 ACTIVATIONS = {
@@ -54,6 +59,8 @@ def build_network(
     widths = [int(w) for w in widths]
     if len(widths) < 2 or any(w < 1 for w in widths):
         raise ArgumentError(f"build_network: need at least two positive widths (inputs, outputs), got {widths}")
+    count = _checks.mlp_parameter_count(widths)
+    _checks.fits_in_memory("build_network", f"{_describe(widths)} ({count:,} parameters)", 8 * count)
     for name in (activation, output_activation):
         if name not in ACTIVATIONS:
             raise ArgumentError(f"build_network: unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
@@ -64,6 +71,52 @@ def build_network(
         if name != "identity":
             modules.append(ACTIVATIONS[name]())
     return nn.Sequential(*modules)
+
+
+def _describe(widths: Sequence[int]) -> str:
+    return "a network " + "-".join(str(w) for w in widths)
+
+
+def trace_memory(widths: Sequence[int]) -> int:
+    """Bytes :func:`explain_network` needs to trace a network of ``widths``, estimated before building it.
+
+    Examples
+    --------
+    >>> trace_memory([2, 3, 1]) < 2**20
+    True
+    """
+    widths = [int(w) for w in widths]
+    count = _checks.mlp_parameter_count(widths)
+    return count * _BYTES_PER_TRACED_PARAMETER + _JACOBIAN_COPIES * 8 * max(widths[1:], default=0) ** 2
+
+
+def _read_json(path: str | os.PathLike, where: str) -> Any:
+    """The JSON document in ``path``; every way of failing is a ``DataError`` naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except IsADirectoryError:
+        raise DataError(f"{where}: is a directory, expected a JSON file") from None
+    except OSError as error:
+        raise DataError(f"{where}: cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: not a text file (expected UTF-8 JSON)") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{where}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise DataError(f"{where}: nested too deeply to be a weights file") from None
+
+
+def _has_bool(value: Any) -> bool:
+    """Whether a nesting of lists holds a ``bool`` (walked with a stack: JSON can nest deeper than recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            return True
+        if isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def load_weights(model: nn.Sequential, source: str | os.PathLike | Mapping[str, Any]) -> nn.Sequential:
@@ -82,11 +135,7 @@ def load_weights(model: nn.Sequential, source: str | os.PathLike | Mapping[str, 
     where = "weights"
     if not isinstance(source, Mapping):
         where = f"weights file {os.fspath(source)!r}"
-        with open(source, encoding="utf-8") as handle:
-            try:
-                source = json.load(handle)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{where}: not valid JSON ({error})") from None
+        source = _read_json(source, where)
     linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
     entries = source.get("layers") if isinstance(source, Mapping) else None
     if not isinstance(entries, list):
@@ -104,6 +153,8 @@ def load_weights(model: nn.Sequential, source: str | os.PathLike | Mapping[str, 
         pair = {}
         for key, shape in expected.items():
             try:
+                if _has_bool(entry[key]):  # NumPy would read true/false as 1/0
+                    raise TypeError("true/false are not weights")
                 array = np.array(entry[key], dtype=np.float64)
             except (TypeError, ValueError):
                 raise DataError(f"{where}: layer {number} {key} must be numbers of shape {shape}") from None
@@ -165,6 +216,10 @@ def explain_network(
         raise ArgumentError(f"explain_network: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     if output_activation is None:
         output_activation = "sigmoid" if loss == "bce" else "identity"
+    if len(widths) >= 2 and all(int(w) >= 1 for w in widths):
+        count = _checks.mlp_parameter_count(widths)
+        what = f"tracing {_describe(widths)} ({count:,} parameters, a row each)"
+        _checks.fits_in_memory("explain", what, trace_memory(widths))
     rng.manual_seed(seed)
     model = build_network(widths, activation, output_activation)
     if weights is not None:

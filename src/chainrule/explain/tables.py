@@ -18,8 +18,11 @@ x   x²
 from __future__ import annotations
 
 import html
+import json
+import math
+from typing import Any
 
-__all__ = ["Table", "number", "factor", "render_text", "render_markdown", "render_html"]
+__all__ = ["Table", "number", "factor", "render_text", "render_markdown", "render_html", "to_json"]
 
 #: (title, column headers, rows of cell strings)
 Table = tuple[str, list[str], list[list[str]]]
@@ -65,6 +68,28 @@ def render_html(tables: list[Table], css_class: str = "chainrule-explain") -> st
         parts.append("</table>")
     parts.append("</div>")
     return "\n".join(parts) + "\n"
+
+
+def to_json(value: Any, indent: int | None = 2) -> str:
+    """Strict JSON (RFC 8259) of ``value``: the non-finite floats become the strings ``"inf"``, ``"-inf"``
+    and ``"nan"`` (JSON has no such numbers; ``float("inf")`` reads them back), tuples become lists.
+
+    Examples
+    --------
+    >>> to_json({"loss": float("inf"), "grads": (0.5, float("nan"))}, indent=None)
+    '{"loss": "inf", "grads": [0.5, "nan"]}'
+    """
+    return json.dumps(_finite(value), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _text_table(title: str, headers: list[str], rows: list[list[str]]) -> str:

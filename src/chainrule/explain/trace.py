@@ -29,7 +29,6 @@ raises :class:`~chainrule.errors.GradientError` (it would be a bug).
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -212,8 +211,9 @@ class Trace:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        """:meth:`to_dict` as a JSON string; ``json.loads`` gives back the same numbers."""
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        """:meth:`to_dict` as strict JSON; ``json.loads`` gives back the same numbers, except that an infinite or
+        NaN value (an overflow) is the string ``"inf"``, ``"-inf"`` or ``"nan"``, which ``float()`` reads."""
+        return tables.to_json(self.to_dict(), indent=indent)
 
     def to_text(self, digits: int = 9) -> str:
         """Aligned plain-text tables for a terminal, numbers to ``digits`` significant digits."""
@@ -282,9 +282,13 @@ class Trace:
         update = []
         for row in self.backward_rows:
             new = "(frozen)" if row.frozen else num(row.new)
-            update.append([row.name, num(row.old), num(row.grad), new])
+            update.append([str(row.layer), row.name, num(row.old), num(row.grad), new])
         sections.append(
-            (f"SGD step: new = old − lr · ∂E/∂p, lr = {num(self.lr)}", ["param", "old", "∂E/∂p", "new"], update)
+            (
+                f"SGD step: new = old − lr · ∂E/∂p, lr = {num(self.lr)}",
+                ["layer", "param", "old", "∂E/∂p", "new"],
+                update,
+            )
         )
         if self.errors_after:
             steps_rows = [[str(steps), num(error)] for steps, error in sorted(self.errors_after.items())]

@@ -216,6 +216,12 @@ def vanishing_demo(
 
     if depth < 2 or width < 1 or steps < 1:
         raise ArgumentError(f"vanishing_demo: need depth >= 2, width >= 1, steps >= 1; got {depth}, {width}, {steps}")
+    from chainrule import _checks
+
+    count = _checks.mlp_parameter_count([2, *[width] * depth, 3])
+    # two float32 nets, each with gradients, the monitor's records and the SGD buffers
+    what = f"{depth} layers of width {width} ({count:,} parameters per net)"
+    _checks.fits_in_memory("vanishing_demo", what, 2 * 4 * 4 * count + 2 * 4 * 4 * batch_size * width * depth)
     train, _, info = data.load("spirals", n_samples=300, seed=seed)
     x, y = train.arrays
     generator = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,7 +122,7 @@ def _format_record(record: dict[str, Any]) -> str:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch with the running loss and metric; a plain line per epoch without tqdm.
+    """A tqdm bar per epoch with the running loss and metric, then the epoch's summary as a line of its own.
 
     ``verbose=0`` prints nothing, ``1`` a bar per epoch (a line when tqdm is missing or the output is not a
     terminal, so logs stay readable), ``2`` only a line per epoch.
@@ -164,12 +164,10 @@ class ProgressBar(Callback):
         if self.verbose == 0:
             return
         line = _format_record(state.record)
-        if self._bar is not None:
-            self._bar.set_postfix_str(line, refresh=True)
+        if self._bar is not None:  # the summary gets its own line: at 80 columns the bar would cut off val_*
             self._bar.close()
             self._bar = None
-        else:
-            print(f"epoch {state.epoch}/{state.epochs}  {line}  ({state.record.get('time', 0):.1f}s)", file=self._out())
+        print(f"epoch {state.epoch}/{state.epochs}  {line}  ({state.record.get('time', 0):.1f}s)", file=self._out())
 
     def on_train_end(self, state: TrainState) -> None:
         if self._bar is not None:
@@ -357,19 +355,43 @@ class LRScheduler(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop at the first step whose loss is NaN or infinite, with an error naming the epoch and step.
+    """Stop at the first NaN or infinite value of a monitored loss, with an error naming the epoch and step.
 
-    :func:`chainrule.train.fit` adds one unless you pass your own. Checkpoints written before the bad step
-    are left untouched.
+    ``monitor`` names the values to watch: ``"loss"`` is each step's training loss (checked after every
+    batch), any other name a key of the epoch's record such as ``"val_loss"`` (checked at the epoch's end).
+    :func:`chainrule.train.fit` adds ``TerminateOnNaN()`` (training loss only) unless you pass your own.
+    Checkpoints written before the bad step are left untouched.
+
+    Examples
+    --------
+    >>> TerminateOnNaN(monitor=("loss", "val_loss")).monitor
+    ('loss', 'val_loss')
     """
 
+    def __init__(self, monitor: str | Sequence[str] = "loss") -> None:
+        names = (monitor,) if isinstance(monitor, str) else tuple(monitor)
+        if not names or not all(isinstance(name, str) and name for name in names):
+            raise ValueError(
+                f"TerminateOnNaN: monitor must be a name or names like ('loss', 'val_loss'), got {monitor!r}"
+            )
+        self.monitor = names
+
     def on_batch_end(self, state: TrainState) -> None:
-        if not math.isfinite(state.loss):
+        if "loss" in self.monitor and not math.isfinite(state.loss):
             raise NonFiniteLossError(
                 f"fit: the loss became {state.loss} at step {state.step} (epoch {state.epoch}, batch "
                 f"{state.batch} of {state.batches}); lower the learning rate, clip gradients "
                 "(chainrule.nn.utils.clip_grad_norm_) or check the data for NaN/Inf"
             )
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        for name in self.monitor:
+            value = state.record.get(name)
+            if name != "loss" and isinstance(value, float) and not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"fit: {name} became {value} in epoch {state.epoch} (step {state.step}); check the "
+                    "validation data for NaN/Inf, or lower the learning rate if the model's outputs overflow"
+                )
 
 
 class HistoryLogger(Callback):

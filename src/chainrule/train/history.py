@@ -73,11 +73,14 @@ class History:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> History:
-        return cls([dict(r) for r in state.get("records", [])])
+        """The inverse of :meth:`to_dict` and :meth:`save_json` (whose "nan" and "inf" strings become floats)."""
+        return cls([{key: _from_json(value) for key, value in r.items()} for r in state.get("records", [])])
 
     def save_json(self, path: str | os.PathLike[str]) -> None:
-        """Write the records as JSON (atomically)."""
-        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=1) + "\n").encode())
+        """Write the records as strict JSON (atomically): a NaN or infinite value is the string ``"nan"``,
+        ``"inf"`` or ``"-inf"`` (JSON has no such numbers), which :meth:`from_dict` reads back as a float."""
+        records = [{key: _to_json(value) for key, value in r.items()} for r in self.records]
+        atomic_write_bytes(path, (json.dumps({"records": records}, indent=1, allow_nan=False) + "\n").encode())
 
     def save_csv(self, path: str | os.PathLike[str]) -> None:
         """Write one row per epoch, one column per key (atomically)."""
@@ -88,44 +91,70 @@ class History:
         atomic_write_bytes(path, buffer.getvalue().encode())
 
     # -- diagnosis -----------------------------------------------------------------------------------
-    def diagnosis(self) -> str:
+    def diagnosis(self, early_stopping: bool = False, test_accuracy: float | None = None) -> str:
         """One sentence on how the fit went: overfitting, underfitting, still learning, or a good fit.
 
         The rules compare the training and validation losses: overfitting when the validation loss has
         risen more than 10% above its minimum while the training loss kept falling, or when it ends more than
         twice the training loss; still learning when the training loss fell more than 5% over the last
         epochs; underfitting when training and validation losses stay close but high compared with where
-        they started; otherwise a good fit.
+        they started; otherwise a good fit. A validation loss below the training loss, or a perfect
+        ``test_accuracy``, is never called overfitting; one epoch is too few to judge; NaN or infinite
+        losses are reported, never compared.
+
+        Parameters
+        ----------
+        early_stopping : bool
+            Early stopping was in use (the advice then does not suggest it).
+        test_accuracy : float, optional
+            The accuracy on the test split, when known.
 
         Examples
         --------
         >>> h = History([{"epoch": e, "loss": 1 / e, "val_loss": 1 / e + 0.05} for e in range(1, 6)])
         >>> h.diagnosis()[:21]
         'Still learning: the t'
+        >>> History([{"epoch": 1, "loss": 0.6257, "val_loss": float("nan")}]).diagnosis()[:40]
+        'The validation loss is nan in epoch 1: c'
         """
         if not self.records:
             return "No epochs were run."
-        losses = [r["loss"] for r in self.records]
+        losses = [float(r.get("loss", math.nan)) for r in self.records]
         first, last = losses[0], losses[-1]
         if not all(math.isfinite(v) for v in losses):
             return "The training loss became non-finite: lower the learning rate, clip gradients or check the data."
+        has_val = "val_loss" in self
+        val = [float(r.get("val_loss", math.nan)) for r in self.records]
+        final_val = val[-1]
+        if has_val and not math.isfinite(final_val):
+            return (
+                f"The validation loss is {final_val} in epoch {len(val)}: check the validation data for NaN/Inf, "
+                "or lower the learning rate if the model's outputs overflow."
+            )
+        if len(losses) == 1:
+            shown = f" and validation loss {final_val:.4g}" if has_val else ""
+            return f"One epoch: training loss {last:.4g}{shown}; too early to judge the fit, train for more epochs."
         tail = losses[-3] if len(losses) >= 3 else first
-        still_falling = len(losses) >= 2 and last < 0.95 * tail
-        if "val_loss" not in self:
-            base = f"Training loss fell from {first:.4g} to {last:.4g} over {len(losses)} epochs"
+        still_falling = last < 0.95 * tail
+        if not has_val:
+            base = f"Training loss went from {first:.4g} to {last:.4g} over {len(losses)} epochs"
             return base + (
                 " and is still falling: train longer." if still_falling else "; no validation data to judge fit."
             )
-        val = [r.get("val_loss", math.nan) for r in self.records]
-        best_epoch, best_val = self.best("val_loss")
-        final_val = val[-1]
-        if final_val > 1.1 * best_val and last < losses[best_epoch - 1] and best_epoch < len(val):
+        remedies = (
+            "weight decay, dropout or more data"
+            if early_stopping
+            else "early stopping, weight decay, dropout or more data"
+        )
+        may_overfit = final_val > last and test_accuracy != 1.0
+        finite = [(epoch, value) for epoch, value in enumerate(val, start=1) if math.isfinite(value)]
+        best_epoch, best_val = min(finite, key=lambda item: item[1])
+        if may_overfit and final_val > 1.1 * best_val and last < losses[best_epoch - 1] and best_epoch < len(val):
             return (
                 f"Overfitting: validation loss bottomed at {best_val:.4g} in epoch {best_epoch} and rose to "
-                f"{final_val:.4g} while training loss kept falling to {last:.4g}; use early stopping, weight decay, "
-                "dropout or more data."
+                f"{final_val:.4g} while training loss kept falling to {last:.4g}; use {remedies}."
             )
-        if final_val > 2 * last and final_val - last > 0.05:
+        if may_overfit and final_val > 2 * last and final_val - last > 0.05:
             return (
                 f"Overfitting: validation loss {final_val:.4g} is {final_val / max(last, 1e-12):.1f}x the training "
                 f"loss {last:.4g}; regularize (weight decay, dropout) or get more data."
@@ -136,11 +165,25 @@ class History:
                 f"(validation {final_val:.4g}); train for more epochs."
             )
         if last > 0.5 * first and first > 0:
+            change = "only fell" if last < first else "went"
             return (
-                f"Underfitting: the training loss only fell from {first:.4g} to {last:.4g} and validation is "
+                f"Underfitting: the training loss {change} from {first:.4g} to {last:.4g} and validation is "
                 f"{final_val:.4g}; use a larger model, a higher learning rate or more epochs."
             )
         return (
             f"Good fit: training loss {last:.4g} and validation loss {final_val:.4g} are close, and the loss has "
             "leveled off."
         )
+
+
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    return _NONFINITE.get(value, value) if isinstance(value, str) else value

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -135,12 +136,19 @@ def _split(batch: Sequence[Tensor]) -> tuple[Sequence[Tensor], Tensor]:
 
 
 # -- evaluation --------------------------------------------------------------------------------------
-def _run_epoch_outputs(model: Module, loader: Iterable, loss_fn: Any) -> tuple[float, np.ndarray, np.ndarray]:
-    """Mean loss, concatenated outputs and targets over ``loader``, without building a graph."""
-    total, count, outputs, targets = 0.0, 0, [], []
+def _run_epoch_outputs(
+    model: Module, loader: Iterable, loss_fn: Any, nonfinite: list[int] | None = None
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mean loss, concatenated outputs and targets over ``loader``, without building a graph.
+
+    With a list ``nonfinite``, the count of NaN and infinite input values is appended to it.
+    """
+    total, count, outputs, targets, bad = 0.0, 0, [], [], 0
     with no_grad():
         for batch in loader:
             inputs, target = _split(batch)
+            if nonfinite is not None:
+                bad += sum(_count_nonfinite(x.data) for x in inputs)
             output = model(*inputs)
             n = len(target)
             if loss_fn is not None:
@@ -150,7 +158,28 @@ def _run_epoch_outputs(model: Module, loader: Iterable, loss_fn: Any) -> tuple[f
             targets.append(target.data)
     if count == 0:
         raise DataError("evaluate: the data is empty")
+    if nonfinite is not None:
+        nonfinite.append(bad)
     return total / count, np.concatenate(outputs), np.concatenate(targets)
+
+
+def _count_nonfinite(array: np.ndarray) -> int:
+    if array.dtype.kind not in "fc":
+        return 0
+    return int(array.size - np.count_nonzero(np.isfinite(array)))
+
+
+def _warn_nonfinite(where: str, inputs: int, result: Mapping[str, float]) -> None:
+    """One warning when evaluation met NaN/Inf: in the inputs (with their count) or only in the results."""
+    bad = [name for name, value in result.items() if isinstance(value, float) and not math.isfinite(value)]
+    if not inputs and not bad:
+        return
+    if inputs:
+        cause = f"the inputs hold {inputs:,} non-finite value{'s' if inputs != 1 else ''} (NaN or Inf)"
+    else:
+        cause = "the model's outputs overflowed (the inputs are finite)"
+    shown = f"; {', '.join(f'{name} is {result[name]}' for name in bad)}" if bad else ""
+    warnings.warn(f"{where}: {cause}{shown}", RuntimeWarning, stacklevel=3)
 
 
 def evaluate(
@@ -189,13 +218,16 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        mean_loss, outputs, targets = _run_epoch_outputs(model, _loader(data, batch_size, False, "data"), loss_fn)
+        nonfinite: list[int] = []
+        loader = _loader(data, batch_size, False, "data")
+        mean_loss, outputs, targets = _run_epoch_outputs(model, loader, loss_fn, nonfinite)
     finally:
         model.train(was_training)
     result = {} if loss_fn is None else {"loss": mean_loss}
     for metric in metrics or ():
         name, fn = get_metric(metric)
         result[name] = fn(outputs, targets)
+    _warn_nonfinite("evaluate", nonfinite[0], result)
     return result
 
 
@@ -223,11 +255,16 @@ def predict(model: Module, inputs: Any, batch_size: int = 256) -> np.ndarray:
         batches = ((Tensor(array[i : i + batch_size]),) for i in range(0, len(array), batch_size))
     was_training = model.training
     model.eval()
+    nonfinite = 0
     try:
         with no_grad():
-            outputs = [model(*batch).data for batch in batches]
+            outputs = []
+            for batch in batches:
+                nonfinite += sum(_count_nonfinite(x.data) for x in batch)
+                outputs.append(model(*batch).data)
     finally:
         model.train(was_training)
+    _warn_nonfinite("predict", nonfinite, {})
     return np.concatenate(outputs)
 
 
@@ -440,6 +477,7 @@ def fit(
 
     for callback in callbacks:
         callback.on_train_begin(state)
+    warned_val = False
     while state.epoch < epochs and not state.stop:
         state.epoch += 1
         state.batch, state.running = 0, {}
@@ -472,9 +510,13 @@ def fit(
         record.update({name: fn(epoch_outputs, epoch_targets) for name, fn in metric_fns})
         if val_loader is not None:
             model.eval()
-            val_loss, val_outputs, val_targets = _run_epoch_outputs(model, val_loader, loss_fn)
+            nonfinite: list[int] = []
+            val_loss, val_outputs, val_targets = _run_epoch_outputs(model, val_loader, loss_fn, nonfinite)
             record["val_loss"] = val_loss
             record.update({f"val_{name}": fn(val_outputs, val_targets) for name, fn in metric_fns})
+            if not math.isfinite(val_loss) and not warned_val:
+                warned_val = True  # once per run: the first epoch it appears
+                _warn_nonfinite(f"fit: epoch {state.epoch}, validation data", nonfinite[0], {"val_loss": val_loss})
             model.train()
         record["lr"] = float(optimizer.param_groups[0]["lr"])
         record["time"] = time.perf_counter() - started

@@ -11,7 +11,7 @@ labels of shape (N,); for regression both have the same shape. :func:`get_metric
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from chainrule.errors import ShapeError
 from chainrule.tensor import Tensor
 
 __all__ = [
+    "classification_report",
     "accuracy",
     "top_k_accuracy",
     "confusion_matrix",
@@ -131,6 +132,56 @@ def precision_recall_f1(
     if average == "none":
         return precision, recall, f1
     return float(precision.mean()), float(recall.mean()), float(f1.mean())
+
+
+def classification_report(
+    outputs: Any, targets: Any, class_names: Sequence[str] | None = None, num_classes: int | None = None
+) -> str:
+    """Per-class precision, recall, F1 and support, then the confusion matrix, as aligned text.
+
+    Every column is as wide as its widest cell, so long class names and 10 or more classes line up; the
+    confusion matrix names its rows (true classes) and numbers its columns (predicted, in the same order).
+
+    Examples
+    --------
+    >>> print(classification_report([0, 1, 1], [0, 1, 0], ["cat", "dog"]))
+    class  precision  recall      f1  support
+    cat       1.0000  0.5000  0.6667        2
+    dog       0.5000  1.0000  0.6667        1
+    <BLANKLINE>
+    Confusion matrix (rows: true class, columns: predicted class):
+    true \\ predicted  0  1
+    0 cat             1  1
+    1 dog             0  1
+    """
+    matrix = confusion_matrix(
+        outputs, targets, num_classes if num_classes is not None else (len(class_names or []) or None)
+    )
+    classes = matrix.shape[0]
+    names = [str(name) for name in class_names] if class_names else [str(i) for i in range(classes)]
+    if len(names) != classes:
+        raise ValueError(f"classification_report: {len(names)} class names for {classes} classes")
+    precision, recall, f1 = precision_recall_f1(outputs, targets, classes, average="none")
+    support = matrix.sum(axis=1)
+    rows = [["class", "precision", "recall", "f1", "support"]]
+    rows += [
+        [name, f"{p:.4f}", f"{r:.4f}", f"{f:.4f}", str(n)]
+        for name, p, r, f, n in zip(names, precision, recall, f1, support)
+    ]
+    lines = _aligned(rows)
+    labelled = [f"{i} {name}" if name != str(i) else name for i, name in enumerate(names)]
+    grid = [["true \\ predicted", *map(str, range(classes))]]
+    grid += [[label, *map(str, row)] for label, row in zip(labelled, matrix.tolist())]
+    return "\n".join([*lines, "", "Confusion matrix (rows: true class, columns: predicted class):", *_aligned(grid)])
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """Rows of cells as lines: the first column left-aligned, the others right-aligned, two spaces apart."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(w) if column == 0 else cell.rjust(w) for column, (cell, w) in enumerate(zip(row, widths)))
+        for row in rows
+    ]
 
 
 def _pair(outputs: Any, targets: Any, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ from chainrule.train import plots
 from chainrule.train.callbacks import EarlyStopping, HistoryLogger, LRScheduler, ModelCheckpoint
 from chainrule.train.history import History
 from chainrule.train.loop import evaluate, fit, make_optimizer, predict
-from chainrule.train.metrics import confusion_matrix, precision_recall_f1
+from chainrule.train.metrics import classification_report, confusion_matrix
 from chainrule.train.models import build_model
 
 __all__ = ["TrainConfig", "RunResult", "train_run", "evaluate_run", "predict_files", "load_run", "DATASET_NAMES"]
@@ -199,7 +199,7 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1) -> Ru
         files += _plots(model, history, test_set, info, run_dir, regression)
 
     print(f"Test ({len(test_set)} samples): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
-    print(history.diagnosis())
+    print(history.diagnosis(early_stopping=config.patience > 0, test_accuracy=test.get("accuracy")))
     print(f"Wrote {', '.join(p.name for p in files)} and the checkpoints to {run_dir}")
     return RunResult(model, history, test, run_dir, files)
 
@@ -269,14 +269,8 @@ def evaluate_run(
         x, y = test_set.arrays[0], test_set.arrays[-1]
         predicted = predict(model, x).argmax(axis=1)
         classes = config["data"]["num_classes"]
-        precision, recall, f1 = precision_recall_f1(predicted, y, classes, average="none")
-        names = config["data"]["class_names"] or [str(i) for i in range(classes)]
-        width = max(len(str(n)) for n in names)
-        print(f"  {'class':<{width}}  precision  recall  f1")
-        for i, label in enumerate(names):
-            print(f"  {label:<{width}}  {precision[i]:9.4f}  {recall[i]:6.4f}  {f1[i]:.4f}")
-        print("Confusion matrix (rows: true class, columns: predicted):")
-        print(confusion_matrix(predicted, y, classes))
+        report = classification_report(predicted, y, config["data"]["class_names"] or None, classes)
+        print("\n".join(f"  {line}" if line else line for line in report.splitlines()))
     return result
 
 
