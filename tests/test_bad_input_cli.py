@@ -416,7 +416,7 @@ RUN_ROWS = [
         lambda tmp, run: ["predict", str(run), _npy(tmp, "x.npy", np.zeros((1, 5)))],
         1,
         "x.npy",
-        "has 5 values",
+        "got shape (1, 5)",
         "(2,)",
     ),
     odd(
