@@ -735,7 +735,7 @@ class Tensor:
 
     # -- in-place updates (optimizers, initialisers): only outside the graph ---------------------------
     def _check_inplace(self, what: str) -> None:
-        """Refuse an in-place change that would corrupt a graph, else count it in the version counter."""
+        """Refuse an in-place change that would corrupt a graph (the caller counts the change once it is made)."""
         if self._ctx is not None:
             raise GradientError(
                 f"{what}: in-place change of a tensor computed by {self.grad_fn!r} would corrupt its graph"
