@@ -178,3 +178,38 @@ def test_force_keeps_the_old_run_when_the_new_one_fails_before_its_first_checkpo
         assert main([*quick, "--epochs", "3", "--force"]) == 130
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+def test_train_help_shows_every_default_and_the_presets(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    words = " ".join(out.split())
+    assert "fashion_mnist mlp hidden 512,256" in words and "--force" in out and "first N test samples" in words
+    for flag in ("--hidden", "--epochs", "--lr", "--optimizer", "--momentum", "--batch-size", "--val-split", "--seed"):
+        section = out.split(flag, 2)[-1].split("\n  --", 1)[0]
+        assert "default" in section, flag
+
+
+def test_defaults_depend_on_the_data_and_model_and_a_passed_flag_wins():
+    from chainrule.train.config import resolve
+
+    cnn = resolve({"data": "mnist", "model": "cnn"})
+    assert (cnn["lr"], cnn["batch_size"], cnn["hidden"], cnn["epochs"]) == (0.05, 128, [128], 8)
+    assert resolve({"data": "mnist", "model": "cnn", "lr": 0.2})["lr"] == 0.2
+    assert resolve({"data": "mnist", "model": "mlp", "optimizer": "adam"})["lr"] == 0.001
+    assert resolve({"data": "fashion_mnist", "model": "mlp", "optimizer": "sgd"})["lr"] == 0.1
+    assert resolve({})["hidden"] == [128, 64] and resolve({})["lr"] == 0.1
+
+
+def test_the_misclassified_plot_says_how_many_are_shown_of_how_many(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="plots need the plot extra")
+    from chainrule.train import plots
+
+    titles = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda figure, path: titles.append(figure._suptitle.get_text())
+                        or real_save(figure, path))  # fmt: skip
+    images, targets = np.zeros((100, 1, 4, 4)), np.zeros(100, dtype=int)
+    plots.plot_misclassified(images, targets, np.r_[np.ones(50, int), np.zeros(50, int)], tmp_path / "m.png")
+    assert titles == ["36 shown of 50 misclassified of 100 (true → predicted)"]

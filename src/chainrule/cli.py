@@ -248,17 +248,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
     """``train``: every flag defaults to None so that the run knows which ones the user passed; the values
     come from the presets table of :mod:`chainrule.train.config` (shown in the help) and TrainConfig."""
-    from chainrule.train.config import FIXED, TUNABLE, presets_table
+    from chainrule.train.config import FIXED, OPTIMIZER_LR, PRESETS, TUNABLE, presets_table
     from chainrule.train.loop import OPTIMIZERS
     from chainrule.train.models import ACTIVATIONS, MODELS
     from chainrule.train.runs import DATASET_NAMES, SCHEDULES, TrainConfig
 
     base = TrainConfig()
-    per_model = "per data/model, see the table below; otherwise"
+    in_table = {key for row in PRESETS.values() for key in row}
 
     def default(name: str) -> str:
         value = getattr(base, name)
-        return f"default: {per_model} {','.join(map(str, value)) if isinstance(value, list) else value}"
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        return (
+            f"default: per data/model, see the table below; otherwise {text}"
+            if name in in_table
+            else f"default: {text}"
+        )
 
     train = commands.add_parser(
         "train",
@@ -267,14 +272,17 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
         description="Train a model, evaluate it on the test split, and write checkpoint, history and plots.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Defaults that depend on the data and the model (a flag you pass always wins; with another\n"
-        "--optimizer than the row's, the learning rate is that optimizer's default: "
-        + ", ".join(f"{k} {v:g}" for k, v in _optimizer_lrs().items())
+        "--optimizer than the row's, the learning rate is that optimizer's default:\n"
+        + ", ".join(f"{k} {v:g}" for k, v in OPTIMIZER_LR.items())
         + "):\n"
         + presets_table()
         + "\n\nAn existing run directory is never overwritten: train refuses, unless --resume continues it or\n"
         "--force replaces it (the old run is kept until the new one has written its first checkpoint).\n"
-        f"--resume may change {', '.join('--' + f for f in TUNABLE)}; it refuses changes of "
-        + ", ".join("--" + f.replace("_", "-") for f in FIXED)
+        f"--resume may change {', '.join('--' + f for f in TUNABLE)} (applied and recorded);\n"
+        "it refuses changes of "
+        + ", ".join("--" + f.replace("_", "-") for f in FIXED[:6])
+        + ",\n"
+        + ", ".join("--" + f.replace("_", "-") for f in FIXED[6:])
         + ".",
     )
     train.add_argument("--data", choices=DATASET_NAMES, default=None, help=f"dataset (default: {base.data})")
@@ -333,12 +341,6 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
     train.add_argument("--no-plots", action="store_true", help="do not write PNG plots (default: write them)")
     train.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
     train.set_defaults(run=_train)
-
-
-def _optimizer_lrs() -> dict[str, float]:
-    from chainrule.train.config import OPTIMIZER_LR
-
-    return OPTIMIZER_LR
 
 
 def _add_explain(commands: Any, common: argparse.ArgumentParser) -> None:
