@@ -118,7 +118,8 @@ def _training_run(directory, epochs, resume=None):
         def on_batch_end(self, state):
             losses.append(state.loss)
 
-    callbacks = [ModelCheckpoint(directory), LRScheduler(sched), StepLosses(directory / "h.json")]
+    stop = EarlyStopping("val_loss", patience=10, restore_best=True)  # its counters and best weights are resumed too
+    callbacks = [ModelCheckpoint(directory), LRScheduler(sched), StepLosses(directory / "h.json"), stop]
     history = fit(model, (x, y), optimizer=opt, epochs=epochs, batch_size=16, val_split=0.2, seed=5,
                   callbacks=callbacks, verbose=0, resume=resume)  # fmt: skip
     return history, losses, model
