@@ -242,6 +242,7 @@ def checkpoint_state(
         "format": CHECKPOINT_FORMAT,
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
+        "optimizer_class": type(state.optimizer).__name__,
         "epoch": state.epoch,
         "step": state.step,
         "history": state.history.to_dict(),
@@ -310,6 +311,12 @@ def _resume(path: Any, state: TrainState, callbacks: Sequence[Callback], loader:
     where = f"fit: {str(path)!r}"
     saved = load(path)
     _check_checkpoint(saved, where)
+    kind = saved.get("optimizer_class")
+    if kind is not None and kind != type(state.optimizer).__name__:
+        raise CheckpointError(
+            f"{where} holds the state of a {kind} optimizer, not of this {type(state.optimizer).__name__}: "
+            "resume with the optimizer the run was trained with"
+        )
     part = "model"
     try:
         state.model.load_state_dict(saved["model"])
