@@ -213,3 +213,12 @@ def test_the_misclassified_plot_says_how_many_are_shown_of_how_many(tmp_path, mo
     images, targets = np.zeros((100, 1, 4, 4)), np.zeros(100, dtype=int)
     plots.plot_misclassified(images, targets, np.r_[np.ones(50, int), np.zeros(50, int)], tmp_path / "m.png")
     assert titles == ["36 shown of 50 misclassified of 100 (true → predicted)"]
+
+
+def test_force_removes_what_a_killed_force_run_left(tmp_path, capsys):
+    pytest.importorskip("sklearn", reason="the digits dataset ships with scikit-learn")
+    quick = ["train", "--hidden", "16", "--limit", "200", "--quiet", "--no-plots", "--out", str(tmp_path / "r")]
+    assert main([*quick, "--epochs", "1"]) == 0
+    (tmp_path / ".r.tmp-999999999").mkdir()  # a --force run killed with SIGKILL; no such process now
+    assert main([*quick, "--epochs", "1", "--force"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]

@@ -199,12 +199,24 @@ def _prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> Path:
                 f"train: {str(run_dir)!r} already exists and is not empty; pass --resume to continue that run, "
                 "--force to replace it, or another --out"
             )
+        _remove_stale_temporaries(run_dir)
         temporary = run_dir.parent / f".{run_dir.name}.tmp-{os.getpid()}"
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
         return temporary
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Remove the ``.<name>.tmp-<pid>`` directories that earlier ``--force`` runs left when they were killed
+    before their first checkpoint (their process is gone). Never an ``.old-`` one: that may be the only copy."""
+    from chainrule.io import _process_alive
+
+    for entry in run_dir.parent.glob(f".{run_dir.name}.tmp-*"):
+        pid = entry.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 class _SwapIn(Callback):
