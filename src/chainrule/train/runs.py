@@ -186,19 +186,27 @@ def _flag_text(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+def _check_run_dir(run_dir: Path, resume: bool, force: bool) -> bool:
+    """Whether ``run_dir`` holds a run to replace; refuses a file, and a non-empty directory without
+    ``resume`` or ``force``. Checked before anything is loaded, and again just before training."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ArgumentError(f"train: --out {str(run_dir)!r} is a file, not a directory")
+    occupied = not resume and run_dir.is_dir() and any(run_dir.iterdir())
+    if occupied and not force:
+        raise ArgumentError(
+            f"train: {str(run_dir)!r} already exists and is not empty; pass --resume to continue that run, "
+            "--force to replace it, or another --out"
+        )
+    return occupied
+
+
 def _prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> Path:
     """The directory to train into. A run directory that holds files is never overwritten: refused unless
     ``resume`` (train in place) or ``force`` (train into a hidden sibling, swapped in by :class:`_SwapIn`)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ArgumentError(f"train: --out {str(run_dir)!r} is a file, not a directory")
     if resume:
+        _check_run_dir(run_dir, resume, force)
         return run_dir
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not force:
-            raise ArgumentError(
-                f"train: {str(run_dir)!r} already exists and is not empty; pass --resume to continue that run, "
-                "--force to replace it, or another --out"
-            )
+    if _check_run_dir(run_dir, resume, force):
         _remove_stale_temporaries(run_dir)
         temporary = run_dir.parent / f".{run_dir.name}.tmp-{os.getpid()}"
         shutil.rmtree(temporary, ignore_errors=True)
@@ -287,6 +295,7 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force
     run_dir = config.run_dir
     last = run_dir / "last.safetensors"
     changed: list[str] = []
+    _check_run_dir(run_dir, resume, force)
     if resume:
         changed = _check_resume_matches(config, last)
     rng.manual_seed(config.seed)
