@@ -259,7 +259,7 @@ def _number(value: Any, path: str, low: float, high: float) -> float:
 
 
 def _positive_number(value: Any, path: str) -> float:
-    number = _number(value, path, 0.0, math.inf)
+    number = _number(value, path, -math.inf, math.inf)
     if number <= 0:
         raise CheckpointError(f"{_where(path)} must be > 0, got {value}")
     return number

@@ -291,7 +291,10 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force
     >>> sorted(result.test)
     ['accuracy', 'loss']
     """
-    check_train_config(asdict(config))
+    try:
+        check_train_config(asdict(config))
+    except CheckpointError as error:  # the same checks as for a config.json, worded for a TrainConfig
+        raise ArgumentError(str(error).replace("config.json: field 'train.", "train: TrainConfig field '")) from None
     run_dir = config.run_dir
     last = run_dir / "last.safetensors"
     changed: list[str] = []
