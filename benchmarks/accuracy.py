@@ -29,53 +29,33 @@ from pathlib import Path
 import numpy as np
 
 from chainrule import data
-from chainrule.train.runs import TrainConfig, train_run
+from chainrule.cli import build_parser
+from chainrule.train.config import resolve
+from chainrule.train.runs import TRAIN_FLAGS, TrainConfig, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("CHAINRULE_DATA", str(ROOT.parent / "shared" / "data"))
 
-# name: (config, target test accuracy)
-ROWS: dict[str, tuple[TrainConfig, float]] = {
-    "digits-mlp": (TrainConfig(), 0.98),
-    "mnist-mlp": (
-        TrainConfig(data="mnist", hidden=[512, 256], epochs=15, lr=0.05, batch_size=128, val_split=0.0),
-        0.98,
-    ),
-    "mnist-cnn": (
-        TrainConfig(data="mnist", model="cnn", hidden=[128], epochs=8, lr=0.05, batch_size=128, val_split=0.0),
-        0.99,
-    ),
-    "fashion-mlp": (
-        TrainConfig(
-            data="fashion_mnist",
-            hidden=[512, 256],
-            epochs=25,
-            lr=0.001,
-            optimizer="adam",
-            batch_size=128,
-            dropout=0.2,
-            val_split=0.0,
-        ),
-        0.89,
-    ),
-    "fashion-cnn": (
-        TrainConfig(
-            data="fashion_mnist",
-            model="cnn",
-            hidden=[256],
-            epochs=20,
-            lr=0.05,
-            batch_size=128,
-            dropout=0.3,
-            schedule="cosine",
-            val_split=0.0,
-        ),
-        0.92,
-    ),
+# name: (the arguments of `chainrule train`, as the README shows them, target test accuracy). Every row runs
+# with the command line's defaults (the presets of chainrule.train.config) except what its arguments say.
+ROWS: dict[str, tuple[list[str], float]] = {
+    "digits-mlp": ([], 0.98),
+    "mnist-mlp": (["--data", "mnist", "--model", "mlp", "--epochs", "15"], 0.98),
+    "mnist-cnn": (["--data", "mnist", "--model", "cnn", "--epochs", "8"], 0.99),
+    "fashion-mlp": (["--data", "fashion_mnist", "--model", "mlp", "--epochs", "25"], 0.89),
+    "fashion-cnn": (["--data", "fashion_mnist", "--model", "cnn", "--epochs", "20"], 0.92),
 }
+REGRESSION = ["--data", "linear_regression", "--model", "linear"]
 
 
-def run_classification(name: str, config: TrainConfig, target: float, out: Path, verbose: int = 0) -> str:
+def cli_config(arguments: list[str]) -> TrainConfig:
+    """The TrainConfig that ``chainrule train ARGUMENTS`` runs (the same parser and the same defaults)."""
+    args = build_parser().parse_args(["train", *arguments])
+    return TrainConfig(**resolve({name: getattr(args, name) for name in TRAIN_FLAGS}))
+
+
+def run_classification(name: str, arguments: list[str], target: float, out: Path, verbose: int = 0) -> str:
+    config = cli_config(arguments)
     dataset = config.data
     if dataset in ("mnist", "fashion_mnist") and data.locate(dataset) is None:
         return f"| {name} | skipped: {dataset} files not found | ≥ {target:.0%} | | |"
@@ -84,14 +64,12 @@ def run_classification(name: str, config: TrainConfig, target: float, out: Path,
     seconds = time.perf_counter() - started
     accuracy = result.test["accuracy"]
     verdict = "met" if accuracy >= target else "SHORT"
-    return f"| {name} | {accuracy:.2%} | ≥ {target:.0%} | {seconds:.0f} s | {verdict} |"
+    command = " ".join(["chainrule train", *arguments])
+    return f"| {name}: `{command}` | {accuracy:.2%} | ≥ {target:.0%} | {seconds:.0f} s | {verdict} |"
 
 
 def run_regression(out: Path) -> str:
-    config = TrainConfig(
-        data="linear_regression", model="linear", epochs=200, lr=0.01, optimizer="sgd", momentum=0.9,
-        batch_size=32, val_split=0.0,
-    )  # fmt: skip
+    config = cli_config(REGRESSION)
     started = time.perf_counter()
     result = train_run(replace(config, out=str(out / "regression"), plots=False), verbose=0)
     seconds = time.perf_counter() - started
@@ -104,8 +82,8 @@ def run_regression(out: Path) -> str:
     ratio = trained_mse / lstsq_mse
     verdict = "met" if ratio <= 1.05 else "SHORT"
     return (
-        f"| regression (linear, test MSE) | {trained_mse:.5f} vs least squares {lstsq_mse:.5f} "
-        f"(ratio {ratio:.3f}) | ≤ 1.05 | {seconds:.0f} s | {verdict} |"
+        f"| regression: `chainrule train {' '.join(REGRESSION)}` (test MSE) | {trained_mse:.5f} vs least squares "
+        f"{lstsq_mse:.5f} (ratio {ratio:.3f}) | ≤ 1.05 | {seconds:.0f} s | {verdict} |"
     )
 
 

@@ -95,3 +95,130 @@ def test_cosine_schedule_lowers_the_learning_rate_to_zero(tmp_path, capsys):
                  "--out", str(tmp_path), "--quiet", "--no-plots"]) == 0  # fmt: skip
     lrs = [record["lr"] for record in json.loads((tmp_path / "history.json").read_text())["records"]]
     assert lrs == pytest.approx([0.2, 0.2 * (1 + np.cos(np.pi / 4)) / 2, 0.1, 0.2 * (1 + np.cos(3 * np.pi / 4)) / 2])
+
+
+EARLY = ["train", "--hidden", "32", "--epochs", "15", "--patience", "2", "--schedule", "cosine", "--limit", "600",
+         "--lr", "0.3", "--quiet", "--no-plots"]  # fmt: skip
+
+
+def _killed_at_epoch(monkeypatch, epoch):
+    """Make the next run die (as from Ctrl-C) when ``epoch`` begins, after the previous epoch's checkpoint."""
+    from chainrule.train.callbacks import ProgressBar
+
+    original = ProgressBar.on_epoch_begin
+
+    def interrupt(self, state):
+        if state.epoch == epoch:
+            raise KeyboardInterrupt
+        original(self, state)
+
+    monkeypatch.setattr(ProgressBar, "on_epoch_begin", interrupt)
+
+
+def _run_files(run):
+    from chainrule.io import load
+
+    config = json.loads((run / "config.json").read_text())
+    history = json.loads((run / "history.json").read_text())
+    return load(run / "model.safetensors"), history["records"], config["test"]
+
+
+def test_a_killed_early_stopping_run_resumes_to_the_same_model_bit_for_bit(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("sklearn", reason="the digits dataset ships with scikit-learn")
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main([*EARLY, "--out", str(full)]) == 0
+    weights, records, test = _run_files(full)
+    best = min(records, key=lambda r: r["val_loss"])["epoch"]
+    assert len(records) < 15 and best < len(records)  # it stopped early, after its best epoch
+    with monkeypatch.context() as patch:
+        _killed_at_epoch(patch, best + 1)
+        assert main([*EARLY, "--out", str(part)]) == 130
+    assert main([*EARLY, "--out", str(part), "--resume"]) == 0
+    resumed_weights, resumed_records, resumed_test = _run_files(part)
+    for name, array in weights.items():
+        np.testing.assert_array_equal(resumed_weights[name], array)
+    strip = [{k: v for k, v in r.items() if k != "time"} for r in records]
+    assert [{k: v for k, v in r.items() if k != "time"} for r in resumed_records] == strip
+    assert resumed_test == test
+
+
+def test_resume_applies_and_records_a_new_learning_rate(tmp_path, capsys):
+    pytest.importorskip("sklearn", reason="the digits dataset ships with scikit-learn")
+    quick = ["train", "--hidden", "16", "--limit", "200", "--quiet", "--no-plots", "--out", str(tmp_path / "r")]
+    assert main([*quick, "--epochs", "2"]) == 0
+    assert main([*quick, "--epochs", "4", "--lr", "0.5", "--resume"]) == 0
+    records = json.loads((tmp_path / "r" / "history.json").read_text())["records"]
+    assert [r["lr"] for r in records] == [0.1, 0.1, 0.5, 0.5]
+    train = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
+    assert train["lr"] == 0.5 and train["epochs"] == 4 and train["hidden"] == [16]
+
+
+def test_a_second_train_into_the_same_directory_is_refused_and_force_replaces_it(tmp_path, capsys):
+    pytest.importorskip("sklearn", reason="the digits dataset ships with scikit-learn")
+    quick = ["train", "--hidden", "16", "--limit", "200", "--quiet", "--no-plots", "--out", str(tmp_path / "r")]
+    assert main([*quick, "--epochs", "1"]) == 0
+    before = (tmp_path / "r" / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main([*quick, "--epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "--force" in err and "--resume" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "r" / "model.safetensors").read_bytes() == before  # untouched
+    assert main([*quick, "--epochs", "2", "--force"]) == 0
+    assert len(json.loads((tmp_path / "r" / "history.json").read_text())["records"]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no temporary or old directory left
+
+
+def test_force_keeps_the_old_run_when_the_new_one_fails_before_its_first_checkpoint(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("sklearn", reason="the digits dataset ships with scikit-learn")
+    quick = ["train", "--hidden", "16", "--limit", "200", "--quiet", "--no-plots", "--out", str(tmp_path / "r")]
+    assert main([*quick, "--epochs", "1"]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    with monkeypatch.context() as patch:
+        _killed_at_epoch(patch, 1)
+        assert main([*quick, "--epochs", "3", "--force"]) == 130
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+def test_train_help_shows_every_default_and_the_presets(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    words = " ".join(out.split())
+    assert "fashion_mnist mlp hidden 512,256" in words and "--force" in out and "first N test samples" in words
+    for flag in ("--hidden", "--epochs", "--lr", "--optimizer", "--momentum", "--batch-size", "--val-split", "--seed"):
+        section = out.split(flag, 2)[-1].split("\n  --", 1)[0]
+        assert "default" in section, flag
+
+
+def test_defaults_depend_on_the_data_and_model_and_a_passed_flag_wins():
+    from chainrule.train.config import resolve
+
+    cnn = resolve({"data": "mnist", "model": "cnn"})
+    assert (cnn["lr"], cnn["batch_size"], cnn["hidden"], cnn["epochs"]) == (0.05, 128, [128], 8)
+    assert resolve({"data": "mnist", "model": "cnn", "lr": 0.2})["lr"] == 0.2
+    assert resolve({"data": "mnist", "model": "mlp", "optimizer": "adam"})["lr"] == 0.001
+    assert resolve({"data": "fashion_mnist", "model": "mlp", "optimizer": "sgd"})["lr"] == 0.1
+    assert resolve({})["hidden"] == [128, 64] and resolve({})["lr"] == 0.1
+
+
+def test_the_misclassified_plot_says_how_many_are_shown_of_how_many(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="plots need the plot extra")
+    from chainrule.train import plots
+
+    titles = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda figure, path: titles.append(figure._suptitle.get_text())
+                        or real_save(figure, path))  # fmt: skip
+    images, targets = np.zeros((100, 1, 4, 4)), np.zeros(100, dtype=int)
+    plots.plot_misclassified(images, targets, np.r_[np.ones(50, int), np.zeros(50, int)], tmp_path / "m.png")
+    assert titles == ["36 shown of 50 misclassified of 100 (true → predicted)"]
+
+
+def test_force_removes_what_a_killed_force_run_left(tmp_path, capsys):
+    pytest.importorskip("sklearn", reason="the digits dataset ships with scikit-learn")
+    quick = ["train", "--hidden", "16", "--limit", "200", "--quiet", "--no-plots", "--out", str(tmp_path / "r")]
+    assert main([*quick, "--epochs", "1"]) == 0
+    (tmp_path / ".r.tmp-999999999").mkdir()  # a --force run killed with SIGKILL; no such process now
+    assert main([*quick, "--epochs", "1", "--force"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]

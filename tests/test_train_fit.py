@@ -118,7 +118,8 @@ def _training_run(directory, epochs, resume=None):
         def on_batch_end(self, state):
             losses.append(state.loss)
 
-    callbacks = [ModelCheckpoint(directory), LRScheduler(sched), StepLosses(directory / "h.json")]
+    stop = EarlyStopping("val_loss", patience=10, restore_best=True)  # its counters and best weights are resumed too
+    callbacks = [ModelCheckpoint(directory), LRScheduler(sched), StepLosses(directory / "h.json"), stop]
     history = fit(model, (x, y), optimizer=opt, epochs=epochs, batch_size=16, val_split=0.2, seed=5,
                   callbacks=callbacks, verbose=0, resume=resume)  # fmt: skip
     return history, losses, model
@@ -210,3 +211,14 @@ def test_resuming_from_a_broken_checkpoint_names_the_file_and_entry(tmp_path, ca
     with pytest.raises(cr.CheckpointError, match=f"fit: '.*{broken.name}'") as info:
         fit(_model(), (x, y), epochs=2, batch_size=16, verbose=0, resume=broken)
     assert message in str(info.value)
+
+
+def test_resuming_with_another_kind_of_optimizer_is_refused(tmp_path):
+    pytest.importorskip("safetensors", reason="checkpoints need the io extra")
+    x, y = _blobs(40)
+    model = _model()
+    fit(model, (x, y), optimizer=optim.SGD(model.parameters(), lr=0.1, momentum=0.9), epochs=1, verbose=0,
+        callbacks=[ModelCheckpoint(tmp_path, monitor="loss")])  # fmt: skip
+    with pytest.raises(cr.CheckpointError, match="SGD optimizer, not of this Adagrad"):
+        fit(model, (x, y), optimizer=optim.Adagrad(model.parameters()), epochs=2, verbose=0,
+            resume=tmp_path / "last.safetensors")  # fmt: skip

@@ -197,30 +197,11 @@ def _check_explain_sample(args: argparse.Namespace) -> None:
 
 # -- train / evaluate / predict / datasets -----------------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
-    from chainrule.train.runs import TrainConfig, train_run
+    from chainrule.train.runs import TRAIN_FLAGS, train_from_flags
 
-    config = TrainConfig(
-        data=args.data,
-        model=args.model,
-        hidden=args.hidden,
-        activation=args.activation,
-        dropout=args.dropout,
-        epochs=args.epochs,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        val_split=args.val_split,
-        patience=args.patience,
-        schedule=args.schedule,
-        seed=args.seed,
-        data_dir=args.data_dir,
-        limit=args.limit,
-        out=args.out,
-        plots=not args.no_plots,
-    )
-    train_run(config, resume=args.resume, verbose=0 if args.quiet else 1)
+    given = {name: getattr(args, name) for name in TRAIN_FLAGS}
+    given["plots"] = False if args.no_plots else None
+    train_from_flags(given, resume=args.resume, force=args.force, verbose=0 if args.quiet else 1)
     return 0
 
 
@@ -266,9 +247,7 @@ def _check_data_dir(data_dir: str | None) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``chainrule`` command."""
-    from chainrule.train.loop import OPTIMIZERS
-    from chainrule.train.models import ACTIVATIONS, MODELS
-    from chainrule.train.runs import DATASET_NAMES, SCHEDULES, TrainConfig
+    from chainrule.train.runs import DATASET_NAMES
 
     parser = _Parser(prog="chainrule", description="Backpropagation you can read, on NumPy.")
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
@@ -277,52 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)  # --debug is accepted after the subcommand too
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    defaults = TrainConfig()
-    train = commands.add_parser(
-        "train",
-        parents=[common],
-        help="train a model on a dataset (default: an MLP on the bundled digits, offline)",
-        description="Train a model, evaluate it on the test split, and write checkpoint, history and plots.",
-    )
-    train.add_argument("--data", choices=DATASET_NAMES, default=defaults.data, help="dataset (default %(default)s)")
-    train.add_argument("--model", choices=MODELS, default=defaults.model, help="model (default %(default)s)")
-    train.add_argument(
-        "--hidden",
-        type=_widths,
-        default=defaults.hidden,
-        help="hidden widths, e.g. 128,64 (MLP layers; hidden size of rnn/lstm/gru; dense width of the cnn)",
-    )
-    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default=defaults.activation)
-    train.add_argument("--dropout", type=_finite_float(0.0, inclusive=True, high=1.0), default=defaults.dropout)
-    train.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help="default %(default)s")
-    train.add_argument("--lr", type=_finite_float(), default=defaults.lr, help="learning rate (default %(default)s)")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="default %(default)s")
-    train.add_argument(
-        "--momentum", type=_finite_float(0.0, inclusive=True, high=1.0), default=defaults.momentum,
-        help="SGD/RMSprop momentum (default %(default)s)",
-    )  # fmt: skip
-    train.add_argument("--weight-decay", type=_finite_float(0.0, inclusive=True), default=defaults.weight_decay)
-    train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size, help="default %(default)s")
-    train.add_argument(
-        "--val-split", type=_finite_float(0.0, inclusive=True, high=1.0), default=defaults.val_split,
-        help="fraction of the training split held out for validation (default %(default)s; 0: none)",
-    )  # fmt: skip
-    train.add_argument(
-        "--patience", type=_non_negative_int, default=defaults.patience,
-        help="early stopping after this many epochs without improvement (0: off; default %(default)s)",
-    )  # fmt: skip
-    train.add_argument(
-        "--schedule", choices=SCHEDULES, default=defaults.schedule,
-        help="learning rate over the epochs: constant, or cosine (from --lr down to 0; default %(default)s)",
-    )  # fmt: skip
-    train.add_argument("--seed", type=_non_negative_int, default=defaults.seed, help="default %(default)s")
-    train.add_argument("--data-dir", default=None, help="where to look for dataset files first")
-    train.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training samples")
-    train.add_argument("--out", default=None, help="run directory (default runs/<data>-<model>)")
-    train.add_argument("--resume", action="store_true", help="continue from --out/last.safetensors")
-    train.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
-    train.set_defaults(run=_train)
+    _add_train(commands, common)
 
     evaluate = commands.add_parser("evaluate", parents=[common], help="evaluate a trained run on its test split")
     evaluate.add_argument("run_dir", help="a directory written by 'chainrule train'")
@@ -364,6 +298,104 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain(commands, common)
     _add_gradcheck(commands, common)
     return parser
+
+
+def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
+    """``train``: every flag defaults to None so that the run knows which ones the user passed; the values
+    come from the presets table of :mod:`chainrule.train.config` (shown in the help) and TrainConfig."""
+    from chainrule.train.config import FIXED, OPTIMIZER_LR, PRESETS, TUNABLE, presets_table
+    from chainrule.train.loop import OPTIMIZERS
+    from chainrule.train.models import ACTIVATIONS, MODELS
+    from chainrule.train.runs import DATASET_NAMES, SCHEDULES, TrainConfig
+
+    base = TrainConfig()
+    in_table = {key for row in PRESETS.values() for key in row}
+
+    def default(name: str) -> str:
+        value = getattr(base, name)
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        return (
+            f"default: per data/model, see the table below; otherwise {text}"
+            if name in in_table
+            else f"default: {text}"
+        )
+
+    train = commands.add_parser(
+        "train",
+        parents=[common],
+        help="train a model on a dataset (default: an MLP on the bundled digits, offline)",
+        description="Train a model, evaluate it on the test split, and write checkpoint, history and plots.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Defaults that depend on the data and the model (a flag you pass always wins; with another\n"
+        "--optimizer than the row's, the learning rate is that optimizer's default:\n"
+        + ", ".join(f"{k} {v:g}" for k, v in OPTIMIZER_LR.items())
+        + "):\n"
+        + presets_table()
+        + "\n\nAn existing run directory is never overwritten: train refuses, unless --resume continues it or\n"
+        "--force replaces it (the old run is kept until the new one has written its first checkpoint).\n"
+        f"--resume may change {', '.join('--' + f for f in TUNABLE)} (applied and recorded);\n"
+        "it refuses changes of "
+        + ", ".join("--" + f.replace("_", "-") for f in FIXED[:6])
+        + ",\n"
+        + ", ".join("--" + f.replace("_", "-") for f in FIXED[6:])
+        + ".",
+    )
+    train.add_argument("--data", choices=DATASET_NAMES, default=None, help=f"dataset (default: {base.data})")
+    train.add_argument("--model", choices=MODELS, default=None, help=f"model (default: {base.model})")
+    train.add_argument(
+        "--hidden",
+        type=_widths,
+        default=None,
+        help="hidden widths, e.g. 128,64 (MLP layers; hidden size of rnn/lstm/gru; dense width of the cnn; "
+        + default("hidden")
+        + ")",
+    )
+    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default=None, help=default("activation"))
+    train.add_argument(
+        "--dropout", type=_finite_float(0.0, inclusive=True, high=1.0), default=None, help=default("dropout")
+    )
+    train.add_argument("--epochs", type=_positive_int, default=None, help=default("epochs"))
+    train.add_argument("--lr", type=_finite_float(), default=None, help="learning rate (" + default("lr") + ")")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help=default("optimizer"))
+    train.add_argument(
+        "--momentum", type=_finite_float(0.0, inclusive=True, high=1.0), default=None,
+        help="SGD/RMSprop momentum (" + default("momentum") + ")",
+    )  # fmt: skip
+    train.add_argument(
+        "--weight-decay", type=_finite_float(0.0, inclusive=True), default=None, help=default("weight_decay")
+    )
+    train.add_argument("--batch-size", type=_positive_int, default=None, help=default("batch_size"))
+    train.add_argument(
+        "--val-split", type=_finite_float(0.0, inclusive=True, high=1.0), default=None,
+        help="fraction of the training split held out for validation (0: none; " + default("val_split") + ")",
+    )  # fmt: skip
+    train.add_argument(
+        "--patience", type=_non_negative_int, default=None,
+        help="early stopping after this many epochs without improvement (0: off; default 0)",
+    )  # fmt: skip
+    train.add_argument(
+        "--schedule", choices=SCHEDULES, default=None,
+        help="learning rate over the epochs: constant, or cosine (from --lr down to 0; " + default("schedule") + ")",
+    )  # fmt: skip
+    train.add_argument("--seed", type=_non_negative_int, default=None, help=f"default: {base.seed}")
+    train.add_argument("--data-dir", default=None, help="where to look for dataset files first (default: none)")
+    train.add_argument(
+        "--limit", type=_positive_int, default=None,
+        help="use only the first N training samples and the first N test samples (default: all)",
+    )  # fmt: skip
+    train.add_argument(
+        "--out", default=None,
+        help="run directory (default: runs/<data>-<model>); train refuses an existing one without --force/--resume",
+    )  # fmt: skip
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue --out from its last.safetensors (default: off)")
+    mode.add_argument(
+        "--force", action="store_true",
+        help="replace an existing run directory (kept until the new run's first checkpoint; default: off)",
+    )  # fmt: skip
+    train.add_argument("--no-plots", action="store_true", help="do not write PNG plots (default: write them)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
+    train.set_defaults(run=_train)
 
 
 def _add_explain(commands: Any, common: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from chainrule.train.metrics import (
     rmse,
     top_k_accuracy,
 )
-from chainrule.train.models import build_model
+from chainrule.train.models import build_model, estimate_parameter_count
 
 __all__ = [
     "fit",
@@ -49,6 +49,7 @@ __all__ = [
     "rmse",
     "r2_score",
     "build_model",
+    "estimate_parameter_count",
     "make_optimizer",
     "LOSSES",
     "OPTIMIZERS",

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from chainrule.errors import ChainruleError
 from chainrule.train.history import History
 
@@ -256,12 +258,21 @@ class EarlyStopping(Callback):
             state.model.load_state_dict(self._best_weights)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self._monitor.best, "best_epoch": self._monitor.best_epoch, "wait": self.wait}
+        """The best value, its epoch, the patience counter and (with ``restore_best``) the best weights, so that
+        a resumed run stops and restores exactly as an uninterrupted one."""
+        state: dict[str, Any] = {"best": self._monitor.best, "best_epoch": self._monitor.best_epoch, "wait": self.wait}
+        if self._best_weights is not None:
+            state["best_weights"] = dict(self._best_weights)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._monitor.best = float(state["best"])
         self._monitor.best_epoch = int(state["best_epoch"])
         self.wait = int(state["wait"])
+        weights = state.get("best_weights")
+        if weights is not None and not isinstance(weights, dict):
+            raise TypeError(f"EarlyStopping: best_weights should be a dict of arrays, got {type(weights).__name__}")
+        self._best_weights = None if weights is None else {k: np.array(v, copy=True) for k, v in weights.items()}
 
 
 class ModelCheckpoint(Callback):

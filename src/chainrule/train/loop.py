@@ -279,6 +279,7 @@ def checkpoint_state(
         "format": CHECKPOINT_FORMAT,
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
+        "optimizer_class": type(state.optimizer).__name__,
         "epoch": state.epoch,
         "step": state.step,
         "history": state.history.to_dict(),
@@ -291,6 +292,20 @@ def checkpoint_state(
 
 def _callback_key(index: int, callback: Callback) -> str:
     return f"{index}:{type(callback).__name__}"
+
+
+def _match_callbacks(callbacks: Sequence[Callback], saved: dict[str, Any]) -> list[tuple[Callback, Any]]:
+    """Pair each callback with its saved state: the n-th callback of a class gets the n-th saved state of that
+    class, so adding or removing a callback of another class (``--patience`` on resume) keeps the others' state."""
+    by_class: dict[str, list[Any]] = {}
+    for key in sorted(saved, key=lambda k: int(k.split(":", 1)[0]) if k.split(":", 1)[0].isdigit() else -1):
+        by_class.setdefault(key.split(":", 1)[-1], []).append(saved[key])
+    pairs = []
+    for callback in callbacks:
+        states = by_class.get(type(callback).__name__)
+        if states:
+            pairs.append((callback, states.pop(0)))
+    return pairs
 
 
 #: The entries of a training checkpoint that resuming needs, and the type each must have.
@@ -333,6 +348,12 @@ def _resume(path: Any, state: TrainState, callbacks: Sequence[Callback], loader:
     where = f"fit: {str(path)!r}"
     saved = load(path)
     _check_checkpoint(saved, where)
+    kind = saved.get("optimizer_class")
+    if kind is not None and kind != type(state.optimizer).__name__:
+        raise CheckpointError(
+            f"{where} holds the state of a {kind} optimizer, not of this {type(state.optimizer).__name__}: "
+            "resume with the optimizer the run was trained with"
+        )
     part = "model"
     try:
         state.model.load_state_dict(saved["model"])
@@ -347,10 +368,8 @@ def _resume(path: Any, state: TrainState, callbacks: Sequence[Callback], loader:
         part = "history"
         state.history = History.from_dict(saved["history"])
         part = "callbacks"
-        for i, callback in enumerate(callbacks):
-            key = _callback_key(i, callback)
-            if key in saved["callbacks"]:
-                callback.load_state_dict(saved["callbacks"][key])
+        for callback, callback_state in _match_callbacks(callbacks, saved["callbacks"]):
+            callback.load_state_dict(callback_state)
         part = "rng"
         rng.set_state(saved["rng"])
         part = "loader_rng"

@@ -7,6 +7,7 @@ the weights into (``chainrule evaluate RUN_DIR``).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,11 @@ from typing import Any
 from chainrule import nn
 from chainrule.tensor import Tensor
 
-__all__ = ["MODELS", "ACTIVATIONS", "build_model", "SequenceClassifier"]
+__all__ = ["MODELS", "ACTIVATIONS", "build_model", "estimate_parameter_count", "MAX_PARAMETERS", "SequenceClassifier"]
+
+#: build_model refuses bigger models: 2**28 float32 parameters are 1 GiB of weights, and training needs about
+#: four times that (gradients, optimizer moments) before any activations.
+MAX_PARAMETERS = 1 << 28
 
 MODELS = ("linear", "mlp", "cnn", "rnn", "lstm", "gru")
 ACTIVATIONS = {
@@ -49,10 +54,71 @@ class SequenceClassifier(nn.Module):
 
 
 def _positive_ints(values: Sequence[int], name: str) -> list[int]:
+    if isinstance(values, (str, bytes, dict)) or not isinstance(values, Sequence):
+        raise ValueError(f"build_model: {name} must be a list of integers, got {values!r:.60}")
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise ValueError(f"build_model: {name} must be integers, got {list(values)!r:.60}")
     values = [int(v) for v in values]
     if any(v < 1 for v in values):
         raise ValueError(f"build_model: {name} must be positive integers, got {values}")
     return values
+
+
+def _size_fields(config: dict[str, Any]) -> tuple[str, list[int], int, list[int]]:
+    """The model kind, input shape, classes and hidden widths of a config, checked (ValueError naming the field)."""
+    if not isinstance(config, dict):
+        raise ValueError(f"build_model: config must be a dict, got {type(config).__name__}")
+    kind = config.get("model", "mlp")
+    if kind not in MODELS:
+        raise ValueError(f"build_model: unknown model {kind!r}; choose one of {', '.join(MODELS)}")
+    for key in ("input_shape", "num_classes"):
+        if key not in config:
+            raise ValueError(f"build_model: the config has no {key!r}")
+    input_shape = _positive_ints(config["input_shape"], "input_shape")
+    num_classes = _positive_ints([config["num_classes"]], "num_classes")[0]
+    hidden = _positive_ints(config.get("hidden", [128, 64]), "hidden")
+    if not hidden:
+        raise ValueError("build_model: hidden must hold at least one width, got []")
+    return kind, input_shape, num_classes, hidden
+
+
+def estimate_parameter_count(config: dict[str, Any]) -> int:
+    """How many parameters :func:`build_model` would create for ``config``, computed without building it.
+
+    Exact for every model of :data:`MODELS`; Python integers, so huge configs do not overflow.
+
+    Examples
+    --------
+    >>> estimate_parameter_count({"model": "mlp", "input_shape": [1, 8, 8], "num_classes": 10, "hidden": [32]})
+    2410
+    >>> estimate_parameter_count({"model": "mlp", "input_shape": [784], "num_classes": 10, "hidden": [10**9]})
+    795000000010
+    """
+    kind, input_shape, num_classes, hidden = _size_fields(config)
+    features = math.prod(input_shape)
+    if kind == "linear":
+        return (features + 1) * num_classes
+    if kind == "mlp":
+        widths = [features, *hidden, num_classes]
+        return sum((a + 1) * b for a, b in itertools.pairwise(widths))
+    if kind == "cnn":
+        channels = input_shape[0] if len(input_shape) == 3 else 1
+        height, width = (input_shape[-2], input_shape[-1]) if len(input_shape) >= 2 else (1, 1)
+        dense = hidden[-1] if config.get("hidden") else 128
+        convolutions = (channels * 25 + 1) * 16 + (16 * 25 + 1) * 32
+        return convolutions + (32 * (height // 4) * (width // 4) + 1) * dense + (dense + 1) * num_classes
+    size, features = hidden[0], input_shape[-1]
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+    return gates * (size * features + size * size + 2 * size) + (size + 1) * num_classes
+
+
+def _memory(count: int) -> str:
+    size = float(count * 4)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024 or unit == "PiB":
+            return f"{size:,.1f} {unit}" if unit != "bytes" else f"{int(size)} bytes"
+        size /= 1024
+    return ""  # pragma: no cover
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
@@ -77,12 +143,14 @@ def build_model(config: dict[str, Any]) -> nn.Module:
       (3): Linear(in_features=32, out_features=10, bias=True)
     )
     """
-    kind = config.get("model", "mlp")
-    if kind not in MODELS:
-        raise ValueError(f"build_model: unknown model {kind!r}; choose one of {', '.join(MODELS)}")
-    input_shape = _positive_ints(config["input_shape"], "input_shape")
-    num_classes = _positive_ints([config["num_classes"]], "num_classes")[0]
-    hidden = _positive_ints(config.get("hidden", [128, 64]), "hidden")
+    kind, input_shape, num_classes, hidden = _size_fields(config)
+    count = estimate_parameter_count(config)
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"build_model: this {kind} would have {count:,} parameters ({_memory(count)} of float32 weights, about "
+            f"4x that to train); the limit is {MAX_PARAMETERS:,} ({_memory(MAX_PARAMETERS)}): use smaller hidden "
+            "widths or inputs"
+        )
     activation = config.get("activation", "relu")
     if activation not in ACTIVATIONS:
         raise ValueError(f"build_model: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")

@@ -98,7 +98,8 @@ def plot_misclassified(
     class_names: Sequence[str] | None = None,
     limit: int = 36,
 ) -> Path:
-    """A grid of up to ``limit`` misclassified images titled ``true → predicted``.
+    """A grid of up to ``limit`` misclassified images titled ``true → predicted``; the figure's title says how
+    many are shown of how many misclassified (e.g. "36 shown of 2,064 misclassified of 10,000").
 
     Shapes: images (N, 1, H, W) or (N, H, W); targets and predicted (N,).
     """
@@ -111,7 +112,8 @@ def plot_misclassified(
             f"plot_misclassified: expected images (N, H, W) and N labels, got {images.shape}, "
             f"{np.shape(targets)}, {np.shape(predicted)}"
         )
-    wrong = np.flatnonzero(np.asarray(targets) != np.asarray(predicted))[:limit]
+    all_wrong = np.flatnonzero(np.asarray(targets) != np.asarray(predicted))
+    wrong = all_wrong[:limit]
     names = list(class_names) if class_names is not None else None
     columns = 6
     rows = max(1, -(-len(wrong) // columns))
@@ -123,7 +125,8 @@ def plot_misclassified(
         true, pred = int(targets[index]), int(predicted[index])
         label = f"{names[true]} → {names[pred]}" if names else f"{true} → {pred}"
         ax.set_title(label, fontsize=8)
-    figure.suptitle(f"{len(wrong)} misclassified (true → predicted)" if len(wrong) else "no misclassified images")
+    title = f"{len(wrong)} shown of {len(all_wrong):,} misclassified of {len(targets):,} (true → predicted)"
+    figure.suptitle(title if len(wrong) else f"no misclassified images among {len(targets):,}")
     return _save(figure, path)
 
 

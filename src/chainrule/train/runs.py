@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+import shutil
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,23 @@ from chainrule.io import atomic_write_bytes, load_into, save
 from chainrule.nn.module import Module
 from chainrule.optim.lr_scheduler import CosineAnnealingLR
 from chainrule.train import plots
-from chainrule.train.callbacks import EarlyStopping, HistoryLogger, LRScheduler, ModelCheckpoint
+from chainrule.train.callbacks import Callback, EarlyStopping, HistoryLogger, LRScheduler, ModelCheckpoint, TrainState
+from chainrule.train.config import FIXED, check_run_config, check_train_config, resolve
 from chainrule.train.history import History
 from chainrule.train.loop import evaluate, fit, make_optimizer, predict
 from chainrule.train.metrics import classification_report, confusion_matrix
 from chainrule.train.models import build_model
 
-__all__ = ["TrainConfig", "RunResult", "train_run", "evaluate_run", "predict_files", "load_run", "DATASET_NAMES"]
+__all__ = [
+    "TrainConfig",
+    "RunResult",
+    "train_run",
+    "train_from_flags",
+    "evaluate_run",
+    "predict_files",
+    "load_run",
+    "DATASET_NAMES",
+]
 
 DATASET_NAMES = tuple(datasets.DATASETS)
 SCHEDULES = ("constant", "cosine")
@@ -46,7 +57,8 @@ SCHEDULES = ("constant", "cosine")
 @dataclass
 class TrainConfig:
     """Everything ``chainrule train`` needs; every field has a default, so ``TrainConfig()`` trains an MLP on
-    the bundled digits offline."""
+    the bundled digits offline. The command line fills the fields the user did not pass from the presets of
+    :mod:`chainrule.train.config` (per data set and model); ``TrainConfig(data="mnist")`` does not."""
 
     data: str = "digits"
     model: str = "mlp"
@@ -112,8 +124,164 @@ def _print_table(rows: list[tuple[str, str]]) -> None:
         print(f"  {key:<{width}}  {value}")
 
 
-def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1) -> RunResult:
+#: The TrainConfig fields that are command-line flags of ``chainrule train``.
+TRAIN_FLAGS = tuple(f.name for f in fields(TrainConfig) if f.name != "plots")
+
+
+def train_from_flags(given: dict[str, Any], resume: bool = False, force: bool = False, verbose: int = 1) -> RunResult:
+    """``chainrule train``: the flags the user passed (``None``: not passed) complete the config.
+
+    A new run takes what was not passed from the presets of its data and model
+    (:func:`chainrule.train.config.resolve`); a resumed run from its checkpoint, so ``--resume --epochs 30``
+    continues the run as it was configured.
+    """
+    passed = {k: v for k, v in given.items() if v is not None}
+    if not resume:
+        return train_run(TrainConfig(**resolve(passed)), resume=False, force=force, verbose=verbose)
+    defaults = TrainConfig(**resolve(passed))
+    saved = _saved_train_config(defaults.run_dir / "last.safetensors")
+    merged = {**saved, **passed}
+    merged.setdefault("out", str(defaults.run_dir))
+    return train_run(TrainConfig(**merged), resume=True, verbose=verbose)
+
+
+def _saved_train_config(last: Path) -> dict[str, Any]:
+    """The validated ``train`` config stored in a checkpoint (what the run was trained with)."""
+    from chainrule.io import load
+
+    if not last.is_file():
+        raise CheckpointError(f"train: cannot resume: {str(last)!r} does not exist (train without --resume first)")
+    saved = load(last)
+    train = saved.get("config", {}).get("train") if isinstance(saved, dict) else None
+    if not isinstance(train, dict):
+        raise CheckpointError(f"train: cannot resume: {str(last)!r} does not record the run's training config")
+    try:
+        check_train_config(train)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"train: cannot resume: {str(last)!r}: {str(error).removeprefix('config.json: ')}"
+        ) from None
+    return {k: v for k, v in train.items() if k in TRAIN_FLAGS}
+
+
+def _check_resume_matches(config: TrainConfig, last: Path) -> list[str]:
+    """Refuse a resume whose config changes the model, data, split or optimizer; return the changed tunables."""
+    saved = _saved_train_config(last)
+    current = asdict(config)
+    differ = [key for key in FIXED if key in saved and _comparable(saved[key]) != _comparable(current[key])]
+    if differ:
+        listed = ", ".join(f"--{k.replace('_', '-')} {_flag_text(current[k])} (the run has {_flag_text(saved[k])})"
+                           for k in differ)  # fmt: skip
+        raise ArgumentError(
+            f"train: cannot resume {str(last.parent)!r} with other settings: {listed}; these define the model, the "
+            "data or the optimizer's state, so start a new run (another --out, or --force to replace this one)"
+        )
+    return [key for key in current if key in saved and key not in FIXED and saved[key] != current[key]]
+
+
+def _comparable(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _flag_text(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _check_run_dir(run_dir: Path, resume: bool, force: bool) -> bool:
+    """Whether ``run_dir`` holds a run to replace; refuses a file, and a non-empty directory without
+    ``resume`` or ``force``. Checked before anything is loaded, and again just before training."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ArgumentError(f"train: --out {str(run_dir)!r} is a file, not a directory")
+    occupied = not resume and run_dir.is_dir() and any(run_dir.iterdir())
+    if occupied and not force:
+        raise ArgumentError(
+            f"train: {str(run_dir)!r} already exists and is not empty; pass --resume to continue that run, "
+            "--force to replace it, or another --out"
+        )
+    return occupied
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> Path:
+    """The directory to train into. A run directory that holds files is never overwritten: refused unless
+    ``resume`` (train in place) or ``force`` (train into a hidden sibling, swapped in by :class:`_SwapIn`)."""
+    if resume:
+        _check_run_dir(run_dir, resume, force)
+        return run_dir
+    if _check_run_dir(run_dir, resume, force):
+        _remove_stale_temporaries(run_dir)
+        temporary = run_dir.parent / f".{run_dir.name}.tmp-{os.getpid()}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        return temporary
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Remove the ``.<name>.tmp-<pid>`` directories that earlier ``--force`` runs left when they were killed
+    before their first checkpoint (their process is gone). Never an ``.old-`` one: that may be the only copy."""
+    from chainrule.io import _process_alive
+
+    for entry in run_dir.parent.glob(f".{run_dir.name}.tmp-*"):
+        pid = entry.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+class _SwapIn(Callback):
+    """``--force``: the new run trains in a hidden sibling directory; once its first checkpoint exists (at the
+    next epoch's start, or at the end) it takes the old run's place, and only then is the old run deleted."""
+
+    def __init__(self, temporary: Path, run_dir: Path, moved: list[Any]) -> None:
+        self.temporary, self.run_dir, self.moved, self.done = temporary, run_dir, moved, temporary == run_dir
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        if state.epoch > 1:
+            self.swap()
+
+    def on_train_end(self, state: TrainState) -> None:
+        self.swap()
+
+    def swap(self) -> None:
+        if self.done:
+            return
+        old = self.run_dir.parent / f".{self.run_dir.name}.old-{os.getpid()}"
+        os.replace(self.run_dir, old)
+        os.replace(self.temporary, self.run_dir)
+        self.done = True
+        for callback in self.moved:  # the callbacks that write files now write them in the run directory
+            if isinstance(callback, ModelCheckpoint):
+                callback.directory = self.run_dir
+            elif isinstance(callback, HistoryLogger):
+                callback.path = self.run_dir / callback.path.name
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class _ResumedSettings(Callback):
+    """On resume, after the checkpoint's state is restored: the learning rate, its schedule and the number of
+    epochs are the ones of this run's config (which may differ from the checkpoint's and is recorded)."""
+
+    def __init__(self, lr: float, epochs: int, scheduler: Any) -> None:
+        self.lr, self.epochs, self.scheduler = lr, epochs, scheduler
+
+    def on_train_begin(self, state: TrainState) -> None:
+        groups = state.optimizer.param_groups
+        for group in groups:
+            group["initial_lr"] = group["lr"] = self.lr
+        if self.scheduler is not None:
+            self.scheduler.base_lrs = [self.lr] * len(groups)
+            self.scheduler.T_max = self.epochs
+            self.scheduler.last_epoch = state.epoch
+            for group in groups:
+                group["lr"] = self.scheduler.lr_at(self.lr, state.epoch)
+
+
+def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force: bool = False) -> RunResult:
     """Train the model that ``config`` describes, evaluate it on the test split, write the run directory.
+
+    An existing, non-empty run directory is refused unless ``resume`` (continue it from ``last.safetensors``;
+    the fields of :data:`chainrule.train.config.FIXED` must match the checkpoint's, the others are applied) or
+    ``force`` (replace it; the old run stays whole until the new run has written its first checkpoint).
 
     Examples
     --------
@@ -124,14 +292,19 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1) -> Ru
     >>> sorted(result.test)
     ['accuracy', 'loss']
     """
+    try:
+        check_train_config(asdict(config))
+    except CheckpointError as error:  # the same checks as for a config.json, worded for a TrainConfig
+        raise ArgumentError(str(error).replace("config.json: field 'train.", "train: TrainConfig field '")) from None
     run_dir = config.run_dir
     last = run_dir / "last.safetensors"
-    if resume and not last.is_file():
-        raise CheckpointError(f"train: cannot resume: {str(last)!r} does not exist (train without --resume first)")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    changed: list[str] = []
+    _check_run_dir(run_dir, resume, force)
+    if resume:
+        changed = _check_resume_matches(config, last)
     rng.manual_seed(config.seed)
     splits = _load_splits(config.data, config.data_dir, config.limit)
-    train_set, test_set, info = _first(splits.train, config.limit), splits.test, splits.info
+    train_set, test_set, info = _first(splits.train, config.limit), _first(splits.test, config.limit), splits.info
     regression = info.task == "regression"
     model_config = {
         "model": config.model,
@@ -149,32 +322,44 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1) -> Ru
     metrics = ["mae", "rmse", "r2"] if regression else ["accuracy"]
     val_split = config.val_split if config.val_split > 0 else None
 
+    work_dir = _prepare_run_dir(run_dir, resume, force)
     print(
         f"Training {config.model} on {info.name} ({len(train_set)} training, {len(test_set)} test samples "
         f"of shape {tuple(info.input_shape)}; {model.num_parameters():,} parameters) -> {run_dir}"
+        + (f" (resumed; changed: {', '.join(changed)})" if changed else "")
     )
     monitor = "val_loss" if val_split else "loss"
-    callbacks: list[Any] = [ModelCheckpoint(run_dir, monitor=monitor), HistoryLogger(run_dir / "history.csv")]
+    callbacks: list[Any] = [ModelCheckpoint(work_dir, monitor=monitor), HistoryLogger(work_dir / "history.csv")]
+    swap = _SwapIn(work_dir, run_dir, callbacks[:2])
+    callbacks.append(swap)
     if config.patience:
         callbacks.append(EarlyStopping(monitor=monitor, patience=config.patience, restore_best=True))
+    scheduler = None
     if config.schedule == "cosine":  # the learning rate falls from lr to 0 along a half cosine over the epochs
-        callbacks.append(LRScheduler(CosineAnnealingLR(optimizer, T_max=config.epochs)))
-    elif config.schedule != "constant":
-        raise ArgumentError(f"train: schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}")
-    history = fit(
-        model,
-        train_set,
-        loss=loss,
-        optimizer=optimizer,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        val_split=val_split,
-        metrics=metrics,
-        callbacks=callbacks,
-        verbose=verbose,
-        resume=last if resume else None,
-        config={"train": asdict(config), "model": model_config},
-    )
+        scheduler = CosineAnnealingLR(optimizer, T_max=config.epochs)
+        callbacks.append(LRScheduler(scheduler))
+    if resume:
+        callbacks.append(_ResumedSettings(config.lr, config.epochs, scheduler))
+    try:
+        history = fit(
+            model,
+            train_set,
+            loss=loss,
+            optimizer=optimizer,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            val_split=val_split,
+            metrics=metrics,
+            callbacks=callbacks,
+            verbose=verbose,
+            resume=last if resume else None,
+            config={"train": asdict(config), "model": model_config},
+        )
+    except BaseException:
+        if not swap.done:  # the new run never got its first checkpoint: drop it, the old run is untouched
+            shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    swap.swap()
 
     test = evaluate(model, test_set, loss=loss, metrics=metrics)
     files = [run_dir / "model.safetensors", run_dir / "config.json", run_dir / "history.json"]
@@ -195,13 +380,19 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1) -> Ru
         },
     )
     history.save_json(files[2])
+    files.append(run_dir / "history.csv")
     if config.plots:
         files += _plots(model, history, test_set, info, run_dir, regression)
+    files += [path for path in (run_dir / "last.safetensors", run_dir / "best.safetensors") if path.is_file()]
 
     print(f"Test ({len(test_set)} samples): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
     print(history.diagnosis(early_stopping=config.patience > 0, test_accuracy=test.get("accuracy")))
-    print(f"Wrote {', '.join(p.name for p in files)} and the checkpoints to {run_dir}")
+    print(f"Wrote {_listing([p.name for p in files])} to {run_dir}")
     return RunResult(model, history, test, run_dir, files)
+
+
+def _listing(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _plots(model: Module, history: History, test_set: Any, info: Any, run_dir: Path, regression: bool) -> list[Path]:
@@ -234,16 +425,35 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[Module, dict[str, Any]]:
             f"{str(run_dir)!r} is not a run directory: expected config.json and model.safetensors "
             "(written by 'chainrule train --out DIR')"
         )
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{str(config_path)!r} is not valid JSON: {error}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or "data" not in config:
-        raise CheckpointError(f"{str(config_path)!r} does not describe a model (missing 'model' or 'data')")
+    config = _read_config(config_path)
     model = build_model(config["model"])
     load_into(model, weights)
     model.eval()
     return model, config
+
+
+_MAX_CONFIG_BYTES = 1 << 20
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A run's ``config.json``: strict JSON (no NaN/Infinity, no duplicate keys), of sane size and depth,
+    validated field by field (:func:`chainrule.train.config.check_run_config`)."""
+
+    def no_constants(name: str) -> Any:
+        raise CheckpointError(f"{str(path)!r} contains {name}, which is not JSON")
+
+    if path.stat().st_size > _MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{str(path)!r} is {path.stat().st_size:,} bytes; a run's config.json is a few KiB")
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"), parse_constant=no_constants)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{str(path)!r} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise CheckpointError(f"{str(path)!r} is nested too deeply") from None
+    try:
+        return check_run_config(config)
+    except CheckpointError as error:
+        raise CheckpointError(f"{str(path)!r}: {str(error).removeprefix('config.json: ')}") from None
 
 
 def evaluate_run(
