@@ -392,7 +392,9 @@ RUN_ROWS = [
         "evaluate config unknown model",
         lambda tmp, run: ["evaluate", _run_copy(tmp, run, _rewrite_config(lambda c: c["model"].update(model="tree")))],
         1,
-        "unknown model 'tree'",
+        "config.json",
+        "model.model",
+        "'tree'",
     ),
     odd(
         "evaluate other dataset shape",
@@ -496,7 +498,8 @@ OTHER_ROWS = [
             "--no-plots",
         ],
         1,
-        "1000000",
+        "1,000,006,000,002 parameters",
+        "TiB",
     ),
 ]
 
