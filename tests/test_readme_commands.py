@@ -126,3 +126,22 @@ def test_fit_with_a_seed_repeats_a_run_after_manual_seed():
         model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.3), nn.ReLU(), nn.Linear(8, 2))
         losses.append(fit(model, (x, y), epochs=3, batch_size=8, val_split=0.25, seed=0, verbose=0)["loss"])
     assert losses[0] == losses[1]
+
+
+def test_the_training_from_python_blocks_run_in_order_as_one_session(tmp_path, monkeypatch):
+    """The snippet, the loop by hand and the save/load/load_run block, in one namespace, as a user pastes them."""
+    start = README.read_text().index("## Training from Python")
+    section = README.read_text()[start:].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 3 and "optimizer = optim." in blocks[1] and "load_run" in blocks[2]
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--epochs", "1", "--quiet", "--no-plots"]) == 0  # the quickstart's run: runs/digits-mlp
+    namespace: dict = {}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        for block in blocks:
+            exec(compile(block.replace("epochs=30", "epochs=2"), "README.md", "exec"), namespace)
+    assert "total" in printed.getvalue()  # model.summary()
+    for name, value in namespace["model"].state_dict().items():
+        np.testing.assert_array_equal(namespace["restored"].state_dict()[name].numpy(), value.numpy())
+    assert namespace["config"]["data"]["name"] == "digits" and not namespace["run_model"].training

@@ -1,6 +1,6 @@
 """Training: the :func:`fit` loop, evaluation, metrics, callbacks, checkpoints and plots.
 
->>> from chainrule.train import fit, evaluate, predict, EarlyStopping, ModelCheckpoint
+>>> from chainrule.train import fit, evaluate, predict, EarlyStopping, ModelCheckpoint, load_run
 """
 
 from chainrule.train.callbacks import (
@@ -50,7 +50,17 @@ __all__ = [
     "r2_score",
     "build_model",
     "estimate_parameter_count",
+    "load_run",
     "make_optimizer",
     "LOSSES",
     "OPTIMIZERS",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # load_run lives with the CLI's jobs (runs.py, which imports the data sets); import it only when asked for
+    if name == "load_run":
+        from chainrule.train.runs import load_run
+
+        return load_run
+    raise AttributeError(f"module 'chainrule.train' has no attribute {name!r}")

@@ -417,7 +417,36 @@ def _plots(model: Module, history: History, test_set: Any, info: Any, run_dir: P
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> tuple[Module, dict[str, Any]]:
-    """The trained model of a run directory and its ``config.json``."""
+    """The trained model of a run directory (in evaluation mode) and its ``config.json``.
+
+    ``config.json`` is read as untrusted input (strict JSON, size and depth limits, every field checked) before
+    the model is built from it, and the weights are loaded from ``model.safetensors`` (never unpickled).
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+        A directory written by ``chainrule train --out DIR`` (or ``train_run``).
+
+    Returns
+    -------
+    model : Module
+        The network with the run's final weights, in ``eval()`` mode.
+    config : dict
+        The run's configuration: ``model``, ``data`` and ``train`` sections.
+
+    Raises
+    ------
+    CheckpointError
+        When the directory is not a run or a file in it is malformed, naming the file and the field.
+
+    Examples
+    --------
+    >>> from chainrule.train import load_run
+    >>> load_run("no-such-run")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    chainrule.errors.CheckpointError: 'no-such-run' is not a run directory: expected config.json and ...
+    """
     run_dir = Path(run_dir)
     config_path, weights = run_dir / "config.json", run_dir / "model.safetensors"
     if not config_path.is_file() or not weights.is_file():
