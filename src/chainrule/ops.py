@@ -30,7 +30,7 @@ import math
 import operator
 from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class Primitive:
     #: which inputs' values the VJP reads (True: all; else their positions) and whether it reads the output.
     #: The engine records their version counters and refuses a backward after they were changed in place;
     #: shapes and dtypes never change in place, so a rule that only reads those saves nothing.
-    saves_inputs: bool | tuple[int, ...] = True
+    saves_inputs: Literal[True] | tuple[int, ...] = True
     saves_output: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

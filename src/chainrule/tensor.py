@@ -313,10 +313,11 @@ def _modified_error(node: _Node, tensor: Tensor) -> GradientError:
     where = _format_site(node.site) if node.site else (
         "run under `with chainrule.autograd.detect_anomaly():` to see the line that created it"
     )
+    version = tensor._counter()
     return GradientError(
         f"backward: a tensor of shape {tensor.shape} ({tensor.dtype}) that {node.op.name!r} saved for its gradient "
-        f"was changed in place after it was saved (its version is now {tensor._version.count}), last by "
-        f"{tensor._version.site or 'an in-place op'}; the gradient would be wrong. The {node.op.name!r} op: {where}. "
+        f"was changed in place after it was saved (its version is now {version.count}), last by "
+        f"{version.site or 'an in-place op'}; the gradient would be wrong. The {node.op.name!r} op: {where}. "
         "Compute on a copy (x = x + 1, x.clone()) or call backward before changing it"
     )
 
