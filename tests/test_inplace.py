@@ -216,9 +216,10 @@ def test_a_second_backward_after_a_step_raises_as_in_pytorch():
     opt = optim.SGD([w], lr=0.1)
     loss = (w * w).sum()
     loss.backward(retain_graph=True)
-    opt.step()
-    with pytest.raises(GradientError, match="SGD.step"):
+    opt.step()  # the step the message must name
+    with pytest.raises(GradientError, match="SGD.step") as caught:
         loss.backward()
+    assert f"test_inplace.py:{_line_of('opt.step()  # the step the message')}" in str(caught.value)
 
 
 def test_views_detach_parameters_and_state_dicts_share_their_base_counter():

@@ -328,13 +328,17 @@ def mlp_parameter_count(widths: Sequence[int], bias: bool = True) -> int:
     return sum(fan_in * fan_out + (fan_out if bias else 0) for fan_in, fan_out in itertools.pairwise(sizes))
 
 
-def memory_budget() -> int:
-    """Bytes one command may plan to allocate: half of this machine's physical memory (8 GiB if unknown)."""
+def physical_memory() -> int:
+    """This machine's physical memory in bytes (16 GiB if it cannot be read)."""
     try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):  # not POSIX
-        total = 16 * 2**30
-    return int(total) // 2
+        return 16 * 2**30
+
+
+def memory_budget() -> int:
+    """Bytes one command may plan to allocate: half of this machine's physical memory."""
+    return physical_memory() // 2
 
 
 def format_bytes(count: float) -> str:
@@ -352,9 +356,12 @@ def format_bytes(count: float) -> str:
     return f"{int(count)} B"
 
 
-def fits_in_memory(owner: str, what: str, nbytes: int, budget: int | None = None) -> None:
+def fits_in_memory(
+    owner: str, what: str, nbytes: int, budget: int | None = None, hint: str = "use smaller widths"
+) -> None:
     """Refuse (``ArgumentError``) a plan to allocate about ``nbytes`` when it exceeds ``budget`` (default
-    :func:`memory_budget`), with both figures in the message, before anything is allocated.
+    :func:`memory_budget`, half of the machine's memory), with both figures in the message, before anything is
+    allocated.
 
     Examples
     --------
@@ -363,9 +370,12 @@ def fits_in_memory(owner: str, what: str, nbytes: int, budget: int | None = None
     ...
     chainrule.errors.ArgumentError: gradcheck: an MLP 2-10**9-1 would need about 96.0 GiB of memory, more than ...
     """
-    budget = memory_budget() if budget is None else budget
-    if nbytes > budget:
+    limit = memory_budget() if budget is None else budget
+    if nbytes > limit:
+        allowed = "allowed (half of this machine's memory)" if budget is None else "allowed"
+        if budget is not None and budget == physical_memory():
+            allowed = "this machine has"
         raise ArgumentError(
             f"{owner}: {what} would need about {format_bytes(nbytes)} of memory, more than the "
-            f"{format_bytes(budget)} allowed (half of this machine's memory); use smaller widths"
+            f"{format_bytes(limit)} {allowed}; {hint}"
         )

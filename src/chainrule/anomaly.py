@@ -26,10 +26,12 @@ from chainrule.errors import AnomalyError
 
 if TYPE_CHECKING:
     import traceback
+    from types import FrameType
 
 __all__ = ["detect_anomaly", "is_anomaly_enabled"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_CONTEXTLIB_FILE = contextlib.__file__
 _SITE_FRAMES = 3  # how many user frames a node remembers (innermost first)
 
 
@@ -128,26 +130,33 @@ def checked_vjp(node: Any, xp: Any, grad_out: Any, needs: tuple, out: Any, input
 # ---------------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------------
+def _user_frames(count: int) -> list[FrameType]:
+    """The innermost ``count`` frames of the current stack that are the user's: outside the chainrule package
+    and outside ``contextlib`` (whose decorator wrapper stands between ``@no_grad()`` functions and their caller)."""
+    frames = []
+    frame = sys._getframe(2)
+    while frame is not None and len(frames) < count:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_PACKAGE_DIR) and filename != _CONTEXTLIB_FILE:
+            frames.append(frame)
+        frame = frame.f_back
+    return frames
+
+
 def _creation_site() -> tuple[traceback.FrameSummary, ...]:
-    """The innermost frames of the current stack that lie outside the chainrule package."""
+    """Where the user's code is: the innermost user frames (see :func:`_user_frames`), for anomaly messages."""
     import traceback  # here, not at the top: only anomaly mode needs it
 
-    frames = []
-    frame = sys._getframe(1)
-    while frame is not None and len(frames) < _SITE_FRAMES:
-        filename = frame.f_code.co_filename
-        if not filename.startswith(_PACKAGE_DIR):
-            frames.append(traceback.FrameSummary(filename, frame.f_lineno, frame.f_code.co_name, lookup_line=False))
-        frame = frame.f_back
-    return tuple(frames)
+    return tuple(
+        traceback.FrameSummary(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name, lookup_line=False)
+        for frame in _user_frames(_SITE_FRAMES)
+    )
 
 
 def user_site() -> str:
-    """``"at file.py:12"``: the innermost line of the current stack outside the chainrule package."""
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame = frame.f_back
-    return "inside chainrule" if frame is None else f"at {frame.f_code.co_filename}:{frame.f_lineno}"
+    """``"at file.py:12"``: the innermost line of the user's code on the current stack (for error messages)."""
+    frames = _user_frames(1)
+    return f"at {frames[0].f_code.co_filename}:{frames[0].f_lineno}" if frames else "inside chainrule"
 
 
 def _format_site(site: tuple[traceback.FrameSummary, ...] | None) -> str:

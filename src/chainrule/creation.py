@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from chainrule import _checks as check
 from chainrule.errors import ArgumentError, ShapeError
 from chainrule.rng import default_generator
 from chainrule.tensor import Tensor, _wrap, as_dtype, float32
@@ -54,8 +54,9 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     return Tensor(data, dtype=dtype, requires_grad=requires_grad)
 
 
-def _shape(shape: Sequence[Any], op: str) -> tuple[int, ...]:
-    """Accept ``zeros(2, 3)`` and ``zeros((2, 3))``; reject negative and non-integer sizes (2.5 is not 2)."""
+def _shape(shape: Sequence[Any], op: str, dtype: Any = float32) -> tuple[int, ...]:
+    """Accept ``zeros(2, 3)`` and ``zeros((2, 3))``; reject negative and non-integer sizes (2.5 is not 2), and a
+    shape whose array would not fit in this machine's memory (before NumPy tries to allocate it)."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     try:
@@ -64,40 +65,14 @@ def _shape(shape: Sequence[Any], op: str) -> tuple[int, ...]:
         raise ArgumentError(f"{op}: a shape must be integers, got {shape!r}") from None
     if any(n < 0 for n in result):
         raise ShapeError(f"{op}: a shape cannot have negative sizes, got {result}")
-    check_allocation(result, op, itemsize=4)  # float32, the default (and the most common) dtype
+    _fits(op, result, as_dtype(dtype))
     return result
 
 
-def check_allocation(shape: Sequence[int], op: str, itemsize: int = 8) -> None:
-    """Refuse a shape whose array would not fit in this machine's memory, before NumPy tries to allocate it.
-
-    Raises
-    ------
-    ShapeError
-        Naming the shape, the bytes it needs and the memory there is.
-    """
-    size = math.prod(shape) * itemsize
-    if size > _physical_memory():
-        raise ShapeError(
-            f"{op}: a tensor of shape {tuple(shape)} needs {_bytes_text(size)} ({itemsize} bytes a value), more than "
-            f"this machine's "
-            f"{_bytes_text(_physical_memory())} of memory"
-        )
-
-
-def _physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not POSIX: assume a large machine, NumPy still refuses
-        return 1 << 40
-
-
-def _bytes_text(size: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{size:,.1f} TiB"  # pragma: no cover
+def _fits(op: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    nbytes = math.prod(shape) * dtype.itemsize
+    what = f"a tensor of shape {shape} ({dtype})"
+    check.fits_in_memory(op, what, nbytes, budget=check.physical_memory(), hint="use a smaller shape")
 
 
 def _make(data: np.ndarray, requires_grad: bool) -> Tensor:
@@ -109,12 +84,12 @@ def _make(data: np.ndarray, requires_grad: bool) -> Tensor:
 
 def zeros(*shape: Any, dtype: Any = float32, requires_grad: bool = False) -> Tensor:
     """A tensor of zeros, e.g. ``zeros(2, 3)``."""
-    return _make(np.zeros(_shape(shape, "zeros"), dtype=as_dtype(dtype)), requires_grad)
+    return _make(np.zeros(_shape(shape, "zeros", dtype), dtype=as_dtype(dtype)), requires_grad)
 
 
 def ones(*shape: Any, dtype: Any = float32, requires_grad: bool = False) -> Tensor:
     """A tensor of ones, e.g. ``ones(2, 3)``."""
-    return _make(np.ones(_shape(shape, "ones"), dtype=as_dtype(dtype)), requires_grad)
+    return _make(np.ones(_shape(shape, "ones", dtype), dtype=as_dtype(dtype)), requires_grad)
 
 
 def full(shape: Sequence[int], fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -144,7 +119,7 @@ def arange(
         if value is not None and not math.isfinite(value):
             raise ArgumentError(f"arange: {name} must be finite, got {value}")
     low, high = (0, start) if stop is None else (start, stop)
-    check_allocation((max(0, math.ceil((high - low) / step)),), "arange")
+    _fits("arange", (max(0, math.ceil((high - low) / step)),), np.dtype(np.float64))
     values = np.arange(start, stop, step) if stop is not None else np.arange(start)
     if dtype is None:
         dtype = "int64" if values.dtype.kind in "iu" else float32
@@ -159,13 +134,13 @@ def eye(n: int, m: int | None = None, dtype: Any = float32, requires_grad: bool 
 def rand(*shape: Any, dtype: Any = float32, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) from the global generator (see :func:`chainrule.manual_seed`)."""
     dtype = as_dtype(dtype)
-    return _make(default_generator().random(_shape(shape, "rand"), dtype=dtype), requires_grad)
+    return _make(default_generator().random(_shape(shape, "rand", dtype), dtype=dtype), requires_grad)
 
 
 def randn(*shape: Any, dtype: Any = float32, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from the global generator (see :func:`chainrule.manual_seed`)."""
     dtype = as_dtype(dtype)
-    return _make(default_generator().standard_normal(_shape(shape, "randn"), dtype=dtype), requires_grad)
+    return _make(default_generator().standard_normal(_shape(shape, "randn", dtype), dtype=dtype), requires_grad)
 
 
 def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:

@@ -532,14 +532,19 @@ class Tensor:
 
         ``np.concatenate([w, w])`` on a tensor that requires grad would return an array with no gradient path
         back to ``w``; that raises and names the chainrule function to use instead. On constant tensors (data,
-        gradients, anything under ``no_grad``) NumPy functions work on the values and return arrays.
+        gradients) and inside ``no_grad()`` (monitoring: ``np.linalg.norm(w)``) NumPy functions work on the values
+        and return arrays.
         """
-        if func not in _VALUE_FREE_FUNCTIONS and _any_requires_grad((args, kwargs)):
+        if _GradMode.enabled and func not in _VALUE_FREE_FUNCTIONS and _any_requires_grad((args, kwargs)):
             name = getattr(func, "__name__", str(func))
+            module = getattr(func, "__module__", "numpy") or "numpy"
+            full = f"np.{name}" if module.startswith("numpy._core") or module == "numpy" else f"{module}.{name}"
+            full = full.replace("numpy.", "np.")
             instead = f"chainrule.{name}" if name in _fn.__all__ else "chainrule's functions and Tensor methods"
             raise ArgumentError(
-                f"np.{name} on a tensor that requires grad would drop it from the graph (no gradient would reach "
-                f"it); use {instead}, or np.{name}(t.detach().numpy()) to leave the graph on purpose"
+                f"{full} on a tensor that requires grad would drop it from the graph (no gradient would reach "
+                f"it); use {instead}, or call it on t.detach() (or under chainrule.no_grad()) to leave the graph "
+                "on purpose"
             )
         return func(*_arrays_of(args), **_arrays_of(kwargs))
 
