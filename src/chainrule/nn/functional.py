@@ -442,8 +442,8 @@ def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
         return loss.sum()
     if reduction == "none":
         return loss
-    check.loss_options(name, reduction=reduction)  # raises
-    return loss
+    check.loss_options(name, reduction=reduction)  # names the options and the value
+    raise ArgumentError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
 def mse_loss(prediction: Any, target: Any, reduction: str = "mean") -> Tensor:
