@@ -212,7 +212,11 @@ def test_the_misclassified_plot_says_how_many_are_shown_of_how_many(tmp_path, mo
                         or real_save(figure, path))  # fmt: skip
     images, targets = np.zeros((100, 1, 4, 4)), np.zeros(100, dtype=int)
     plots.plot_misclassified(images, targets, np.r_[np.ones(50, int), np.zeros(50, int)], tmp_path / "m.png")
-    assert titles == ["36 shown of 50 misclassified of 100 (true → predicted)"]
+    plots.plot_misclassified(images[:10], targets[:10], np.r_[np.ones(3, int), np.zeros(7, int)], tmp_path / "n.png")
+    assert titles == [
+        "36 shown of 50 misclassified images of 100 (true → predicted)",
+        "all 3 misclassified images of 10 (true → predicted)",
+    ]
 
 
 def test_force_removes_what_a_killed_force_run_left(tmp_path, capsys):

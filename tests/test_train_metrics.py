@@ -81,3 +81,27 @@ def test_history_round_trips_and_writes_files(tmp_path):
     assert history.best("val_loss") == (2, 0.6)
     with pytest.raises(KeyError, match="has no 'accuracy'"):
         history["accuracy"]
+
+
+def test_the_curves_mark_the_best_validation_epoch_in_a_panel_per_quantity(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="plots need the plot extra")
+    from chainrule.train import plots
+
+    history = History()
+    for epoch, (loss, val_loss, acc, val_acc) in enumerate(
+        [(1.0, 0.9, 0.5, 0.6), (0.5, 0.4, 0.7, 0.8), (0.3, 0.6, 0.9, 0.7)], start=1
+    ):
+        history.append({"epoch": epoch, "loss": loss, "val_loss": val_loss, "accuracy": acc, "val_accuracy": val_acc})
+    figures = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or real_save(figure, path))
+    plots.plot_history(history, tmp_path / "curves.png")
+    (figure,) = figures
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == ["loss", "accuracy"]
+    for ax in figure.axes:  # both best validation epochs are epoch 2: lowest loss, highest accuracy
+        (marker,) = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+        assert list(marker.get_xdata()) == [2, 2]
+        training, validation = [line for line in ax.get_lines() if line.get_linestyle() in ("-", "--")]
+        assert training.get_color() != validation.get_color()
+    assert (tmp_path / "curves.png").stat().st_size > 0

@@ -45,23 +45,36 @@ def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
-    """Loss (left) and every metric (right) per epoch, training solid and validation dashed."""
+    """One panel per quantity: the loss, then each metric, per epoch; training solid, validation dashed in another
+    colour, and the best validation epoch marked (lowest loss, error or highest accuracy/R²)."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     if not len(history):
         raise ChainruleError("plot_history: the history has no epochs")
     metrics = [k for k in history.keys if k not in ("epoch", "loss", "lr", "time") and not k.startswith("val_")]
-    figure, axes = plt.subplots(1, 2 if metrics else 1, figsize=(10 if metrics else 5.5, 3.8), squeeze=False)
+    keys = ["loss", *metrics[:3]]
+    figure, axes = plt.subplots(
+        1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False, layout="constrained"
+    )
     epochs = history["epoch"]
-    for ax, keys, title in ((axes[0, 0], ["loss"], "loss"), *(((axes[0, 1], metrics, "metrics"),) if metrics else ())):
-        for key in keys:
-            line = ax.plot(epochs, history[key], marker="o", markersize=3, label=f"train {key}")[0]
-            if f"val_{key}" in history:
-                ax.plot(epochs, history[f"val_{key}"], "--", color=line.get_color(), marker="s", markersize=3,
-                        label=f"validation {key}")  # fmt: skip
+    for ax, key in zip(axes[0], keys):
+        ax.plot(epochs, history[key], color="C0", marker="o", markersize=3, label="training")
+        if f"val_{key}" in history:
+            values = np.asarray(history[f"val_{key}"], dtype=float)
+            ax.plot(epochs, values, "--", color="C1", marker="s", markersize=3, label="validation")
+            if np.isfinite(values).any():
+                lower_is_better = key == "loss" or key in ("mae", "rmse", "mse")
+                best = int(np.nanargmin(values) if lower_is_better else np.nanargmax(values))
+                ax.axvline(epochs[best], color="C1", linestyle=":", alpha=0.7)
+                ax.annotate(f"best: epoch {epochs[best]}", (epochs[best], values[best]), xytext=(4, 8),
+                            textcoords="offset points", fontsize=8, color="C1")  # fmt: skip
         ax.set_xlabel("epoch")
-        ax.set_title(title)
+        ax.set_ylabel(key)
+        ax.set_title(key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     return _save(figure, path)
 
 
@@ -81,7 +94,8 @@ def plot_confusion_matrix(
         for j in range(n):
             color = "white" if matrix[i, j] > matrix.max() / 2 else "black"
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color=color, fontsize=8)
-    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    long_names = max(len(name) for name in names) > 3
+    ax.set_xticks(range(n), names, rotation=45 if long_names else 0, ha="right" if long_names else "center")
     ax.set_yticks(range(n), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -117,7 +131,9 @@ def plot_misclassified(
     names = list(class_names) if class_names is not None else None
     columns = 6
     rows = max(1, -(-len(wrong) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(1.6 * columns, 1.8 * rows + 0.4), squeeze=False, layout="constrained"
+    )
     for ax in axes.ravel():
         ax.axis("off")
     for ax, index in zip(axes.ravel(), wrong):
@@ -125,7 +141,8 @@ def plot_misclassified(
         true, pred = int(targets[index]), int(predicted[index])
         label = f"{names[true]} → {names[pred]}" if names else f"{true} → {pred}"
         ax.set_title(label, fontsize=8)
-    title = f"{len(wrong)} shown of {len(all_wrong):,} misclassified of {len(targets):,} (true → predicted)"
+    shown = f"all {len(wrong)}" if len(wrong) == len(all_wrong) else f"{len(wrong)} shown of {len(all_wrong):,}"
+    title = f"{shown} misclassified images of {len(targets):,} (true → predicted)"
     figure.suptitle(title if len(wrong) else f"no misclassified images among {len(targets):,}")
     return _save(figure, path)
 
@@ -150,6 +167,9 @@ def plot_decision_boundary(model: Any, x: np.ndarray, y: np.ndarray, path: str |
     classes = (scores[:, 0] > 0).astype(int) if scores.shape[1] == 1 else scores.argmax(axis=1)
     figure, ax = plt.subplots(figsize=(5, 4.5))
     ax.contourf(grid_x, grid_y, classes.reshape(grid_x.shape), alpha=0.3, cmap="coolwarm")
-    ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=14)
-    ax.set_title("decision boundary")
+    points = ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=14)
+    ax.legend(*points.legend_elements(), title="class", fontsize=8, loc="best")
+    ax.set_xlabel("x₁")
+    ax.set_ylabel("x₂")
+    ax.set_title("decision boundary (regions: predicted class, points: data)")
     return _save(figure, path)
