@@ -92,16 +92,19 @@ def test_the_curves_mark_the_best_validation_epoch_in_a_panel_per_quantity(tmp_p
         [(1.0, 0.9, 0.5, 0.6), (0.5, 0.4, 0.7, 0.8), (0.3, 0.6, 0.9, 0.7)], start=1
     ):
         history.append({"epoch": epoch, "loss": loss, "val_loss": val_loss, "accuracy": acc, "val_accuracy": val_acc})
-    figures = []
+    seen = []
     real_save = plots._save
-    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or real_save(figure, path))
+
+    def save(figure, path):  # read the figure before _save clears it
+        for ax in figure.axes:
+            lines = {line.get_linestyle(): line for line in ax.get_lines()}
+            seen.append((ax.get_title(), list(lines[":"].get_xdata()), lines["-"].get_color(), lines["--"].get_color()))
+        return real_save(figure, path)
+
+    monkeypatch.setattr(plots, "_save", save)
     plots.plot_history(history, tmp_path / "curves.png")
-    (figure,) = figures
-    titles = [ax.get_title() for ax in figure.axes]
-    assert titles == ["loss", "accuracy"]
-    for ax in figure.axes:  # both best validation epochs are epoch 2: lowest loss, highest accuracy
-        (marker,) = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
-        assert list(marker.get_xdata()) == [2, 2]
-        training, validation = [line for line in ax.get_lines() if line.get_linestyle() in ("-", "--")]
-        assert training.get_color() != validation.get_color()
+    assert [title for title, *_ in seen] == ["loss", "accuracy"]
+    for _, best, training_colour, validation_colour in seen:
+        assert best == [2, 2]  # both best validation epochs are epoch 2: lowest loss, highest accuracy
+        assert training_colour != validation_colour
     assert (tmp_path / "curves.png").stat().st_size > 0
