@@ -261,7 +261,7 @@ def test_a_config_json_with_a_key_twice_is_refused(digits_run, tmp_path, capsys)
 def test_a_failed_new_run_leaves_no_empty_directory(tmp_path, capsys):
     pytest.importorskip("sklearn", reason="the digits dataset ships with scikit-learn")
     out = tmp_path / "runs" / "div"
-    assert main(["train", "--hidden", "16", "--limit", "200", "--lr", "1e6", "--quiet", "--no-plots",
+    assert main(["train", "--epochs", "1", "--lr", "1e6", "--quiet", "--no-plots",
                  "--out", str(out)]) == 1  # fmt: skip
     assert "loss became" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
