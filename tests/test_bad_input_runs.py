@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,8 +102,16 @@ FLAG_ROWS = [
     flags("unknown optimizer", ["--optimizer", "lbfgs"], 2, "--optimizer"),
     flags("unknown schedule", ["--schedule", "step"], 2, "--schedule"),
     flags("resume and force together", ["--resume", "--force"], 2, "--force", "--resume"),
-    flags("cnn on 2-d points", ["--model", "cnn"], 1, "cnn", "input_shape"),
-    flags("lstm on 2-d points", ["--model", "lstm"], 1, "lstm", "(1, H, W)"),
+    flags("cnn on 2-d points", ["--model", "cnn"], 1, "--model cnn", "--data xor", "(C, H, W)"),
+    flags("lstm on 2-d points", ["--model", "lstm"], 1, "--model lstm", "--data xor", "(1, H, W)"),
+    flags("gru on 2-d points", ["--model", "gru"], 1, "--model gru", "--data xor"),
+    flags("abbreviated --epoch", ["--epoch", "3"], 2, "--epoch"),
+    flags("abbreviated --hid", ["--hid", "3"], 2, "--hid"),
+    flags("hidden trailing comma", ["--hidden", "128,"], 2, "--hidden", "128,"),
+    flags("hidden empty part", ["--hidden", "128,,64"], 2, "--hidden", "128,,64"),
+    flags("hidden leading comma", ["--hidden", ",8"], 2, "--hidden"),
+    flags("limit leaves no validation", ["--limit", "5", "--val-split", "0.1"], 1, "--limit 5", "--val-split 0.1"),
+    flags("momentum 1 is refused", ["--momentum", "1"], 2, "--momentum"),
     flags("adam without --lr gets adam's rate", ["--optimizer", "adam"], 0, "Test"),
     flags("cosine schedule over one epoch", ["--schedule", "cosine"], 0, "Test"),
     flags("patience with no validation split", ["--patience", "1", "--epochs", "2"], 0, "Test"),
@@ -132,6 +141,31 @@ def _full_dir(tmp: Path) -> str:
     return str(tmp / "notes")
 
 
+USER_FILES = {"thesis.tex": "\\begin{document}", "src/code.py": "print('mine')", "a.png": "png"}
+
+
+def _user_files(tmp: Path) -> str:
+    for path, text in USER_FILES.items():
+        (tmp / "thesis" / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "thesis" / path).write_text(text)
+    (tmp / "thesis" / "config.json").write_text("{}")  # even with a config.json it is not only a run
+    return str(tmp / "thesis")
+
+
+def _run_and_a_file(tmp: Path) -> str:
+    assert main([*TRAIN, "--out", str(tmp / "r")]) == 0
+    (tmp / "r" / "notes.txt").write_text("mine")
+    return str(tmp / "r")
+
+
+def _cwd_run(tmp: Path) -> str:
+    assert main([*TRAIN, "--out", str(tmp / "r")]) == 0
+    import os
+
+    os.chdir(tmp / "r")
+    return "."
+
+
 def _empty_dir(tmp: Path) -> str:
     (tmp / "empty").mkdir()
     return str(tmp / "empty")
@@ -140,7 +174,10 @@ def _empty_dir(tmp: Path) -> str:
 OUT_ROWS = [
     ("out is a file", _a_file, [], 1, ("file.txt", "is a file")),
     ("out under a file", _under_a_file, [], 1, ("file.txt",)),
-    ("out holds other files", _full_dir, [], 1, ("notes", "--force", "--resume")),
+    ("out holds other files", _full_dir, [], 1, ("notes", "todo.txt", "not a run")),
+    ("force on a folder of user files", _user_files, ["--force"], 1, ("not a run", "src", "thesis.tex")),
+    ("force on a run with a user file", _run_and_a_file, ["--force"], 1, ("notes.txt",)),
+    ("force on the current directory", _cwd_run, ["--force"], 1, ("current directory",)),
     ("out is an empty directory", _empty_dir, [], 0, ("Test",)),
     ("resume where nothing was trained", _empty_dir, ["--resume"], 1, ("last.safetensors", "does not exist")),
     ("resume a file", _a_file, ["--resume"], 1, ("file.txt",)),
@@ -148,12 +185,23 @@ OUT_ROWS = [
 
 
 @pytest.mark.parametrize("name, where, extra, code, parts", OUT_ROWS, ids=[r[0] for r in OUT_ROWS])
-def test_train_out(name: str, where: Callable, extra: list, code: int, parts: tuple, tmp_path: Path, capsys) -> None:
+def test_train_out(
+    name: str, where: Callable, extra: list, code: int, parts: tuple, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a row may change the current directory; this puts it back afterwards
     out = where(tmp_path)
+    capsys.readouterr()
     result = _run([*TRAIN, "--out", out, *extra])
+    out_text, err = capsys.readouterr()
+    sys.stdout.write(out_text), sys.stderr.write(err)  # read again by _check
     _check(capsys, result, code, parts)
+    if "not a run" in err:
+        assert "--force" not in err  # --force would not replace it either
     if name == "out holds other files":
         assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+    if name.startswith("force on a folder"):  # the user's own files survive
+        assert {p: (tmp_path / "thesis" / p).read_text() for p in USER_FILES} == USER_FILES
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
 
 
 # -- 3. tampered config.json, read by evaluate and predict ---------------------------------------------
@@ -283,7 +331,10 @@ RESUME_ROWS = [
     ("new learning rate", ["--epochs", "2", "--lr", "0.5"], 0, ("changed: epochs, lr",)),
     ("cosine from here on", ["--epochs", "3", "--schedule", "cosine"], 0, ("schedule",)),
     ("early stopping from here on", ["--epochs", "3", "--patience", "1"], 0, ("patience",)),
-    ("the same epochs again", [], 0, ("Test",)),
+    ("the same epochs again", [], 1, ("already has 1 epoch", "--epochs N with N > 1")),
+    ("fewer epochs", ["--epochs", "1", "--lr", "0.5"], 1, ("already has 1 epoch",)),
+    ("a new rate but no epochs", ["--lr", "0.5"], 1, ("already has 1 epoch",)),
+    ("another --out is no change", ["--epochs", "2", "--out", "SAME"], 0, ("changed: epochs)",)),
 ]
 
 
@@ -292,10 +343,11 @@ def test_resume_with_other_settings(name: str, extra: list, code: int, parts: tu
     argv = [*TRAIN, "--out", str(run_copy), "--resume"]
     for i in range(0, len(extra), 2):  # a flag given twice: the later one wins, as in argparse
         argv += extra[i : i + 2]
-    before = (run_copy / "last.safetensors").read_bytes()
+    argv = [str(run_copy) if a == "SAME" else a for a in argv]
+    before = {p.name: p.read_bytes() for p in run_copy.iterdir()}
     _check(capsys, _run(argv), code, parts)
     if code:
-        assert (run_copy / "last.safetensors").read_bytes() == before  # a refused resume changes nothing
+        assert {p.name: p.read_bytes() for p in run_copy.iterdir()} == before  # a refused resume changes nothing
     else:
         train = json.loads((run_copy / "config.json").read_text())["train"]
         given = dict(zip(extra[::2], extra[1::2]))

@@ -223,6 +223,74 @@ def test_force_removes_what_a_killed_force_run_left(tmp_path, capsys):
     pytest.importorskip("sklearn", reason="the digits dataset ships with scikit-learn")
     quick = ["train", "--hidden", "16", "--limit", "200", "--quiet", "--no-plots", "--out", str(tmp_path / "r")]
     assert main([*quick, "--epochs", "1"]) == 0
-    (tmp_path / ".r.tmp-999999999").mkdir()  # a --force run killed with SIGKILL; no such process now
+    from chainrule.io import temp_suffix
+
+    host = temp_suffix().rsplit("-", 1)[0]
+    (tmp_path / f".r.tmp-{host}-999999999").mkdir()  # a --force run killed with SIGKILL; no such process now
+    (tmp_path / ".r.tmp-otherhost-999999999").mkdir()  # a writer on another host: may be alive, kept
     assert main([*quick, "--epochs", "1", "--force"]) == 0
-    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.tmp-otherhost-999999999", "r"]
+
+
+def test_a_regression_run_trains_evaluates_and_predicts(tmp_path, capsys):
+    run = tmp_path / "R"
+    assert main(["train", "--data", "linear_regression", "--model", "linear", "--epochs", "2", "--quiet",
+                 "--no-plots", "--out", str(run)]) == 0  # fmt: skip
+    assert json.loads((run / "config.json").read_text())["data"]["num_classes"] is None
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    assert "r2" in capsys.readouterr().out
+    samples = tmp_path / "x.npy"
+    np.save(samples, np.zeros((2, 5), dtype=np.float32))
+    assert main(["predict", str(run), str(samples)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("x.npy[") == 2
+    from chainrule.train import load_run
+
+    assert load_run(run)[1]["data"]["task"] == "regression"
+
+
+def test_a_config_json_with_a_key_twice_is_refused(digits_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(digits_run, copy)
+    text = (copy / "config.json").read_text()
+    (copy / "config.json").write_text(text.replace('"data": {', '"data": {"name": "digits"}, "data": {', 1))
+    assert main(["evaluate", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert "config.json" in err and "'data' twice" in err
+
+
+def test_a_failed_new_run_leaves_no_empty_directory(tmp_path, capsys):
+    pytest.importorskip("sklearn", reason="the digits dataset ships with scikit-learn")
+    out = tmp_path / "runs" / "div"
+    assert main(["train", "--epochs", "1", "--lr", "1e6", "--quiet", "--no-plots",
+                 "--out", str(out)]) == 1  # fmt: skip
+    assert "loss became" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_force_refuses_a_folder_of_user_files_before_training(tmp_path, capsys):
+    folder = tmp_path / "folder"
+    (folder / "src").mkdir(parents=True)
+    (folder / "thesis.tex").write_text("mine")
+    (folder / "src" / "code.py").write_text("print()")
+    assert main(["train", "--data", "xor", "--force", "--out", str(folder), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "Training" not in captured.out and "not a run directory (src, thesis.tex)" in captured.err
+    assert "--force" not in captured.err.split("(")[-1]
+    assert (folder / "thesis.tex").read_text() == "mine" and (folder / "src" / "code.py").read_text() == "print()"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path, capsys):
+    quick = ["train", "--data", "xor", "--hidden", "4", "--quiet", "--no-plots", "--out", str(tmp_path / "r")]
+    assert main([*quick, "--epochs", "3"]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    capsys.readouterr()
+    assert main([*quick, "--resume", "--epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "already has 3 epochs; pass --epochs N with N > 3 to train more" in err
+    assert main([*quick, "--resume", "--lr", "0.5"]) == 1
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before

@@ -222,3 +222,74 @@ def test_resuming_with_another_kind_of_optimizer_is_refused(tmp_path):
     with pytest.raises(cr.CheckpointError, match="SGD optimizer, not of this Adagrad"):
         fit(model, (x, y), optimizer=optim.Adagrad(model.parameters()), epochs=2, verbose=0,
             resume=tmp_path / "last.safetensors")  # fmt: skip
+
+
+def test_fit_records_early_stopping_so_the_diagnosis_does_not_suggest_it(tmp_path):
+    from chainrule.train.history import History
+
+    x, y = _blobs(60)
+    cr.manual_seed(0)
+    overfit = [{"epoch": e, "loss": 1 / e, "val_loss": 0.5 + abs(e - 3) * 0.2} for e in range(1, 9)]
+    assert "early stopping" in History(overfit).diagnosis()
+    assert "early stopping" not in History(overfit).diagnosis(early_stopping=True)  # the parameter still works
+    history = fit(_model(), (x, y), lr=0.1, epochs=3, val_data=(x, y), verbose=0,
+                  callbacks=[EarlyStopping(monitor="val_loss", patience=1, restore_best=True)])  # fmt: skip
+    assert history.meta == {"early_stopping": True}
+    history.records = overfit
+    assert "early stopping" not in history.diagnosis()
+    history.save_json(tmp_path / "h.json")
+    import json
+
+    assert History.from_dict(json.loads((tmp_path / "h.json").read_text())).meta == {"early_stopping": True}
+    assert fit(_model(), (x, y), lr=0.1, epochs=1, verbose=0).meta == {}
+
+
+@pytest.mark.parametrize(
+    "losses, start",
+    [
+        ([0.5, 0.05, 0.0011, 1.42, 1.42], "Diverged"),  # a resume with --lr 0.5 blew up a converged run
+        ([2.0, 1.0, 0.3, 0.9], "Diverged"),
+        ([1.0, 0.8, 0.79, 0.79], "Underfitting"),  # leveled off, not diverged
+        ([1.0, 0.26, 0.25, 0.26], "Good fit"),  # noise at the bottom is no divergence
+    ],
+)
+def test_a_training_loss_far_above_its_minimum_is_called_unstable(losses, start):
+    from chainrule.train.history import History
+
+    records = [{"epoch": e, "loss": v, "val_loss": v} for e, v in enumerate(losses, start=1)]
+    text = History(records).diagnosis()
+    assert text.startswith(start), text
+    if start == "Diverged":
+        assert "lower the learning rate" in text and "higher" not in text
+        no_val = History([{"epoch": e, "loss": v} for e, v in enumerate(losses, start=1)]).diagnosis()
+        assert no_val.startswith("Diverged")
+
+
+@pytest.mark.parametrize(
+    "given, field, plain",
+    [
+        ({"hidden": (32,)}, "hidden", [32]),
+        ({"hidden": np.array([8, 4])}, "hidden", [8, 4]),
+        ({"lr": np.float32(0.25)}, "lr", 0.25),
+        ({"epochs": np.int64(1)}, "epochs", 1),
+        ({"momentum": np.float64(0.5)}, "momentum", 0.5),
+    ],
+)
+def test_train_config_takes_tuples_and_numpy_scalars(given, field, plain, tmp_path):
+    pytest.importorskip("safetensors", reason="runs write checkpoints")
+    from chainrule.train.runs import TrainConfig, train_run
+
+    config = TrainConfig(data="xor", out=str(tmp_path / "r"), plots=False, **{"hidden": [4], "epochs": 1, **given})
+    value = getattr(config, field)
+    assert value == plain and type(value) is type(plain)
+    assert all(type(v) is int for v in config.hidden)
+    train_run(config, verbose=0)
+
+
+def test_train_config_momentum_range_matches_sgd(tmp_path):
+    from chainrule.errors import ArgumentError
+    from chainrule.train.runs import TrainConfig, train_run
+
+    with pytest.raises(ArgumentError, match=r"train: TrainConfig field 'momentum' must be in \[0, 1\), got 1.0"):
+        train_run(TrainConfig(data="xor", momentum=1.0, out=str(tmp_path / "r")), verbose=0)
+    assert not (tmp_path / "r").exists()

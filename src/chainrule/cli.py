@@ -55,8 +55,11 @@ def _finite_float(low: float = 0.0, *, inclusive: bool = False, high: float = ma
 
 
 def _widths(text: str) -> list[int]:
+    parts = text.split(",")
+    if any(not part.strip() for part in parts):  # "128," or "128,,64": a width is missing
+        raise argparse.ArgumentTypeError(f"expected comma-separated widths like 128,64 with none empty, got {text!r}")
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in parts if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated layer widths like 128,64, got {text!r}") from None
     if not values or any(v < 1 for v in values):
@@ -229,7 +232,12 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line on stderr (exit 2), naming the help to read."""
+    """An argument parser whose usage errors are one line on stderr (exit 2), naming the help to read. Flags
+    must be spelled out: ``--epoch 3`` is an error, not ``--epochs 3``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())

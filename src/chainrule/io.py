@@ -39,7 +39,10 @@ from chainrule.tensor import Tensor, _wrap
 if TYPE_CHECKING:  # pragma: no cover
     from chainrule.nn.module import IncompatibleKeys, Module
 
-__all__ = ["save", "load", "load_into", "atomic_write_bytes", "FORMAT_VERSION"]
+__all__ = [
+    "save", "load", "load_into", "atomic_write_bytes", "read_json_strict", "temp_suffix", "temp_writer_dead",
+    "FORMAT_VERSION",
+]  # fmt: skip
 
 FORMAT_VERSION = 1
 _TREE_KEY = "chainrule.tree"
@@ -177,6 +180,60 @@ def _strict_json(text: str | bytes, what: str) -> Any:
         raise _Fault(f"{what} is not valid JSON: {error}") from None
     except RecursionError:
         raise _Fault(f"{what} is nested too deeply") from None
+
+
+def read_json_strict(
+    path: str | os.PathLike[str],
+    what: str | None = None,
+    max_bytes: int = 1 << 20,
+    error: type[Exception] = CheckpointError,
+) -> Any:
+    """The JSON document in the file ``path``, read as untrusted input.
+
+    Strict JSON: a key given twice in one object, the non-standard constants ``NaN`` and ``Infinity``, text
+    that is not UTF-8, a file larger than ``max_bytes`` and nesting deeper than the parser's recursion are all
+    refused. Every failure is one ``error`` naming the file (``what``, default its quoted path).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to read.
+    what : str, optional
+        How messages name the file (default: ``repr`` of the path).
+    max_bytes : int
+        The largest file accepted.
+    error : type
+        The exception class raised (:class:`~chainrule.errors.CheckpointError` by default).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "c.json")
+    >>> _ = open(path, "w").write('{"a": 1, "a": 2}')
+    >>> read_json_strict(path, "c.json")
+    Traceback (most recent call last):
+    ...
+    chainrule.errors.CheckpointError: c.json has the key 'a' twice
+    """
+    what = what if what is not None else repr(os.fspath(path))
+    try:
+        if os.path.isdir(path):
+            raise error(f"{what} is a directory, expected a JSON file")
+        size = os.stat(path).st_size
+        if size > max_bytes:
+            raise error(f"{what} is {size:,} bytes; expected at most {max_bytes:,}")
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as failure:
+        raise error(f"{what} cannot be read ({failure.strerror or failure})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{what} is not valid JSON: not a text file (expected UTF-8)") from None
+    try:
+        return _strict_json(text, what)
+    except _Fault as fault:
+        raise error(str(fault)) from None
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -404,7 +461,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     if not directory.is_dir():
         raise CheckpointError(f"save: directory {str(directory)!r} does not exist")
     _remove_stale_temps(directory, target.name)
-    temp = directory / f".{target.name}.tmp-{_temp_host()}-{os.getpid()}-{os.urandom(4).hex()}"
+    temp = directory / f".{target.name}.tmp-{temp_suffix()}-{os.urandom(4).hex()}"
     try:
         # 0o666 lets the umask decide the permissions, as for any file the user creates.
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -463,12 +520,24 @@ def _temp_host() -> str:
     return name or "localhost"
 
 
+def temp_suffix() -> str:
+    """``<host>-<pid>``: what a temporary file or directory name ends with, so that
+    :func:`temp_writer_dead` can tell later whether its writer is gone."""
+    return f"{_temp_host()}-{os.getpid()}"
+
+
+def temp_writer_dead(host: str | None, pid: str) -> bool:
+    """Whether the writer of a temporary named with ``host`` and ``pid`` (the two fields of
+    :func:`temp_suffix`) is certainly gone: it ran on this host and its process no longer exists.
+    A writer on another host, or of a name without a host (``None``), is never known to be dead."""
+    return host == _temp_host() and pid.isdigit() and not _process_alive(int(pid))
+
+
 def _remove_stale_temps(directory: Path, name: str) -> None:
     """Remove the ``.<name>.tmp-<host>-<pid>-<random>`` files of dead writers on this host, and any that
     are untouched for :data:`STALE_TEMP_SECONDS` (writers on other hosts, or in names without a host)."""
     prefix = f".{name}.tmp-"
     now = time.time()
-    here = _temp_host()
     try:
         entries = list(os.scandir(directory))
     except OSError:  # pragma: no cover - an unreadable directory: the write itself will report it
@@ -484,7 +553,7 @@ def _remove_stale_temps(directory: Path, name: str) -> None:
             if not entry.is_file(follow_symlinks=False):
                 continue
             age = now - entry.stat(follow_symlinks=False).st_mtime
-            dead_here = host == here and not _process_alive(int(fields[-2]))
+            dead_here = temp_writer_dead(host, fields[-2])
             if age > STALE_TEMP_SECONDS or dead_here:
                 os.unlink(entry.path)
         except OSError:  # another writer removed it first, or it cannot be removed: not ours to fix

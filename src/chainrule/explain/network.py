@@ -6,7 +6,6 @@ This is the work behind ``chainrule explain --model 2,3,1 ...``; the command lin
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 from chainrule import _checks, autograd, nn, rng
 from chainrule.errors import ArgumentError, DataError
 from chainrule.explain.trace import Trace, trace
+from chainrule.io import read_json_strict
 
 __all__ = ["ACTIVATIONS", "build_network", "load_weights", "explain_network", "trace_memory"]
 
@@ -91,20 +91,12 @@ def trace_memory(widths: Sequence[int]) -> int:
 
 
 def _read_json(path: str | os.PathLike, where: str) -> Any:
-    """The JSON document in ``path``; every way of failing is a ``DataError`` naming the file."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except IsADirectoryError:
-        raise DataError(f"{where}: is a directory, expected a JSON file") from None
-    except OSError as error:
-        raise DataError(f"{where}: cannot be read ({error.strerror or error})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{where}: not a text file (expected UTF-8 JSON)") from None
-    except json.JSONDecodeError as error:
-        raise DataError(f"{where}: not valid JSON ({error})") from None
-    except RecursionError:
-        raise DataError(f"{where}: nested too deeply to be a weights file") from None
+    """The JSON document in ``path``, strict (no NaN/Infinity, no key twice, at most 64 MiB); every way of
+    failing is a ``DataError`` naming the file."""
+    return read_json_strict(path, where, max_bytes=_MAX_WEIGHTS_BYTES, error=DataError)
+
+
+_MAX_WEIGHTS_BYTES = 64 << 20
 
 
 def _has_bool(value: Any) -> bool:

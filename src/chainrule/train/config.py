@@ -103,36 +103,61 @@ _MAX_CLASSES = 1 << 20
 _MAX_LAYERS = 64
 
 
+class _Field(str):
+    """Where a value came from, for messages: a field path (``train.lr``) plus how the source is named
+    (``config.json: field``) and which error reports it. A ``str`` (the path), so ``f"{path}[{i}]"`` works."""
+
+    source: str = "config.json: field"
+    error: type[Exception] = CheckpointError
+
+    def at(self, suffix: str) -> _Field:
+        return _field(self + suffix, self.source, self.error)
+
+
+def _field(path: str, source: str = "config.json: field", error: type[Exception] = CheckpointError) -> _Field:
+    result = _Field(path)
+    result.source, result.error = source, error
+    return result
+
+
 def _where(path: str) -> str:
-    return f"config.json: field {path!r}"
+    source = path.source if isinstance(path, _Field) else "config.json: field"
+    return f"{source} {str(path)!r}"
+
+
+def _fail(path: str, message: str) -> Exception:
+    error = path.error if isinstance(path, _Field) else CheckpointError
+    return error(f"{_where(path)} {message}")
+
+
+def _sub(path: str, suffix: str) -> str:
+    return path.at(suffix) if isinstance(path, _Field) else path + suffix
 
 
 def _int(value: Any, path: str, low: int = 1, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise CheckpointError(f"{_where(path)} must be an integer, got {_short(value)}")
+        raise _fail(path, f"must be an integer, got {_short(value)}")
     if value < low or (high is not None and value > high):
         bound = f">= {low}" if high is None else f"in [{low}, {high:,}]"
-        raise CheckpointError(f"{_where(path)} must be {bound}, got {value}")
+        raise _fail(path, f"must be {bound}, got {value}")
     return value
 
 
 def _int_list(value: Any, path: str, length: tuple[int, int], high: int) -> list[int]:
     if not isinstance(value, list) or not length[0] <= len(value) <= length[1]:
-        raise CheckpointError(
-            f"{_where(path)} must be a list of {length[0]} to {length[1]} integers, got {_short(value)}"
-        )
-    return [_int(v, f"{path}[{i}]", 1, high) for i, v in enumerate(value)]
+        raise _fail(path, f"must be a list of {length[0]} to {length[1]} integers, got {_short(value)}")
+    return [_int(v, _sub(path, f"[{i}]"), 1, high) for i, v in enumerate(value)]
 
 
 def _choice(value: Any, path: str, choices: Any) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise CheckpointError(f"{_where(path)} must be one of {', '.join(choices)}, got {_short(value)}")
+        raise _fail(path, f"must be one of {', '.join(choices)}, got {_short(value)}")
     return value
 
 
 def _fraction(value: Any, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < 1):
-        raise CheckpointError(f"{_where(path)} must be a number in [0, 1), got {_short(value)}")
+        raise _fail(path, f"must be a number in [0, 1), got {_short(value)}")
     return float(value)
 
 
@@ -201,8 +226,11 @@ def check_run_config(config: Any) -> dict[str, Any]:
         raise CheckpointError(
             f"{_where('data.input_shape')} is {shape} but 'model.input_shape' is {model['input_shape']}"
         )
-    classes = _int(data["num_classes"], "data.num_classes", 1 if data["task"] == "classification" else 0,
-                   _MAX_CLASSES)  # fmt: skip
+    if data["task"] == "regression" and data["num_classes"] is None:  # what runs of a regression record
+        classes = 0
+    else:
+        classes = _int(data["num_classes"], "data.num_classes", 1 if data["task"] == "classification" else 0,
+                       _MAX_CLASSES)  # fmt: skip
     names = data.get("class_names", [])
     if not isinstance(names, list) or not all(isinstance(n, str) and len(n) <= 200 for n in names):
         raise CheckpointError(f"{_where('data.class_names')} must be a list of strings, got {_short(names)}")
@@ -213,19 +241,43 @@ def check_run_config(config: Any) -> dict[str, Any]:
     return config
 
 
-def check_train_config(train: Any, path: str = "train") -> dict[str, Any]:
-    """Validate the ``train`` object (a :class:`TrainConfig` as a dict): known fields, each of its type and range."""
+def check_train_config(
+    train: Any, path: str = "train", source: str = "config.json: field", error: type[Exception] = CheckpointError
+) -> dict[str, Any]:
+    """Validate the ``train`` object (a :class:`TrainConfig` as a dict): known fields, each of its type and range.
+
+    Parameters
+    ----------
+    train : dict
+        The fields to check.
+    path : str
+        The prefix of the field names in messages (``"train"``: ``'train.lr'``; ``""``: ``'lr'``).
+    source : str
+        How messages name where the fields come from, before the field's name (``config.json: field``).
+    error : type
+        The exception raised (:class:`~chainrule.errors.CheckpointError` for files, ``ArgumentError`` for a
+        :class:`TrainConfig` built in Python).
+
+    Examples
+    --------
+    >>> from chainrule.errors import ArgumentError
+    >>> check_train_config({"lr": -1}, "", "train: TrainConfig field", ArgumentError)
+    Traceback (most recent call last):
+    ...
+    chainrule.errors.ArgumentError: train: TrainConfig field 'lr' must be > 0, got -1
+    """
     from chainrule.data import DATASETS
     from chainrule.train.loop import OPTIMIZERS
     from chainrule.train.models import MODELS
     from chainrule.train.runs import SCHEDULES, TrainConfig
 
+    prefix = f"{path}." if path else ""
     if not isinstance(train, dict):
-        raise CheckpointError(f"{_where(path)} must be an object, got {type(train).__name__}")
+        raise error(f"{source} {path!r} must be an object, got {type(train).__name__}")
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(train) - known)
     if unknown:
-        raise CheckpointError(f"config.json: unknown field '{path}.{unknown[0]}'")
+        raise error(f"{source.removesuffix(' field')}: unknown field '{prefix}{unknown[0]}'")
     checks: dict[str, Any] = {
         "data": lambda v, p: _choice(v, p, tuple(DATASETS)),
         "model": lambda v, p: _choice(v, p, MODELS),
@@ -239,27 +291,27 @@ def check_train_config(train: Any, path: str = "train") -> dict[str, Any]:
         "optimizer": lambda v, p: _choice(v, p, OPTIMIZERS),
         "schedule": lambda v, p: _choice(v, p, SCHEDULES),
         "lr": _positive_number,
-        "momentum": lambda v, p: _number(v, p, 0.0, 1.0),
+        "momentum": lambda v, p: _number(v, p, 0.0, 1.0, high_open=True),  # what SGD and RMSprop accept
         "weight_decay": lambda v, p: _number(v, p, 0.0, math.inf),
     }
     for key, value in train.items():
         if key in checks:
-            checks[key](value, f"{path}.{key}")
+            checks[key](value, _field(prefix + key, source, error))
     if train.get("limit") is not None:
-        _int(train["limit"], f"{path}.limit", 1)
+        _int(train["limit"], _field(f"{prefix}limit", source, error), 1)
     return train
 
 
-def _number(value: Any, path: str, low: float, high: float) -> float:
+def _number(value: Any, path: str, low: float, high: float, high_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CheckpointError(f"{_where(path)} must be a finite number, got {_short(value)}")
-    if not low <= value <= high:
-        raise CheckpointError(f"{_where(path)} must be in [{low:g}, {high:g}], got {value}")
+        raise _fail(path, f"must be a finite number, got {_short(value)}")
+    if not low <= value <= high or (high_open and value == high):
+        raise _fail(path, f"must be in [{low:g}, {high:g}{')' if high_open else ']'}, got {value}")
     return float(value)
 
 
 def _positive_number(value: Any, path: str) -> float:
     number = _number(value, path, -math.inf, math.inf)
     if number <= 0:
-        raise CheckpointError(f"{_where(path)} must be > 0, got {value}")
+        raise _fail(path, f"must be > 0, got {value}")
     return number

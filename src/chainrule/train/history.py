@@ -35,6 +35,9 @@ class History:
     """
 
     records: list[dict[str, Any]] = field(default_factory=list)
+    #: What the run used that the records do not show: ``{"early_stopping": True}`` when :func:`fit` ran
+    #: with an :class:`~chainrule.train.EarlyStopping` callback (saved with the records).
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def append(self, record: dict[str, Any]) -> None:
         """Add the record of one finished epoch."""
@@ -69,18 +72,24 @@ class History:
 
     # -- persistence ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"records": [dict(r) for r in self.records]}
+        state: dict[str, Any] = {"records": [dict(r) for r in self.records]}
+        if self.meta:
+            state["meta"] = dict(self.meta)
+        return state
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> History:
         """The inverse of :meth:`to_dict` and :meth:`save_json` (whose "nan" and "inf" strings become floats)."""
-        return cls([{key: _from_json(value) for key, value in r.items()} for r in state.get("records", [])])
+        meta = state.get("meta")
+        records = [{key: _from_json(value) for key, value in r.items()} for r in state.get("records", [])]
+        return cls(records, dict(meta) if isinstance(meta, dict) else {})
 
     def save_json(self, path: str | os.PathLike[str]) -> None:
         """Write the records as strict JSON (atomically): a NaN or infinite value is the string ``"nan"``,
         ``"inf"`` or ``"-inf"`` (JSON has no such numbers), which :meth:`from_dict` reads back as a float."""
-        records = [{key: _to_json(value) for key, value in r.items()} for r in self.records]
-        atomic_write_bytes(path, (json.dumps({"records": records}, indent=1, allow_nan=False) + "\n").encode())
+        state = self.to_dict()
+        state["records"] = [{key: _to_json(value) for key, value in r.items()} for r in self.records]
+        atomic_write_bytes(path, (json.dumps(state, indent=1, allow_nan=False) + "\n").encode())
 
     def save_csv(self, path: str | os.PathLike[str]) -> None:
         """Write one row per epoch, one column per key (atomically)."""
@@ -91,10 +100,12 @@ class History:
         atomic_write_bytes(path, buffer.getvalue().encode())
 
     # -- diagnosis -----------------------------------------------------------------------------------
-    def diagnosis(self, early_stopping: bool = False, test_accuracy: float | None = None) -> str:
-        """One sentence on how the fit went: overfitting, underfitting, still learning, or a good fit.
+    def diagnosis(self, early_stopping: bool | None = None, test_accuracy: float | None = None) -> str:
+        """One sentence on how the fit went: diverged, overfitting, underfitting, still learning, or a good fit.
 
-        The rules compare the training and validation losses: overfitting when the validation loss has
+        The training loss diverged (the run became unstable) when it ends more than twice its minimum, rising
+        after it. Otherwise the rules compare the training and validation losses: overfitting when the
+        validation loss has
         risen more than 10% above its minimum while the training loss kept falling, or when it ends more than
         twice the training loss; still learning when the training loss fell more than 5% over the last
         epochs; underfitting when training and validation losses stay close but high compared with where
@@ -104,8 +115,9 @@ class History:
 
         Parameters
         ----------
-        early_stopping : bool
-            Early stopping was in use (the advice then does not suggest it).
+        early_stopping : bool, optional
+            Early stopping was in use (the advice then does not suggest it). Default: what :func:`fit` recorded
+            in :attr:`meta` (``True`` when it ran with an :class:`~chainrule.train.EarlyStopping` callback).
         test_accuracy : float, optional
             The accuracy on the test split, when known.
 
@@ -130,6 +142,15 @@ class History:
             return (
                 f"The validation loss is {final_val} in epoch {len(val)}: check the validation data for NaN/Inf, "
                 "or lower the learning rate if the model's outputs overflow."
+            )
+        if early_stopping is None:
+            early_stopping = bool(self.meta.get("early_stopping", False))
+        best_loss = min(losses)
+        best_at = losses.index(best_loss) + 1
+        if last > 2 * best_loss and last - best_loss > 0.01 and best_at < len(losses):
+            return (
+                f"Diverged: the training loss rose from its minimum {best_loss:.4g} (epoch {best_at}) to {last:.4g}; "
+                "training became unstable: lower the learning rate (or clip gradients)."
             )
         if len(losses) == 1:
             shown = f" and validation loss {final_val:.4g}" if has_val else ""

@@ -26,6 +26,7 @@ from chainrule.optim.optimizer import Optimizer
 from chainrule.tensor import Tensor
 from chainrule.train.callbacks import (
     Callback,
+    EarlyStopping,
     LRScheduler,
     ModelCheckpoint,
     ProgressBar,
@@ -493,6 +494,8 @@ def fit(
             callback.fit_state = lambda s: checkpoint_state(s, callbacks, train_loader, config)
     if resume is not None:
         _resume(resume, state, callbacks, train_loader)
+    if any(isinstance(cb, EarlyStopping) for cb in callbacks):  # History.diagnosis() then does not suggest it
+        state.history.meta["early_stopping"] = True
 
     for callback in callbacks:
         callback.on_train_begin(state)

@@ -28,12 +28,12 @@ from chainrule import data as datasets
 from chainrule import rng
 from chainrule.data import preprocess
 from chainrule.errors import ArgumentError, CheckpointError, DataError
-from chainrule.io import atomic_write_bytes, load_into, save
+from chainrule.io import atomic_write_bytes, load_into, read_json_strict, save, temp_suffix, temp_writer_dead
 from chainrule.nn.module import Module
 from chainrule.optim.lr_scheduler import CosineAnnealingLR
 from chainrule.train import plots
 from chainrule.train.callbacks import Callback, EarlyStopping, HistoryLogger, LRScheduler, ModelCheckpoint, TrainState
-from chainrule.train.config import FIXED, check_run_config, check_train_config, resolve
+from chainrule.train.config import FIXED, TUNABLE, check_run_config, check_train_config, resolve
 from chainrule.train.history import History
 from chainrule.train.loop import evaluate, fit, make_optimizer, predict
 from chainrule.train.metrics import classification_report, confusion_matrix
@@ -80,9 +80,27 @@ class TrainConfig:
     out: str | None = None
     plots: bool = True
 
+    def __post_init__(self) -> None:
+        """Values that mean the same as the plain ones become them: a tuple or array of hidden widths a list,
+        NumPy scalars (``np.float32(0.1)``, ``np.int64(3)``) Python numbers. The values are checked when the
+        config is trained (:func:`train_run`)."""
+        for item in fields(self):
+            setattr(self, item.name, _plain(getattr(self, item.name)))
+
     @property
     def run_dir(self) -> Path:
         return Path(self.out or os.path.join("runs", f"{self.data}-{self.model}"))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy scalars as Python numbers and tuples/arrays as lists (of plain values)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @dataclass
@@ -139,14 +157,15 @@ def train_from_flags(given: dict[str, Any], resume: bool = False, force: bool = 
     if not resume:
         return train_run(TrainConfig(**resolve(passed)), resume=False, force=force, verbose=verbose)
     defaults = TrainConfig(**resolve(passed))
-    saved = _saved_train_config(defaults.run_dir / "last.safetensors")
+    saved, _ = _saved_train_config(defaults.run_dir / "last.safetensors")
     merged = {**saved, **passed}
     merged.setdefault("out", str(defaults.run_dir))
     return train_run(TrainConfig(**merged), resume=True, verbose=verbose)
 
 
-def _saved_train_config(last: Path) -> dict[str, Any]:
-    """The validated ``train`` config stored in a checkpoint (what the run was trained with)."""
+def _saved_train_config(last: Path) -> tuple[dict[str, Any], int]:
+    """The validated ``train`` config stored in a checkpoint (what the run was trained with), and how many
+    epochs the checkpoint has trained."""
     from chainrule.io import load
 
     if not last.is_file():
@@ -155,18 +174,16 @@ def _saved_train_config(last: Path) -> dict[str, Any]:
     train = saved.get("config", {}).get("train") if isinstance(saved, dict) else None
     if not isinstance(train, dict):
         raise CheckpointError(f"train: cannot resume: {str(last)!r} does not record the run's training config")
-    try:
-        check_train_config(train)
-    except CheckpointError as error:
-        raise CheckpointError(
-            f"train: cannot resume: {str(last)!r}: {str(error).removeprefix('config.json: ')}"
-        ) from None
-    return {k: v for k, v in train.items() if k in TRAIN_FLAGS}
+    check_train_config(train, "train", f"train: cannot resume: {str(last)!r}: field")
+    epoch = saved.get("epoch", 0)
+    done = epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 else 0
+    return {k: v for k, v in train.items() if k in TRAIN_FLAGS}, done
 
 
 def _check_resume_matches(config: TrainConfig, last: Path) -> list[str]:
-    """Refuse a resume whose config changes the model, data, split or optimizer; return the changed tunables."""
-    saved = _saved_train_config(last)
+    """Refuse a resume whose config changes the model, data, split or optimizer, or that leaves no epoch to
+    train; return the changed tunables (:data:`chainrule.train.config.TUNABLE`)."""
+    saved, done = _saved_train_config(last)
     current = asdict(config)
     differ = [key for key in FIXED if key in saved and _comparable(saved[key]) != _comparable(current[key])]
     if differ:
@@ -176,7 +193,12 @@ def _check_resume_matches(config: TrainConfig, last: Path) -> list[str]:
             f"train: cannot resume {str(last.parent)!r} with other settings: {listed}; these define the model, the "
             "data or the optimizer's state, so start a new run (another --out, or --force to replace this one)"
         )
-    return [key for key in current if key in saved and key not in FIXED and saved[key] != current[key]]
+    if config.epochs <= done:
+        raise ArgumentError(
+            f"train: {str(last.parent)!r} already has {done} epoch{'s' * (done != 1)}; pass --epochs N with "
+            f"N > {done} to train more"
+        )
+    return [key for key in TUNABLE if key in saved and saved[key] != current[key]]
 
 
 def _comparable(value: Any) -> Any:
@@ -187,18 +209,59 @@ def _flag_text(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+#: What a run directory holds (besides ``*.png`` plots and the hidden temporaries of atomic writes).
+RUN_FILES = frozenset(
+    {"config.json", "model.safetensors", "last.safetensors", "best.safetensors", "history.json", "history.csv"}
+)
+
+
+def _foreign_files(run_dir: Path) -> list[str]:
+    """The names in ``run_dir`` that a run does not write (sorted): anything but :data:`RUN_FILES`, plots and
+    the ``.<file>.tmp-...`` temporaries of a run's own files."""
+
+    def ours(entry: Path) -> bool:
+        name = entry.name
+        if entry.is_symlink() or not entry.is_file():
+            return False
+        if name.startswith(".") and ".tmp-" in name:
+            name = name[1:].split(".tmp-", 1)[0]
+        return name in RUN_FILES or name.endswith(".png")
+
+    return sorted(entry.name for entry in run_dir.iterdir() if not ours(entry))
+
+
+def _is_run(run_dir: Path) -> bool:
+    return (run_dir / "config.json").is_file() or (run_dir / "last.safetensors").is_file()
+
+
 def _check_run_dir(run_dir: Path, resume: bool, force: bool) -> bool:
-    """Whether ``run_dir`` holds a run to replace; refuses a file, and a non-empty directory without
-    ``resume`` or ``force``. Checked before anything is loaded, and again just before training."""
+    """Whether ``run_dir`` holds a run to replace; refuses a file, a non-empty directory without ``resume``
+    or ``force``, and for ``force`` a directory that is not only a run (its own files are never deleted) or
+    that holds the current directory. Checked before anything is loaded, and again just before training."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ArgumentError(f"train: --out {str(run_dir)!r} is a file, not a directory")
     occupied = not resume and run_dir.is_dir() and any(run_dir.iterdir())
-    if occupied and not force:
+    if not occupied:
+        return False
+    foreign = _foreign_files(run_dir)
+    if foreign or not _is_run(run_dir):
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        what = "is not a run directory" if not _is_run(run_dir) else "holds files that are not a run's"
         raise ArgumentError(
-            f"train: {str(run_dir)!r} already exists and is not empty; pass --resume to continue that run, "
-            "--force to replace it, or another --out"
+            f"train: --out {str(run_dir)!r} {what} ({shown}); train never replaces it, choose another --out"
         )
-    return occupied
+    if not force:
+        raise ArgumentError(
+            f"train: {str(run_dir)!r} already holds a run; pass --resume to continue it, --force to replace it, "
+            "or another --out"
+        )
+    here, target = Path.cwd().resolve(), run_dir.resolve()
+    if here == target or target in here.parents:
+        raise ArgumentError(
+            f"train: --out {str(run_dir)!r} is or contains the current directory, which --force cannot replace; "
+            "run from another directory or choose another --out"
+        )
+    return True
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> Path:
@@ -209,7 +272,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> Path:
         return run_dir
     if _check_run_dir(run_dir, resume, force):
         _remove_stale_temporaries(run_dir)
-        temporary = run_dir.parent / f".{run_dir.name}.tmp-{os.getpid()}"
+        temporary = run_dir.parent / f".{run_dir.name}.tmp-{temp_suffix()}"
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
         return temporary
@@ -218,14 +281,31 @@ def _prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> Path:
 
 
 def _remove_stale_temporaries(run_dir: Path) -> None:
-    """Remove the ``.<name>.tmp-<pid>`` directories that earlier ``--force`` runs left when they were killed
-    before their first checkpoint (their process is gone). Never an ``.old-`` one: that may be the only copy."""
-    from chainrule.io import _process_alive
-
-    for entry in run_dir.parent.glob(f".{run_dir.name}.tmp-*"):
-        pid = entry.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _process_alive(int(pid)):
+    """Remove the ``.<name>.tmp-<host>-<pid>`` directories that earlier ``--force`` runs on this host left
+    when they were killed before their first checkpoint (their process is gone; the same test as for the
+    temporaries of :func:`chainrule.io.atomic_write_bytes`). Never an ``.old-`` one: that may be the only copy."""
+    prefix = f".{run_dir.name}.tmp-"
+    for entry in run_dir.parent.glob(f"{prefix}*"):
+        host, _, pid = entry.name[len(prefix) :].rpartition("-")
+        if entry.is_dir() and not entry.is_symlink() and temp_writer_dead(host or None, pid):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet (deepest first): what creating it will make."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_if_empty(directories: list[Path]) -> None:
+    for directory in directories:  # deepest first; stops at the first one that holds something
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 class _SwapIn(Callback):
@@ -292,10 +372,8 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force
     >>> sorted(result.test)
     ['accuracy', 'loss']
     """
-    try:
-        check_train_config(asdict(config))
-    except CheckpointError as error:  # the same checks as for a config.json, worded for a TrainConfig
-        raise ArgumentError(str(error).replace("config.json: field 'train.", "train: TrainConfig field '")) from None
+    # the same checks as for a config.json, worded for a TrainConfig
+    check_train_config(asdict(config), "", "train: TrainConfig field", ArgumentError)
     run_dir = config.run_dir
     last = run_dir / "last.safetensors"
     changed: list[str] = []
@@ -305,6 +383,8 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force
     rng.manual_seed(config.seed)
     splits = _load_splits(config.data, config.data_dir, config.limit)
     train_set, test_set, info = _first(splits.train, config.limit), _first(splits.test, config.limit), splits.info
+    _check_model_fits_data(config.model, info)
+    _check_validation_samples(len(train_set), config)
     regression = info.task == "regression"
     model_config = {
         "model": config.model,
@@ -322,6 +402,7 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force
     metrics = ["mae", "rmse", "r2"] if regression else ["accuracy"]
     val_split = config.val_split if config.val_split > 0 else None
 
+    created = _missing_parents(run_dir)
     work_dir = _prepare_run_dir(run_dir, resume, force)
     print(
         f"Training {config.model} on {info.name} ({len(train_set)} training, {len(test_set)} test samples "
@@ -358,6 +439,7 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force
     except BaseException:
         if not swap.done:  # the new run never got its first checkpoint: drop it, the old run is untouched
             shutil.rmtree(work_dir, ignore_errors=True)
+        _remove_if_empty(created)  # a new --out that never got a file is not left behind
         raise
     swap.swap()
 
@@ -386,9 +468,40 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force
     files += [path for path in (run_dir / "last.safetensors", run_dir / "best.safetensors") if path.is_file()]
 
     print(f"Test ({len(test_set)} samples): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
-    print(history.diagnosis(early_stopping=config.patience > 0, test_accuracy=test.get("accuracy")))
+    print(history.diagnosis(test_accuracy=test.get("accuracy")))
     print(f"Wrote {_listing([p.name for p in files])} to {run_dir}")
     return RunResult(model, history, test, run_dir, files)
+
+
+def _check_model_fits_data(model: str, info: Any) -> None:
+    """Refuse a model that cannot read the data set's samples, naming both flags."""
+    shape = tuple(info.input_shape)
+    if model == "cnn" and (len(shape) != 3 or min(shape[1:]) < 4):
+        need = "images of shape (C, H, W), at least 4x4"
+    elif model in ("rnn", "lstm", "gru") and not (len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)):
+        need = "images of shape (1, H, W) (it reads their rows as a sequence)"
+    else:
+        return
+    raise ArgumentError(
+        f"train: --model {model} does not fit --data {info.name}: the {model} needs {need}, but {info.name} has "
+        f"samples of shape {shape}; use --model mlp or linear, or an image data set"
+    )
+
+
+def _check_validation_samples(samples: int, config: TrainConfig) -> None:
+    """Refuse a --val-split that leaves no validation (or no training) sample of the ``samples`` there are."""
+    from chainrule.data.dataset import _split_lengths
+
+    if config.val_split <= 0:
+        return
+    train, val = _split_lengths(samples, [1 - config.val_split, config.val_split])
+    if val == 0 or train == 0:
+        limit = f"--limit {config.limit} leaves" if config.limit is not None else f"{config.data} has"
+        raise ArgumentError(
+            f"train: {limit} {samples} training sample{'s' * (samples != 1)}, which with --val-split "
+            f"{config.val_split:g} gives {val} for validation and {train} for training; pass a larger --limit "
+            "or --val-split 0"
+        )
 
 
 def _listing(names: list[str]) -> str:
@@ -465,20 +578,9 @@ _MAX_CONFIG_BYTES = 1 << 20
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    """A run's ``config.json``: strict JSON (no NaN/Infinity, no duplicate keys), of sane size and depth,
-    validated field by field (:func:`chainrule.train.config.check_run_config`)."""
-
-    def no_constants(name: str) -> Any:
-        raise CheckpointError(f"{str(path)!r} contains {name}, which is not JSON")
-
-    if path.stat().st_size > _MAX_CONFIG_BYTES:
-        raise CheckpointError(f"{str(path)!r} is {path.stat().st_size:,} bytes; a run's config.json is a few KiB")
-    try:
-        config = json.loads(path.read_bytes().decode("utf-8"), parse_constant=no_constants)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{str(path)!r} is not valid JSON: {error}") from None
-    except RecursionError:
-        raise CheckpointError(f"{str(path)!r} is nested too deeply") from None
+    """A run's ``config.json``: strict JSON (no NaN/Infinity, no duplicate keys; :func:`chainrule.io.read_json_strict`),
+    of sane size and depth, validated field by field (:func:`chainrule.train.config.check_run_config`)."""
+    config = read_json_strict(path, repr(str(path)), max_bytes=_MAX_CONFIG_BYTES)
     try:
         return check_run_config(config)
     except CheckpointError as error:
