@@ -104,7 +104,7 @@ class History:
         """One sentence on how the fit went: diverged, overfitting, underfitting, still learning, or a good fit.
 
         The training loss diverged (the run became unstable) when it ends more than twice its minimum, rising
-        after it. Otherwise the rules compare the training and validation losses: overfitting when the
+        after it; the model is not learning when it did not fall at all. Otherwise the rules compare the training and validation losses: overfitting when the
         validation loss has
         risen more than 10% above its minimum while the training loss kept falling, or when it ends more than
         twice the training loss; still learning when the training loss fell more than 5% over the last
@@ -128,6 +128,8 @@ class History:
         'Still learning: the t'
         >>> History([{"epoch": 1, "loss": 0.6257, "val_loss": float("nan")}]).diagnosis()[:40]
         'The validation loss is nan in epoch 1: c'
+        >>> History([{"epoch": e, "loss": 2e6} for e in (1, 2, 3)]).diagnosis()[:35]
+        'Not learning: the training loss did'
         """
         if not self.records:
             return "No epochs were run."
@@ -155,6 +157,12 @@ class History:
         if len(losses) == 1:
             shown = f" and validation loss {final_val:.4g}" if has_val else ""
             return f"One epoch: training loss {last:.4g}{shown}; too early to judge the fit, train for more epochs."
+        if last >= 0.99 * first:
+            return (
+                f"Not learning: the training loss did not fall over {len(losses)} epochs ({first:.4g} to {last:.4g}); "
+                "a learning rate that is too large (or too small), or data and labels that do not match, are the "
+                "usual causes."
+            )
         tail = losses[-3] if len(losses) >= 3 else first
         still_falling = last < 0.95 * tail
         if not has_val:
