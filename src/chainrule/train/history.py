@@ -104,9 +104,9 @@ class History:
         """One sentence on how the fit went: diverged, overfitting, underfitting, still learning, or a good fit.
 
         The training loss diverged (the run became unstable) when it ends more than twice its minimum, rising
-        after it; the model is not learning when it did not fall at all. Otherwise the rules compare the training and validation losses: overfitting when the
-        validation loss has
-        risen more than 10% above its minimum while the training loss kept falling, or when it ends more than
+        after it; the model is not learning when it did not fall at all. Otherwise the rules compare the
+        training and validation losses: overfitting when the validation loss has risen more than 10% above its
+        minimum while the training loss kept falling, or when it ends more than
         twice the training loss; still learning when the training loss fell more than 5% over the last
         epochs; underfitting when training and validation losses stay close but high compared with where
         they started; otherwise a good fit. A validation loss below the training loss, or a perfect
