@@ -55,18 +55,18 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> C
 
     def wrapper(*args: Any) -> tuple[Tensor, Any]:
         nums = _argnums(argnums, len(args))
-        args = list(args)
+        primals = list(args)
         nested = False
         with autograd.enable_grad():
             for n in nums:
-                args[n], inner = _primal(args[n])
+                primals[n], inner = _primal(primals[n])
                 nested = nested or inner
-            out = as_tensor(f(*args))
+            out = as_tensor(f(*primals))
             if out.data.size != 1:
                 raise ShapeError(
                     f"grad: f must return a one-element tensor, got shape {out.shape}; use vjp or jacobian"
                 )
-            inputs = [args[n] for n in nums]
+            inputs = [primals[n] for n in nums]
             if not out.requires_grad:
                 grads = tuple(_wrap(np.zeros_like(x.data)) for x in inputs)
             else:

@@ -53,7 +53,7 @@ def default_generator() -> np.random.Generator:
 
 def get_state() -> dict:
     """The global generator's state (a JSON-serialisable dict), for checkpoints."""
-    return default_generator().bit_generator.state
+    return dict(default_generator().bit_generator.state)
 
 
 def set_state(state: dict) -> None:

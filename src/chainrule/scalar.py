@@ -300,10 +300,11 @@ class MLP(_ScalarModule):
         ]
 
     def __call__(self, x: Sequence[Any]) -> Value | list[Value]:
+        out: Any = x
         for layer in self.layers:
-            x = layer(x)
-            x = [x] if isinstance(x, Value) and layer is not self.layers[-1] else x
-        return x
+            out = layer(out)
+            out = [out] if isinstance(out, Value) and layer is not self.layers[-1] else out
+        return out
 
     def parameters(self) -> list[Value]:
         return [p for layer in self.layers for p in layer.parameters()]

@@ -181,7 +181,7 @@ def _read_stream(file: BinaryIO, path: str | os.PathLike[str]) -> tuple[np.ndarr
         raise DataError(f"{path}: the header says {_describe_size(dims, dtype)} of data but the file holds {actual}")
     # np.empty commits memory only as it is written: a short gzip stream costs what it holds.
     payload = np.empty(expected, dtype=np.uint8)
-    actual, capped = stream.readinto(memoryview(payload)), False
+    actual, capped = stream.readinto(payload.data), False  # payload.data: the array's own buffer
     if actual == expected:
         surplus, capped = _count_surplus(stream)  # also reads to the gzip trailer, checking its CRC-32
         actual += surplus
@@ -189,7 +189,7 @@ def _read_stream(file: BinaryIO, path: str | os.PathLike[str]) -> tuple[np.ndarr
         holds = f"more than {actual}" if actual > expected and capped else str(actual)
         raise DataError(f"{path}: the header says {_describe_size(dims, dtype)} of data but the file holds {holds}")
     digest = hashlib.sha256(header)
-    digest.update(payload)
+    digest.update(payload.data)
     values = payload.view(dtype).reshape(dims)
     if not dtype.isnative:
         values = values.byteswap(inplace=True).view(dtype.newbyteorder("="))

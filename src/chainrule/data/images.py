@@ -328,6 +328,8 @@ def _load_idx_set(name: str, root: str | os.PathLike[str] | None, download: bool
     parts = []
     for images_stem, labels_stem in (IDX_FILES[:2], IDX_FILES[2:]):
         images_path, labels_path = _file_in(directory, images_stem), _file_in(directory, labels_stem)
+        if images_path is None or labels_path is None:  # locate() found all four; a file removed since
+            raise _not_found(name, root, f"{images_stem} or {labels_stem} is missing from {directory}")
         images, images_sha256 = _read_file(images_path)  # (N, 28, 28) uint8
         labels, labels_sha256 = _read_file(labels_path)  # (N,) uint8
         _check_split(name, images_path, images, labels_path, labels)

@@ -162,7 +162,8 @@ class Standardize:
         self.std_ = std.astype(dtype)
         return self
 
-    def _check(self, x: Any, where: str) -> np.ndarray:
+    def _check(self, x: Any, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``x`` as an array, with the fitted ``mean_`` and ``std_``."""
         if self.mean_ is None or self.std_ is None:
             raise DataError(f"Standardize.{where}: call fit(x) (or load_state_dict) before {where}")
         array = _as_array(x)
@@ -171,12 +172,12 @@ class Standardize:
                 f"Standardize.{where}: fitted on samples of shape {self.mean_.shape}, "
                 f"got an array of shape {array.shape}"
             )
-        return array
+        return array, self.mean_, self.std_
 
     def transform(self, x: Any) -> np.ndarray:
         """``(x - mean_) / std_``, same shape as ``x``."""
-        array = self._check(x, "transform")
-        return ((array - self.mean_) / self.std_).astype(self.mean_.dtype)
+        array, mean, std = self._check(x, "transform")
+        return ((array - mean) / std).astype(mean.dtype)
 
     def fit_transform(self, x: Any) -> np.ndarray:
         """``fit(x)`` then ``transform(x)``."""
@@ -184,8 +185,8 @@ class Standardize:
 
     def inverse_transform(self, x: Any) -> np.ndarray:
         """``x * std_ + mean_``: undo :meth:`transform`."""
-        array = self._check(x, "inverse_transform")
-        return (array * self.std_ + self.mean_).astype(self.mean_.dtype)
+        array, mean, std = self._check(x, "inverse_transform")
+        return (array * std + mean).astype(mean.dtype)
 
     def state_dict(self) -> dict[str, Any]:
         """The fitted statistics as nested lists (JSON-serialisable), with their shape and dtype."""

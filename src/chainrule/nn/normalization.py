@@ -9,6 +9,7 @@ import numpy as np
 from chainrule import _checks as check
 from chainrule.errors import ArgumentError, ShapeError
 from chainrule.nn import functional as F
+from chainrule.nn import init as nn_init
 from chainrule.nn.module import Module, Parameter
 from chainrule.tensor import Tensor, _wrap, as_dtype
 
@@ -45,13 +46,14 @@ class _BatchNorm(Module):
 
     def reset_parameters(self) -> None:
         """Weight 1, bias 0, running mean 0 and variance 1."""
-        if self.affine:
-            self.weight.data[...] = 1
-            self.bias.data[...] = 0
-        if self.track_running_stats:
-            self.running_mean.data[...] = 0
-            self.running_var.data[...] = 1
-            self.num_batches_tracked.data[...] = 0
+        if self.weight is not None and self.bias is not None:
+            nn_init.ones_(self.weight)
+            nn_init.zeros_(self.bias)
+        for name, value in (("running_mean", 0), ("running_var", 1), ("num_batches_tracked", 0)):
+            buffer = self._buffers.get(name)
+            if buffer is not None:
+                buffer.data[...] = value
+                buffer._mark_modified(f"{type(self).__name__}.reset_parameters")
 
     def forward(self, x: Tensor) -> Tensor:
         check.float_input(f"{type(self).__name__}({self.num_features})", x)

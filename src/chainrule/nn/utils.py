@@ -14,9 +14,10 @@ from chainrule.tensor import Tensor
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "l1_penalty", "l2_penalty"]
 
 
-def _with_grads(parameters: Iterable[Tensor] | Tensor) -> list[Tensor]:
+def _grad_arrays(parameters: Iterable[Tensor] | Tensor) -> list[np.ndarray]:
+    """The gradient arrays of the parameters that have one (updated in place by the clipping functions)."""
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    return [p for p in params if p.grad is not None]
+    return [p.grad.data for p in params if p.grad is not None]
 
 
 def clip_grad_norm_(
@@ -39,13 +40,13 @@ def clip_grad_norm_(
     """
     max_norm = check.real("clip_grad_norm_", "max_norm", max_norm, 0.0, math.inf)  # inf: measure, never clip
     norm_type = check.real("clip_grad_norm_", "norm_type", norm_type, 0.0, math.inf, low_open=True)
-    params = _with_grads(parameters)
-    if not params:
+    grads = _grad_arrays(parameters)
+    if not grads:
         return 0.0
     if norm_type == math.inf:
-        total = max(float(np.max(np.abs(p.grad.data))) if p.grad.data.size else 0.0 for p in params)
+        total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
     else:
-        total = float(sum(float(np.sum(np.abs(p.grad.data.astype(np.float64)) ** norm_type)) for p in params))
+        total = float(sum(float(np.sum(np.abs(g.astype(np.float64)) ** norm_type)) for g in grads))
         total = total ** (1.0 / norm_type)
     if not math.isfinite(total):
         if error_if_nonfinite:
@@ -56,16 +57,16 @@ def clip_grad_norm_(
         return total
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:
-        for p in params:
-            p.grad.data *= scale
+        for g in grads:
+            g *= scale
     return total
 
 
 def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -> None:
     """Clamp every gradient element into ``[-clip_value, clip_value]`` in place."""
     clip_value = check.real("clip_grad_value_", "clip_value", clip_value, 0.0, math.inf)
-    for p in _with_grads(parameters):
-        np.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
+    for g in _grad_arrays(parameters):
+        np.clip(g, -clip_value, clip_value, out=g)
 
 
 def l1_penalty(parameters: Iterable[Tensor], weight: float = 1.0) -> Tensor:

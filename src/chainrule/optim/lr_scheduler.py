@@ -141,7 +141,9 @@ class LambdaLR(LRScheduler):
     ) -> None:
         _check_optimizer("LambdaLR", optimizer)
         groups = len(optimizer.param_groups)
-        self.lr_lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
+        self.lr_lambdas: list[Callable[[int], float]] = (
+            list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups  # type: ignore[list-item]
+        )
         if len(self.lr_lambdas) != groups:
             raise ArgumentError(f"LambdaLR: {len(self.lr_lambdas)} functions for {groups} parameter groups")
         for function in self.lr_lambdas:

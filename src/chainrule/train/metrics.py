@@ -161,7 +161,7 @@ def classification_report(
     names = [str(name) for name in class_names] if class_names else [str(i) for i in range(classes)]
     if len(names) != classes:
         raise ValueError(f"classification_report: {len(names)} class names for {classes} classes")
-    precision, recall, f1 = precision_recall_f1(outputs, targets, classes, average="none")
+    precision, recall, f1 = (np.atleast_1d(v) for v in precision_recall_f1(outputs, targets, classes, average="none"))
     support = matrix.sum(axis=1)
     rows = [["class", "precision", "recall", "f1", "support"]]
     rows += [
