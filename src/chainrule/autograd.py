@@ -320,7 +320,7 @@ def grad(
         roots.append(output)
         seeds.append(output._seed_grad(grad_output, create_graph, "grad"))
     captured = backpropagate(roots, seeds, retain_graph=retain_graph, create_graph=create_graph, capture=inputs)
-    results = []
+    results: list[Any] = []
     for index, node in enumerate(inputs):
         if id(node) not in captured:
             if not allow_unused:

@@ -14,7 +14,7 @@ import io
 import math
 import os
 import zlib
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -96,7 +96,7 @@ class _GzipStream:
 class _RawStream:
     """An uncompressed file, with its size known up front so a wrong size is caught before allocating."""
 
-    def __init__(self, file: BinaryIO, prefix: bytes):
+    def __init__(self, file: Any, prefix: bytes):  # an open binary file (with readinto)
         self._file, self._prefix = file, prefix
         position = file.tell()
         self.size = len(prefix) + file.seek(0, os.SEEK_END) - position

@@ -254,8 +254,8 @@ def adaptive_avg_pool2d(x: Any, output_size: int | Sequence[int | None]) -> Tens
     x = as_tensor(x)
     if x.ndim != 4:
         raise ShapeError(f"adaptive_avg_pool2d: expected input (N, C, H, W), got shape {x.shape}")
-    sizes = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-    sizes = tuple(n if o is None else int(o) for o, n in zip(sizes, x.shape[2:]))
+    given = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    sizes = tuple(n if o is None else int(o) for o, n in zip(given, x.shape[2:]))
     if len(sizes) != 2 or any(o < 1 for o in sizes):
         raise ArgumentError(f"adaptive_avg_pool2d: output_size must be positive, got {output_size!r}")
     height, width = x.shape[2:]

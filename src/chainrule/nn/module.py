@@ -384,12 +384,13 @@ class Sequential(Module):
 
     def __init__(self, *modules: Module | Mapping[str, Module]) -> None:
         super().__init__()
-        if len(modules) == 1 and isinstance(modules[0], Mapping):
-            for name, module in modules[0].items():
-                self.add_module(name, module)
+        first = modules[0] if len(modules) == 1 else None
+        if isinstance(first, Mapping):
+            for name, child in first.items():
+                self.add_module(name, child)
         else:
-            for index, module in enumerate(modules):
-                self.add_module(str(index), module)
+            for index, child in enumerate(modules):
+                self.add_module(str(index), child)  # type: ignore[arg-type]  # a Module: a Mapping is alone
 
     def forward(self, x: Any) -> Any:
         for module in self._modules.values():
