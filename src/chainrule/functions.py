@@ -3,6 +3,11 @@
 Nothing here has a gradient rule of its own. ``mean`` is ``sum`` times a constant, ``var`` is a mean of
 squares, ``gelu`` is built from ``erf``, ``stack`` from ``reshape`` and ``concatenate``; their gradients
 come from the primitives they are made of. Every function takes tensors, NumPy arrays or numbers.
+
+Each op is declared here once. ``__all__`` is what ``chainrule`` exports (``chainrule.exp is
+chainrule.functions.exp``), and a function marked ``@_method`` is also the :class:`~chainrule.tensor.Tensor`
+method of that name (``Tensor.exp is exp``): the loop at the end of this module attaches them, the way JAX
+attaches its array methods in ``array_methods.py``. ``tests/test_declarations.py`` keeps the three in step.
 """
 
 from __future__ import annotations
@@ -10,11 +15,12 @@ from __future__ import annotations
 import builtins
 import math
 import operator
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
+from chainrule import tensor as _tensor
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
 from chainrule.ops import OPS, normalize_axis
 from chainrule.tensor import Tensor, _to_array, _wrap, apply
@@ -27,6 +33,7 @@ __all__ = [
     "abs",
     "sin",
     "cos",
+    "atan",
     "tanh",
     "sigmoid",
     "relu",
@@ -71,6 +78,59 @@ __all__ = [
 ]
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: The Tensor methods declared below: method name -> the function (or, for a loose shape, its adapter).
+_METHODS: dict[str, Callable[..., Any]] = {}
+
+
+def _method(function: _F) -> _F:
+    """Declare ``function`` also the :class:`Tensor` method of its name: ``x.exp()`` is ``exp(x)``.
+
+    The method is the function object itself (``Tensor.exp is exp``), so calling it costs no extra call.
+    """
+    _METHODS[function.__name__] = function
+    return function
+
+
+def _method_as(*names: str, loose_shape: bool = False) -> Callable[[_F], _F]:
+    """Declare the decorated function the :class:`Tensor` method(s) ``names`` (``clip`` and ``clamp``).
+
+    With ``loose_shape`` the method takes the shape loose, as PyTorch does (``x.reshape(2, 3)``), as well as
+    one sequence (``x.reshape((2, 3))``); that method is a one-line adapter, the only methods that are not
+    the function itself.
+    """
+
+    def declare(function: _F) -> _F:
+        for name in names:
+            _METHODS[name] = _loose_shape_method(function, name) if loose_shape else function
+        return function
+
+    return declare
+
+
+def _loose_shape_method(function: Callable[..., Tensor], name: str) -> Callable[..., Tensor]:
+    """The method ``name`` that calls ``function(x, shape)`` with ``shape`` given loose or as one sequence."""
+
+    def method(self: Tensor, *shape: Any) -> Tensor:
+        return function(self, _shape_args(shape))
+
+    method.__name__ = name
+    method.__qualname__ = f"Tensor.{name}"
+    method.__doc__ = (
+        f"``x.{name}(*shape)``: :func:`{function.__name__}` with the shape given loose (``x.{name}(2, 3)``) "
+        f"or as one sequence (``x.{name}((2, 3))``)."
+    )
+    return method
+
+
+def _shape_args(args: tuple) -> tuple[int, ...]:
+    """Accept both ``reshape(2, 3)`` and ``reshape((2, 3))``."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return tuple(args)
+
+
 def as_tensor(value: Any) -> Tensor:
     """``value`` itself if it is a tensor, else a constant tensor made from it (no copy of arrays)."""
     if isinstance(value, Tensor):
@@ -83,6 +143,7 @@ def _unary(name: str, x: Any, **attrs: Any) -> Tensor:
 
 
 # -- elementwise -------------------------------------------------------------------------------------
+@_method
 def exp(x: Any) -> Tensor:
     """:math:`e^x`, elementwise.
 
@@ -95,41 +156,49 @@ def exp(x: Any) -> Tensor:
     return _unary("exp", x)
 
 
+@_method
 def log(x: Any) -> Tensor:
     """Natural logarithm, elementwise; derivative :math:`1/x`."""
     return _unary("log", x)
 
 
+@_method
 def sqrt(x: Any) -> Tensor:
     """Square root, elementwise; derivative :math:`1 / (2\\sqrt{x})`."""
     return _unary("sqrt", x)
 
 
+@_method
 def abs(x: Any) -> Tensor:
     """:math:`|x|`, elementwise; derivative ``sign(x)`` (0 at 0)."""
     return _unary("abs", x)
 
 
+@_method
 def sin(x: Any) -> Tensor:
     """Sine, elementwise."""
     return _unary("sin", x)
 
 
+@_method
 def cos(x: Any) -> Tensor:
     """Cosine, elementwise."""
     return _unary("cos", x)
 
 
+@_method
 def atan(x: Any) -> Tensor:
     """Inverse tangent, elementwise; derivative :math:`1/(1 + x^2)`."""
     return _unary("atan", x)
 
 
+@_method
 def tanh(x: Any) -> Tensor:
     """Hyperbolic tangent; derivative :math:`1 - \\tanh^2 x`."""
     return _unary("tanh", x)
 
 
+@_method
 def sigmoid(x: Any) -> Tensor:
     """Logistic sigmoid :math:`\\sigma(x) = 1/(1+e^{-x})`; derivative :math:`\\sigma(1-\\sigma)`.
 
@@ -144,32 +213,38 @@ def sigmoid(x: Any) -> Tensor:
     return _unary("sigmoid", x)
 
 
+@_method
 def relu(x: Any) -> Tensor:
     """:math:`\\max(x, 0)`; derivative 1 for :math:`x > 0`, else 0."""
     return _unary("relu", x)
 
 
+@_method
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
     """``x`` for :math:`x > 0`, else ``negative_slope * x``."""
     return _unary("leaky_relu", x, negative_slope=float(negative_slope))
 
 
+@_method
 def elu(x: Any, alpha: float = 1.0) -> Tensor:
     """``x`` for :math:`x > 0`, else :math:`\\alpha (e^x - 1)`."""
     return _unary("elu", x, alpha=float(alpha))
 
 
+@_method
 def erf(x: Any) -> Tensor:
     """The error function :math:`\\frac{2}{\\sqrt\\pi}\\int_0^x e^{-t^2} dt`."""
     return _unary("erf", x)
 
 
+@_method
 def gelu(x: Any) -> Tensor:
     """Gaussian error linear unit :math:`x \\Phi(x) = \\tfrac{x}{2}(1 + \\mathrm{erf}(x/\\sqrt2))` (composed)."""
     x = as_tensor(x)
     return x * 0.5 * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))
 
 
+@_method
 def softplus(x: Any, beta: float = 1.0) -> Tensor:
     """:math:`\\frac{1}{\\beta}\\log(1 + e^{\\beta x})`, finite for any input; derivative :math:`\\sigma(\\beta x)`."""
     if beta == 1.0:
@@ -177,18 +252,21 @@ def softplus(x: Any, beta: float = 1.0) -> Tensor:
     return _unary("softplus", as_tensor(x) * float(beta)) * (1.0 / beta)
 
 
+@_method
 def softsign(x: Any) -> Tensor:
     """:math:`x / (1 + |x|)` (composed)."""
     x = as_tensor(x)
     return x / (1.0 + abs(x))
 
 
+@_method
 def silu(x: Any) -> Tensor:
     """:math:`x\\,\\sigma(x)`, also called swish (composed)."""
     x = as_tensor(x)
     return x * sigmoid(x)
 
 
+@_method_as("clip", "clamp")
 def clip(x: Any, min: Any = None, max: Any = None) -> Tensor:
     """Clamp into ``[min, max]``; the gradient is 1 inside the interval (ends included) and 0 outside."""
     if min is None and max is None:
@@ -199,11 +277,13 @@ def clip(x: Any, min: Any = None, max: Any = None) -> Tensor:
 clamp = clip
 
 
+@_method
 def maximum(a: Any, b: Any) -> Tensor:
     """Elementwise maximum with broadcasting; ties share the gradient equally."""
     return apply(OPS["maximum"], _arg(a), _arg(b))
 
 
+@_method
 def minimum(a: Any, b: Any) -> Tensor:
     """Elementwise minimum with broadcasting; ties share the gradient equally."""
     return apply(OPS["minimum"], _arg(a), _arg(b))
@@ -232,6 +312,7 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     return apply(OPS["where"], cond, _arg(a), _arg(b))
 
 
+@_method
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with NumPy's rules (batched stacks broadcast; 1-d vectors allowed).
 
@@ -288,6 +369,7 @@ def _one_axis(op: str, x: Tensor, axis: Any, dim: Any, default: int = -1) -> int
     return axes[0]
 
 
+@_method
 def sum(
     x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
 ) -> Tensor:
@@ -327,6 +409,7 @@ def _count(x: Tensor, axis: Any) -> int:
     return int(np.prod([x.shape[a] for a in normalize_axis(axis, x.ndim)], dtype=np.int64))
 
 
+@_method
 def mean(
     x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
 ) -> Tensor:
@@ -350,6 +433,7 @@ def mean(
     return sum(x, axes, keep) * (1.0 / count)
 
 
+@_method
 def var(
     x: Any,
     axis: Any = None,
@@ -379,6 +463,7 @@ def var(
     return sum(centered * centered, axes, keep) * (1.0 / (count - correction))
 
 
+@_method
 def std(
     x: Any,
     axis: Any = None,
@@ -401,6 +486,7 @@ def std(
     return sqrt(var(x, axes, keep, correction=correction))
 
 
+@_method
 def max(
     x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
 ) -> Tensor:
@@ -426,6 +512,7 @@ def max(
     return apply(OPS["max"], x, axis=axes, keepdims=keep)
 
 
+@_method
 def min(
     x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
 ) -> Tensor:
@@ -442,6 +529,7 @@ def min(
     return apply(OPS["min"], x, axis=axes, keepdims=keep)
 
 
+@_method
 def prod(
     x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
 ) -> Tensor:
@@ -464,6 +552,7 @@ def prod(
     return apply(OPS["prod"], x, axis=axes, keepdims=keep)
 
 
+@_method
 def logsumexp(
     x: Any, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
 ) -> Tensor:
@@ -480,6 +569,7 @@ def logsumexp(
     return apply(OPS["logsumexp"], x, axis=axes, keepdims=keep)
 
 
+@_method
 def softmax(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
     """:math:`e^{x_i}/\\sum_j e^{x_j}` along ``axis`` (default -1; ``dim`` is an alias). Same shape as ``x``.
 
@@ -495,6 +585,7 @@ def softmax(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tenso
     return apply(OPS["softmax"], x, axis=_one_axis("softmax", x, axis, dim))
 
 
+@_method
 def log_softmax(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
     """:math:`x_i - \\log\\sum_j e^{x_j}` along ``axis`` (default -1; ``dim`` is an alias), finite for finite input.
 
@@ -508,6 +599,7 @@ def log_softmax(x: Any, axis: int | None = None, *, dim: int | None = None) -> T
     return apply(OPS["log_softmax"], x, axis=_one_axis("log_softmax", x, axis, dim))
 
 
+@_method
 def argmax(
     x: Any,
     axis: int | None = None,
@@ -520,6 +612,7 @@ def argmax(
     return _arg_extremum("argmax", np.argmax, x, axis, keepdims, dim, keepdim)
 
 
+@_method
 def argmin(
     x: Any,
     axis: int | None = None,
@@ -552,6 +645,7 @@ def _int_shape(op: str, shape: Any) -> tuple[int, ...]:
         raise ArgumentError(f"{op}: a shape must be a sequence of integers, got {shape!r}") from None
 
 
+@_method_as("reshape", "view", loose_shape=True)
 def reshape(x: Any, shape: Sequence[int]) -> Tensor:
     """The same elements in a new shape (one entry may be -1)."""
     x = as_tensor(x)
@@ -561,6 +655,7 @@ def reshape(x: Any, shape: Sequence[int]) -> Tensor:
     return apply(OPS["reshape"], x, shape=shape)
 
 
+@_method
 def flatten(x: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dimensions ``start_dim..end_dim`` into one."""
     x = as_tensor(x)
@@ -572,6 +667,7 @@ def flatten(x: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1 :])
 
 
+@_method_as("permute", loose_shape=True)
 def permute(x: Any, dims: Sequence[int]) -> Tensor:
     """Reorder the axes: ``dims[i]`` is the input axis that becomes axis ``i``."""
     x = as_tensor(x)
@@ -581,6 +677,7 @@ def permute(x: Any, dims: Sequence[int]) -> Tensor:
     return apply(OPS["permute"], x, axes=tuple(a % x.ndim for a in dims))
 
 
+@_method
 def transpose(x: Any, dim0: int = 0, dim1: int = 1) -> Tensor:
     """Swap two axes (PyTorch's ``transpose``)."""
     x = as_tensor(x)
@@ -590,6 +687,7 @@ def transpose(x: Any, dim0: int = 0, dim1: int = 1) -> Tensor:
     return permute(x, axes)
 
 
+@_method
 def squeeze(x: Any, axis: Any = None) -> Tensor:
     """Remove axes of size 1 (all of them, or those in ``axis``)."""
     x = as_tensor(x)
@@ -600,6 +698,7 @@ def squeeze(x: Any, axis: Any = None) -> Tensor:
     return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in axes))
 
 
+@_method
 def unsqueeze(x: Any, axis: int) -> Tensor:
     """Insert an axis of size 1 at position ``axis``."""
     x = as_tensor(x)
@@ -607,6 +706,7 @@ def unsqueeze(x: Any, axis: int) -> Tensor:
     return reshape(x, x.shape[:a] + (1,) + x.shape[a:])
 
 
+@_method
 def broadcast_to(x: Any, shape: Sequence[int]) -> Tensor:
     """Repeat size-1 (and missing leading) axes to reach ``shape``; the gradient sums them back."""
     x = as_tensor(x)
@@ -616,6 +716,7 @@ def broadcast_to(x: Any, shape: Sequence[int]) -> Tensor:
     return apply(OPS["broadcast_to"], x, shape=shape)
 
 
+@_method_as("expand", loose_shape=True)
 def expand(x: Any, shape: Sequence[int]) -> Tensor:
     """PyTorch's ``expand``: :func:`broadcast_to` where -1 keeps a dimension's size."""
     x = as_tensor(x)
@@ -692,6 +793,7 @@ def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     return concatenate([unsqueeze(t, axis) for t in tensors], axis=axis)
 
 
+@_method
 def split(x: Any, split_size_or_sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
     """Split along ``axis`` into pieces of ``split_size`` (last may be smaller) or of the given sizes.
 
@@ -730,3 +832,11 @@ def pad(x: Any, pad_width: int | Sequence[Any], value: float = 0.0) -> Tensor:
     if np.any(widths < 0):
         raise ShapeError(f"pad: negative pad widths {pad_width!r}")
     return apply(OPS["pad"], x, pad_width=tuple((int(b), int(e)) for b, e in widths), value=float(value))
+
+
+# The one loop that makes the declared functions Tensor methods; Tensor's error for a NumPy function on a
+# tensor in the graph suggests the function of the same name here.
+for _name, _function in _METHODS.items():
+    setattr(Tensor, _name, _function)
+del _name, _function
+_tensor._FUNCTION_NAMES = frozenset(__all__)

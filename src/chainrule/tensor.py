@@ -10,10 +10,10 @@ back to their inputs' shapes (undoing broadcasting) and checked. Both call the N
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from functools import partial
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -540,7 +540,7 @@ class Tensor:
             module = getattr(func, "__module__", "numpy") or "numpy"
             full = f"np.{name}" if module.startswith("numpy._core") or module == "numpy" else f"{module}.{name}"
             full = full.replace("numpy.", "np.")
-            instead = f"chainrule.{name}" if name in _fn.__all__ else "chainrule's functions and Tensor methods"
+            instead = f"chainrule.{name}" if name in _FUNCTION_NAMES else "chainrule's functions and Tensor methods"
             raise ArgumentError(
                 f"{full} on a tensor that requires grad would drop it from the graph (no gradient would reach "
                 f"it); use {instead}, or call it on t.detach() (or under chainrule.no_grad()) to leave the graph "
@@ -912,164 +912,28 @@ class Tensor:
             raise DTypeError(f"~: only boolean tensors can be inverted, this one is {self.dtype}")
         return _wrap(~self.data)
 
-    # -- methods that forward to chainrule.functions (see there for docs) -----------------------------
-    def matmul(self, other: Any) -> Tensor:
-        return apply(_MATMUL, self, other)
-
-    def exp(self) -> Tensor:
-        return _fn.exp(self)
-
-    def log(self) -> Tensor:
-        return _fn.log(self)
-
-    def sqrt(self) -> Tensor:
-        return _fn.sqrt(self)
-
-    def abs(self) -> Tensor:
-        return _fn.abs(self)
-
-    def sin(self) -> Tensor:
-        return _fn.sin(self)
-
-    def cos(self) -> Tensor:
-        return _fn.cos(self)
-
-    def tanh(self) -> Tensor:
-        return _fn.tanh(self)
-
-    def sigmoid(self) -> Tensor:
-        return _fn.sigmoid(self)
-
-    def relu(self) -> Tensor:
-        return _fn.relu(self)
-
-    def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
-        return _fn.leaky_relu(self, negative_slope)
-
-    def elu(self, alpha: float = 1.0) -> Tensor:
-        return _fn.elu(self, alpha)
-
-    def gelu(self) -> Tensor:
-        return _fn.gelu(self)
-
-    def softplus(self) -> Tensor:
-        return _fn.softplus(self)
-
-    def softsign(self) -> Tensor:
-        return _fn.softsign(self)
-
-    def erf(self) -> Tensor:
-        return _fn.erf(self)
-
+    # -- op methods ----------------------------------------------------------------------------------
+    # exp, sum, reshape and the other ops are Tensor methods too: chainrule.functions declares each op once and
+    # attaches the function itself as the method (Tensor.exp is chainrule.exp). Only these few live here.
     def pow(self, exponent: Any) -> Tensor:
+        """``self ** exponent`` (the operator's method form)."""
         return apply(_POW, self, exponent)
 
-    def clip(self, min: Any = None, max: Any = None) -> Tensor:
-        return _fn.clip(self, min, max)
-
-    clamp = clip
-
-    def maximum(self, other: Any) -> Tensor:
-        return _fn.maximum(self, other)
-
-    def minimum(self, other: Any) -> Tensor:
-        return _fn.minimum(self, other)
-
-    # Reductions take NumPy's axis=/keepdims= or PyTorch's dim=/keepdim=; max/min return values only.
-    def sum(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None) -> Tensor:
-        return _fn.sum(self, axis, keepdims, dim=dim, keepdim=keepdim)
-
-    def mean(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None) -> Tensor:
-        return _fn.mean(self, axis, keepdims, dim=dim, keepdim=keepdim)
-
-    def max(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None) -> Tensor:
-        return _fn.max(self, axis, keepdims, dim=dim, keepdim=keepdim)
-
-    def min(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None) -> Tensor:
-        return _fn.min(self, axis, keepdims, dim=dim, keepdim=keepdim)
-
-    def prod(self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None) -> Tensor:
-        return _fn.prod(self, axis, keepdims, dim=dim, keepdim=keepdim)
-
-    def var(
-        self,
-        axis: Any = None,
-        keepdims: bool | None = None,
-        *,
-        correction: int = 1,
-        dim: Any = None,
-        keepdim: Any = None,
-    ) -> Tensor:
-        return _fn.var(self, axis, keepdims, correction=correction, dim=dim, keepdim=keepdim)
-
-    def std(
-        self,
-        axis: Any = None,
-        keepdims: bool | None = None,
-        *,
-        correction: int = 1,
-        dim: Any = None,
-        keepdim: Any = None,
-    ) -> Tensor:
-        return _fn.std(self, axis, keepdims, correction=correction, dim=dim, keepdim=keepdim)
-
-    def logsumexp(
-        self, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None
-    ) -> Tensor:
-        return _fn.logsumexp(self, axis, keepdims, dim=dim, keepdim=keepdim)
-
-    def softmax(self, axis: int | None = None, *, dim: int | None = None) -> Tensor:
-        return _fn.softmax(self, axis, dim=dim)
-
-    def log_softmax(self, axis: int | None = None, *, dim: int | None = None) -> Tensor:
-        return _fn.log_softmax(self, axis, dim=dim)
-
-    def argmax(
-        self, axis: int | None = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None
-    ) -> Tensor:
-        return _fn.argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
-
-    def argmin(
-        self, axis: int | None = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: Any = None
-    ) -> Tensor:
-        return _fn.argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
-
     def all(self, axis: Any = None) -> Tensor:
+        """Whether every element (along ``axis``) is true; a boolean tensor, no gradient."""
         return _wrap(np.asarray(np.all(self.data, axis=axis)))
 
     def any(self, axis: Any = None) -> Tensor:
+        """Whether any element (along ``axis``) is true; a boolean tensor, no gradient."""
         return _wrap(np.asarray(np.any(self.data, axis=axis)))
 
-    def reshape(self, *shape: Any) -> Tensor:
-        return _fn.reshape(self, _shape_args(shape))
+    if TYPE_CHECKING:
+        # For type checkers: the methods attached by chainrule.functions (exp, sum, reshape ...) are not in this body.
+        def __getattr__(self, name: str) -> Any: ...
 
-    def view(self, *shape: Any) -> Tensor:
-        return _fn.reshape(self, _shape_args(shape))
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-        return _fn.flatten(self, start_dim, end_dim)
-
-    def transpose(self, dim0: int = 0, dim1: int = 1) -> Tensor:
-        return _fn.transpose(self, dim0, dim1)
-
-    def permute(self, *dims: Any) -> Tensor:
-        return _fn.permute(self, _shape_args(dims))
-
-    def squeeze(self, axis: Any = None) -> Tensor:
-        return _fn.squeeze(self, axis)
-
-    def unsqueeze(self, axis: int) -> Tensor:
-        return _fn.unsqueeze(self, axis)
-
-    def expand(self, *shape: Any) -> Tensor:
-        return _fn.expand(self, _shape_args(shape))
-
-    def broadcast_to(self, shape: Sequence[int]) -> Tensor:
-        return _fn.broadcast_to(self, shape)
-
-    def split(self, split_size_or_sections: Any, axis: int = 0) -> list[Tensor]:
-        return _fn.split(self, split_size_or_sections, axis)
-
+#: The names of chainrule's functions (``chainrule.functions.__all__``, set there), for the error below
+_FUNCTION_NAMES: frozenset[str] = frozenset()
 
 #: NumPy functions that read only shapes: safe on tensors that require grad
 _VALUE_FREE_FUNCTIONS = frozenset({np.shape, np.ndim, np.size, np.result_type})
@@ -1099,13 +963,6 @@ def _arrays_of(value: Any) -> Any:
     return value
 
 
-def _shape_args(args: tuple) -> tuple[int, ...]:
-    """Accept both ``reshape(2, 3)`` and ``reshape((2, 3))``."""
-    if len(args) == 1 and isinstance(args[0], (tuple, list)):
-        return tuple(args[0])
-    return tuple(args)
-
-
 def _index_arrays(index: Any) -> Any:
     """Replace tensors (and lists) inside an index by NumPy arrays, and check their dtype."""
     parts = index if isinstance(index, tuple) else (index,)
@@ -1126,5 +983,3 @@ _NEG, _MATMUL, _GETITEM = OPS["neg"], OPS["matmul"], OPS["getitem"]
 
 #: The namespace that ``create_graph`` rules run against: each table name applies the op to tensors.
 tensor_namespace = SimpleNamespace(**{name: partial(apply, op) for name, op in OPS.items()})
-
-from chainrule import functions as _fn  # noqa: E402 - compositions need Tensor defined first

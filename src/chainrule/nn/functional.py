@@ -16,6 +16,9 @@ import numpy as np
 from chainrule import _checks as check
 from chainrule import functions as fn
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
+
+# The activations are declared once, in chainrule.functions; F re-exports those very objects (F.relu is
+# chainrule.relu is Tensor.relu), checked by tests/test_declarations.py.
 from chainrule.functions import (
     as_tensor,
     elu,
@@ -49,6 +52,7 @@ __all__ = [
     "layer_norm",
     "embedding",
     "one_hot",
+    # re-exported from chainrule.functions
     "relu",
     "leaky_relu",
     "elu",
@@ -60,6 +64,7 @@ __all__ = [
     "softsign",
     "softmax",
     "log_softmax",
+    # declared here
     "sigmoid_family",
     "mse_loss",
     "l1_loss",
