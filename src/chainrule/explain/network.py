@@ -25,6 +25,7 @@ __all__ = ["ACTIVATIONS", "build_network", "load_weights", "explain_network", "t
 _BYTES_PER_TRACED_PARAMETER = 4096
 _JACOBIAN_COPIES = 3
 
+
 def build_network(
     widths: Sequence[int], activation: str = "tanh", output_activation: str = "identity"
 ) -> nn.Sequential:

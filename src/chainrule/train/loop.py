@@ -42,6 +42,7 @@ __all__ = ["fit", "evaluate", "predict", "checkpoint_state", "as_dataset", "make
 
 CHECKPOINT_FORMAT = "chainrule.checkpoint"
 
+
 def _optimizers() -> dict[str, type[Optimizer]]:
     from chainrule import optim
 

@@ -32,9 +32,7 @@ def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
         raise ChainruleError("plot_history: the history has no epochs")
     metrics = [k for k in history.keys if k not in ("epoch", "loss", "lr", "time") and not k.startswith("val_")]
     keys = ["loss", *metrics[:3]]
-    figure, axes = plt.subplots(
-        1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False, layout="constrained"
-    )
+    figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False, layout="constrained")
     epochs = history["epoch"]
     for ax, key in zip(axes[0], keys):
         ax.plot(epochs, history[key], color="C0", marker="o", markersize=3, label="training")
