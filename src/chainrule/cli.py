@@ -311,9 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
     """``train``: every flag defaults to None so that the run knows which ones the user passed; the values
     come from the presets table of :mod:`chainrule.train.config` (shown in the help) and TrainConfig."""
+    from chainrule.nn.registry import ACTIVATIONS
     from chainrule.train.config import FIXED, OPTIMIZER_LR, PRESETS, TUNABLE, presets_table
     from chainrule.train.loop import OPTIMIZERS
-    from chainrule.train.models import ACTIVATIONS, MODELS
+    from chainrule.train.models import MODELS
     from chainrule.train.runs import DATASET_NAMES, SCHEDULES, TrainConfig
 
     base = TrainConfig()
@@ -408,7 +409,8 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_explain(commands: Any, common: argparse.ArgumentParser) -> None:
     """``explain``: its own options trace a custom network; subcommands show prepared examples."""
-    from chainrule.explain import ACTIVATIONS, LOSSES
+    from chainrule.nn.registry import ACTIVATIONS
+    from chainrule.nn.registry import LOSS_FORMULAS as LOSSES
 
     formats = ("text", "markdown", "html", "json")
     explain = commands.add_parser(

@@ -1,11 +1,13 @@
 """A small network that really learns: XOR with a 2-4-1 tanh MLP, on the tensor or the scalar engine.
 
 XOR is the classic function that no single linear neuron can represent and a network with one hidden
-layer can. The loop below is plain gradient descent written out: forward, loss, backward, update.
+layer can. :func:`gradient_descent` is plain full-batch gradient descent written out: forward, loss,
+backward, update; the teaching demos in :mod:`chainrule.explain.demos` train with it too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,11 +15,52 @@ import numpy as np
 from chainrule.autograd import no_grad
 from chainrule.creation import tensor
 from chainrule.rng import manual_seed
+from chainrule.tensor import Tensor
 
-__all__ = ["XorResult", "train_xor"]
+__all__ = ["XOR_INPUTS", "XOR_TARGETS", "XorResult", "train_xor", "gradient_descent"]
 
+#: The four XOR cases (inputs 00, 01, 10, 11) and their targets.
 XOR_INPUTS = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
 XOR_TARGETS = [0.0, 1.0, 1.0, 0.0]
+
+
+def gradient_descent(loss_of: Callable[[], Tensor], parameters: Sequence[Tensor], steps: int, lr: float) -> list[float]:
+    """Full-batch gradient descent, written out: ``steps`` times loss, backward, ``p -= lr * p.grad``.
+
+    Parameters
+    ----------
+    loss_of : callable
+        Runs the forward pass on the whole batch and returns the scalar loss.
+    parameters : sequence of Tensor
+        The tensors to update (``requires_grad=True``), changed in place.
+    steps : int
+        Number of updates.
+    lr : float
+        Learning rate.
+
+    Returns
+    -------
+    list of float
+        The loss before each update.
+
+    Examples
+    --------
+    >>> from chainrule import tensor
+    >>> w = tensor([1.0], requires_grad=True)
+    >>> [round(v, 4) for v in gradient_descent(lambda: (w * w).sum(), [w], steps=3, lr=0.25)]
+    [1.0, 0.25, 0.0625]
+    """
+    losses = []
+    for _ in range(steps):
+        loss = loss_of()
+        for p in parameters:
+            p.grad = None
+        loss.backward()
+        with no_grad():
+            for p in parameters:
+                p -= lr * p.grad
+        losses.append(loss.item())
+    return losses
 
 
 @dataclass
@@ -74,19 +117,13 @@ def train_xor(steps: int = 500, lr: float = 0.2, hidden: int = 4, seed: int = 0,
     b1 = tensor(np.zeros(hidden), requires_grad=True)
     w2 = tensor(rng.uniform(-1, 1, (hidden, 1)), requires_grad=True)
     b2 = tensor(np.zeros(1), requires_grad=True)
-    params = [w1, b1, w2, b2]
-    result = XorResult()
-    for _ in range(steps):
+
+    def mse() -> Tensor:
         hidden_out = (x @ w1 + b1).tanh()  # (4, hidden)
         out = hidden_out @ w2 + b2  # (4, 1)
-        loss = ((out - y) ** 2).mean()
-        for p in params:
-            p.grad = None
-        loss.backward()
-        with no_grad():
-            for p in params:
-                p -= lr * p.grad
-        result.losses.append(loss.item())
+        return ((out - y) ** 2).mean()
+
+    result = XorResult(losses=gradient_descent(mse, [w1, b1, w2, b2], steps, lr))
     with no_grad():
         result.predictions = (((x @ w1 + b1).tanh() @ w2 + b2).reshape(4)).tolist()
     return result

@@ -11,7 +11,7 @@ match the numerical one within ``atol + rtol * |numerical|``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from chainrule.errors import ArgumentError, GradientError
 from chainrule.functions import as_tensor
 from chainrule.tensor import Tensor, _wrap
 
-__all__ = ["gradcheck", "gradgradcheck"]
+__all__ = ["gradcheck", "gradgradcheck", "central_differences"]
 
 
 def _outputs(result: Any) -> list[Tensor]:
@@ -43,23 +43,51 @@ def _float64_inputs(inputs: Sequence[Any], fn: Any = None, caller: str = "gradch
     return converted
 
 
+def central_differences(f: Callable[[], Any], array: np.ndarray, indices: Iterable[int], eps: float) -> np.ndarray:
+    """:math:`(f(x + \\epsilon e_j) - f(x - \\epsilon e_j)) / 2\\epsilon` for each flat index ``j`` of ``array``.
+
+    ``array`` is changed in place to ``x ± eps`` at one element at a time and restored after each; ``f``
+    takes no arguments and reads ``array`` (through a tensor that holds it, say). One row per index, of
+    ``f``'s value as float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([1.0, 2.0])
+    >>> central_differences(lambda: (x**2).sum(), x, range(2), 1e-6).round(6)
+    array([2., 4.])
+    >>> x                                  # restored
+    array([1., 2.])
+    """
+    rows = []
+    for j in indices:
+        original = array.flat[j]
+        array.flat[j] = original + eps
+        plus = np.asarray(f(), dtype=np.float64)
+        array.flat[j] = original - eps
+        minus = np.asarray(f(), dtype=np.float64)
+        array.flat[j] = original
+        rows.append((plus - minus) / (2 * eps))
+    return np.array(rows, dtype=np.float64)
+
+
 def _numerical_jacobian(fn: Callable[..., Any], inputs: list[Tensor], index: int, eps: float) -> list[np.ndarray]:
     """One (out_size, in_size) block per output, by central differences on ``inputs[index]``."""
-    x = inputs[index]
-    base = x.data.copy()
-    columns: list[list[np.ndarray]] = []
+    probe = inputs[index].data.copy()  # perturbed in place; the input itself is never changed
+    trial = list(inputs)
+    trial[index] = _wrap(probe)
+    sizes: list[int] = []
+
+    def flat_outputs() -> np.ndarray:
+        arrays = [o.data.astype(np.float64).ravel() for o in _outputs(fn(*trial))]
+        sizes[:] = [a.size for a in arrays]
+        return np.concatenate(arrays)
+
+    if probe.size == 0:
+        return [np.zeros((0, 0)) for _ in _outputs(fn(*inputs))]
     with autograd.no_grad():
-        for j in range(base.size):
-            values = []
-            for sign in (1.0, -1.0):
-                shifted = base.copy()
-                shifted.flat[j] += sign * eps
-                trial = list(inputs)
-                trial[index] = _wrap(shifted)
-                values.append([o.data.astype(np.float64).ravel() for o in _outputs(fn(*trial))])
-            columns.append([(plus - minus) / (2 * eps) for plus, minus in zip(*values)])
-    n_outputs = len(columns[0]) if columns else len(_outputs(fn(*inputs)))
-    return [np.stack([col[k] for col in columns], axis=1) if columns else np.zeros((0, 0)) for k in range(n_outputs)]
+        rows = central_differences(flat_outputs, probe, range(probe.size), eps)  # (in_size, total out_size)
+    return [block.T for block in np.split(rows, np.cumsum(sizes)[:-1], axis=1)]
 
 
 def _reverse_jacobian(outputs: list[Tensor], x: Tensor) -> list[np.ndarray]:

@@ -38,12 +38,14 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from chainrule import nn, rng
 from chainrule.autograd import no_grad
+from chainrule.nn.registry import ACTIVATIONS
 from chainrule.tensor import Tensor
 from chainrule.train.callbacks import Callback, EarlyStopping
 from chainrule.train.loop import OPTIMIZERS, fit, make_optimizer
-from chainrule.train.models import ACTIVATIONS
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
+
+_SKLEARN_NAMES = {"logistic": "sigmoid"}  # scikit-learn's activation names that differ from ours
 
 
 class _LossCurve(Callback):
@@ -100,7 +102,7 @@ class _BaseMLP(BaseEstimator):
         sizes = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)
         if any(not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
             raise ValueError(f"{name}: hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
-        if self.activation not in ACTIVATIONS and self.activation not in ("identity", "logistic"):
+        if _SKLEARN_NAMES.get(self.activation, self.activation) not in ACTIVATIONS:
             raise ValueError(f"{name}: unknown activation {self.activation!r}")
         if self.solver not in OPTIMIZERS:
             raise ValueError(f"{name}: solver must be one of {', '.join(OPTIMIZERS)}, got {self.solver!r}")
@@ -131,9 +133,7 @@ class _BaseMLP(BaseEstimator):
         return [int(s) for s in sizes]
 
     def _build(self, n_features: int, n_outputs: int, sizes: list[int]) -> nn.Module:
-        activation = {"identity": nn.Identity, "logistic": nn.Sigmoid}.get(self.activation) or ACTIVATIONS[
-            self.activation
-        ]
+        activation = ACTIVATIONS[_SKLEARN_NAMES.get(self.activation, self.activation)]
         layers: list[nn.Module] = []
         width = n_features
         for size in sizes:

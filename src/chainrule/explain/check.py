@@ -22,10 +22,11 @@ import numpy as np
 
 from chainrule.autograd import no_grad
 from chainrule.errors import ArgumentError
+from chainrule.gradcheck import central_differences
 from chainrule.nn.dropout import Dropout
 from chainrule.nn.module import Module
+from chainrule.nn.registry import ACTIVATIONS, resolve_loss
 from chainrule.tensor import Tensor
-from chainrule.train.loop import _resolve_loss
 
 __all__ = ["check_model", "ModelCheck", "ParameterCheck", "gradcheck_command"]
 
@@ -211,7 +212,7 @@ def check_model(
     y : array_like or Tensor
         Targets: the model's output shape for ``"mse"``, integer labels (N,) for ``"cross_entropy"``.
     loss : str or callable
-        A name from :data:`chainrule.train.LOSSES` (``"mse"``, ``"cross_entropy"``, ...), a loss module, or
+        A name from :data:`chainrule.nn.registry.LOSSES` (``"mse"``, ``"cross_entropy"``, ...), a loss module, or
         ``f(outputs, targets) -> scalar Tensor``.
     eps : float
         The finite-difference step :math:`\\epsilon`.
@@ -245,7 +246,7 @@ def check_model(
         raise ArgumentError(
             f"check_model: need eps > 0 and max_elements >= 1, got eps={eps}, max_elements={max_elements}"
         )
-    loss_fn = _resolve_loss(loss, "check_model")
+    loss_fn = resolve_loss(loss, "check_model")
     copied = copy.deepcopy(model).double()
     for module in copied.modules():
         if isinstance(module, Dropout):
@@ -269,16 +270,8 @@ def check_model(
             flat_indices = np.arange(size)
         else:
             flat_indices = np.sort(generator.choice(size, size=max_elements, replace=False))
-        numerical = np.empty(len(flat_indices))
         with no_grad():
-            for k, j in enumerate(flat_indices):
-                original = param.data.flat[j]
-                param.data.flat[j] = original + eps
-                plus = float(evaluate().item())
-                param.data.flat[j] = original - eps
-                minus = float(evaluate().item())
-                param.data.flat[j] = original
-                numerical[k] = (plus - minus) / (2 * eps)
+            numerical = central_differences(lambda: evaluate().item(), param.data, flat_indices, eps)  # (checked,)
         backprop = analytic.ravel()[flat_indices]
         error = np.abs(backprop - numerical)
         scale = np.maximum(np.abs(backprop), np.abs(numerical))
@@ -334,7 +327,6 @@ def gradcheck_command(
     (True, 'Gradient check: MLP 3-5-2 with sigmoid, cross_entropy loss, batch 4, seed 0')
     """
     from chainrule import _checks, nn, rng
-    from chainrule.train.models import ACTIVATIONS
 
     try:
         widths = [int(part) for part in model_spec.replace(" ", "").split(",") if part]

@@ -427,9 +427,9 @@ class GradientMonitor(Callback):
 
     def plot(self, path: str | os.PathLike[str], title: str | None = None) -> Path:
         """Gradient norm of each layer over the steps, log scale, as a PNG written atomically (needs matplotlib)."""
-        from chainrule.train.plots import _pyplot, _save
+        from chainrule.plotting import pyplot, save_figure
 
-        plt = _pyplot()
+        plt = pyplot()
         norms = self.layer_norms()
         if not norms:
             raise ChainruleError("GradientMonitor.plot: no steps recorded yet")
@@ -444,7 +444,7 @@ class GradientMonitor(Callback):
         ax.set_title(title or "gradient norm per layer")
         ax.legend(fontsize=7, ncol=2 if len(norms) > 6 else 1)
         ax.grid(True, which="major", alpha=0.3)
-        return _save(figure, path)
+        return save_figure(figure, path)
 
 
 def _mean(values: list[float]) -> float:

@@ -16,6 +16,7 @@ from chainrule import _checks, autograd, nn, rng
 from chainrule.errors import ArgumentError, DataError
 from chainrule.explain.trace import Trace, trace
 from chainrule.io import read_json_strict
+from chainrule.nn.registry import ACTIVATIONS, LOSS_FORMULAS
 
 __all__ = ["ACTIVATIONS", "build_network", "load_weights", "explain_network", "trace_memory"]
 
@@ -23,20 +24,6 @@ __all__ = ["ACTIVATIONS", "build_network", "load_weights", "explain_network", "t
 # the activation's Jacobian, checked to be diagonal, is width × width float64s, held up to three times.
 _BYTES_PER_TRACED_PARAMETER = 4096
 _JACOBIAN_COPIES = 3
-
-#: Activation names for :func:`build_network` (``"identity"``: none).
-ACTIVATIONS = {
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "softplus": nn.Softplus,
-    "softsign": nn.Softsign,
-    "identity": nn.Identity,
-}
 
 
 def build_network(
@@ -202,10 +189,8 @@ def explain_network(
     >>> len(t.forward_rows), len(t.backward_rows)
     (4, 13)
     """
-    from chainrule.explain.trace import LOSSES
-
-    if loss not in LOSSES:
-        raise ArgumentError(f"explain_network: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    if loss not in LOSS_FORMULAS:
+        raise ArgumentError(f"explain_network: unknown loss {loss!r}; choose one of {', '.join(LOSS_FORMULAS)}")
     if output_activation is None:
         output_activation = "sigmoid" if loss == "bce" else "identity"
     if len(widths) >= 2 and all(int(w) >= 1 for w in widths):

@@ -40,18 +40,11 @@ from chainrule import autograd, func, nn, optim
 from chainrule.errors import ArgumentError, GradientError, ShapeError
 from chainrule.explain import tables
 from chainrule.nn import functional as F
+from chainrule.nn.registry import CLASS_INDEX_LOSSES as _CLASS_INDEX_LOSSES
+from chainrule.nn.registry import LOSS_FORMULAS as LOSSES  # the loss names trace accepts, with their formulas
 from chainrule.tensor import Tensor
 
 __all__ = ["LOSSES", "ForwardRow", "LossTerm", "BackwardRow", "Trace", "trace", "train_steps"]
-
-#: Loss names :func:`trace` accepts, with the formula shown in the tables.
-LOSSES = {
-    "mse": "E = (1/n) Σ (target − out)²",
-    "half_sse": "E = ½ Σ (target − out)²",
-    "sse": "E = Σ (target − out)²",
-    "bce": "E = −(1/n) Σ [target·log(out) + (1 − target)·log(1 − out)]",
-    "cross_entropy": "E = −log softmax(out)[target]",
-}
 
 # Layers that are not an elementwise map of one sample's features (they fail the trace's model check).
 _STRUCTURAL = (
@@ -77,7 +70,6 @@ _STRUCTURAL = (
     nn.LayerNorm,
     nn.Softmax,
 )
-_CLASS_INDEX_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, nn.MultiMarginLoss)
 _RTOL, _ATOL = 1e-9, 1e-12
 
 

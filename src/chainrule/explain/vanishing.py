@@ -238,9 +238,9 @@ def vanishing_demo(
 
 
 def _plot(result: VanishingResult, path: str | os.PathLike[str]) -> Path:
-    from chainrule.train.plots import _pyplot, _save
+    from chainrule.plotting import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, run in zip(axes, (result.sigmoid, result.relu)):
         colors = plt.cm.viridis(np.linspace(0, 0.9, len(run.layer_norms)))
@@ -252,4 +252,4 @@ def _plot(result: VanishingResult, path: str | os.PathLike[str]) -> Path:
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("gradient norm ‖∂L/∂W‖")
     axes[1].legend(fontsize=7, ncol=2)
-    return _save(figure, path)
+    return save_figure(figure, path)

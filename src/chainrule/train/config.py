@@ -176,7 +176,8 @@ def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 def check_model_config(model: Any, path: str = "model") -> dict[str, Any]:
     """Validate a model config (the ``model`` object of ``config.json``) field by field; return it."""
-    from chainrule.train.models import ACTIVATIONS, MODELS
+    from chainrule.nn.registry import ACTIVATIONS
+    from chainrule.train.models import MODELS
 
     if not isinstance(model, dict):
         raise CheckpointError(f"{_where(path)} must be an object, got {type(model).__name__}")

@@ -20,8 +20,10 @@ from chainrule import rng
 from chainrule.autograd import no_grad
 from chainrule.data import DataLoader, Dataset, TensorDataset, random_split
 from chainrule.errors import ArgumentError, CheckpointError, DataError
-from chainrule.nn import loss as losses
 from chainrule.nn.module import Module
+from chainrule.nn.registry import CLASS_INDEX_LOSSES as _CLASSIFICATION_LOSSES
+from chainrule.nn.registry import LOSSES
+from chainrule.nn.registry import resolve_loss as _resolve_loss
 from chainrule.optim.optimizer import Optimizer
 from chainrule.tensor import Tensor
 from chainrule.train.callbacks import (
@@ -39,18 +41,6 @@ from chainrule.train.metrics import get_metric
 __all__ = ["fit", "evaluate", "predict", "checkpoint_state", "as_dataset", "make_optimizer", "LOSSES", "OPTIMIZERS"]
 
 CHECKPOINT_FORMAT = "chainrule.checkpoint"
-
-LOSSES: dict[str, Callable[[], Module]] = {
-    "cross_entropy": losses.CrossEntropyLoss,
-    "nll": losses.NLLLoss,
-    "mse": losses.MSELoss,
-    "l1": losses.L1Loss,
-    "huber": losses.HuberLoss,
-    "bce": losses.BCELoss,
-    "bce_with_logits": losses.BCEWithLogitsLoss,
-    "multi_margin": losses.MultiMarginLoss,
-}
-_CLASSIFICATION_LOSSES = (losses.CrossEntropyLoss, losses.NLLLoss, losses.MultiMarginLoss)
 
 
 def _optimizers() -> dict[str, type[Optimizer]]:
@@ -107,17 +97,6 @@ def _loader(data: Any, batch_size: int, shuffle: bool, name: str) -> DataLoader:
     if len(data) == 0:
         raise DataError(f"fit: {name} is empty")
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle)
-
-
-def _resolve_loss(loss: Any, owner: str = "fit") -> Callable[[Tensor, Tensor], Tensor]:
-    """A loss from a name in :data:`LOSSES`, or the given loss module or function."""
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ArgumentError(f"{owner}: unknown loss {loss!r}; known: {', '.join(LOSSES)}, or a function")
-        return LOSSES[loss]()
-    if not callable(loss):
-        raise ArgumentError(f"{owner}: loss must be a name, a loss module or a function, got {type(loss).__name__}")
-    return loss
 
 
 def _resolve_optimizer(optimizer: Any, model: Module, lr: float | None) -> Optimizer:

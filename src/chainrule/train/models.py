@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chainrule import nn
+from chainrule.nn.registry import ACTIVATIONS
 from chainrule.tensor import Tensor
 
 __all__ = ["MODELS", "ACTIVATIONS", "build_model", "estimate_parameter_count", "MAX_PARAMETERS", "SequenceClassifier"]
@@ -22,16 +23,6 @@ __all__ = ["MODELS", "ACTIVATIONS", "build_model", "estimate_parameter_count", "
 MAX_PARAMETERS = 1 << 28
 
 MODELS = ("linear", "mlp", "cnn", "rnn", "lstm", "gru")
-ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
-    "softplus": nn.Softplus,
-}
 
 
 class SequenceClassifier(nn.Module):

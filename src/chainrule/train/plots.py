@@ -1,13 +1,12 @@
 """Plots of a training run, saved as PNG files (needs the ``plot`` extra: ``pip install 'chainrule[plot]'``).
 
 Every function draws one figure, writes it to ``path`` atomically and returns the path. Matplotlib is
-imported inside the functions with the non-interactive Agg backend, so ``import chainrule`` stays fast and
+imported inside the functions (:mod:`chainrule.plotting`) with the Agg backend, so ``import chainrule`` stays fast and
 plots work without a display.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,32 +15,11 @@ from typing import Any
 import numpy as np
 
 from chainrule.errors import ChainruleError, ShapeError
-from chainrule.io import atomic_write_bytes
+from chainrule.plotting import pyplot as _pyplot
+from chainrule.plotting import save_figure as _save
 from chainrule.train.history import History
 
 __all__ = ["plot_history", "plot_confusion_matrix", "plot_misclassified", "plot_decision_boundary"]
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise ChainruleError("plots need matplotlib: pip install 'chainrule[plot]'") from None
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    figure.clf()
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
 
 
 def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
@@ -54,9 +32,7 @@ def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
         raise ChainruleError("plot_history: the history has no epochs")
     metrics = [k for k in history.keys if k not in ("epoch", "loss", "lr", "time") and not k.startswith("val_")]
     keys = ["loss", *metrics[:3]]
-    figure, axes = plt.subplots(
-        1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False, layout="constrained"
-    )
+    figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False, layout="constrained")
     epochs = history["epoch"]
     for ax, key in zip(axes[0], keys):
         ax.plot(epochs, history[key], color="C0", marker="o", markersize=3, label="training")
