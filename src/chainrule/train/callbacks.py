@@ -321,7 +321,7 @@ class ModelCheckpoint(Callback):
     ``last.safetensors`` after every epoch when ``save_last``; ``best.safetensors`` whenever ``monitor``
     improves when ``save_best``. Each write is atomic, so a crash leaves the previous file intact. :func:`fit`
     runs checkpoints after the other callbacks at each epoch end, so a checkpoint holds the scheduler's and
-    early stopping's state after that epoch.
+    early stopping's state after that epoch. What it saves is :meth:`TrainState.checkpoint`.
     :func:`chainrule.train.fit` with ``resume=directory/"last.safetensors"`` continues from it.
     """
 
