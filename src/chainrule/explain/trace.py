@@ -252,16 +252,16 @@ class Trace:
         sections.append((f"Loss: {self.loss_formula}", ["output", "target", "out", "term"], loss_rows))
 
         backward = []
-        for row in self.backward_rows:
+        for param in self.backward_rows:
             backward.append(
                 [
-                    str(row.layer),
-                    row.neuron_label,
-                    row.name,
-                    num(row.de_dout),
-                    "" if row.paths is None else str(row.paths),
+                    str(param.layer),
+                    param.neuron_label,
+                    param.name,
+                    num(param.de_dout),
+                    "" if param.paths is None else str(param.paths),
                 ]
-                + [num(row.dout_dnet), num(row.dnet_dparam), num(row.grad)]
+                + [num(param.dout_dnet), num(param.dnet_dparam), num(param.grad)]
             )
         sections.append(
             (
@@ -272,9 +272,9 @@ class Trace:
         )
 
         update = []
-        for row in self.backward_rows:
-            new = "(frozen)" if row.frozen else num(row.new)
-            update.append([str(row.layer), row.name, num(row.old), num(row.grad), new])
+        for param in self.backward_rows:
+            new = "(frozen)" if param.frozen else num(param.new)
+            update.append([str(param.layer), param.name, num(param.old), num(param.grad), new])
         sections.append(
             (
                 f"SGD step: new = old − lr · ∂E/∂p, lr = {num(self.lr)}",
@@ -412,7 +412,21 @@ def _loss(loss: Any) -> tuple[str, str, Callable[[Tensor, Tensor], Tensor], Call
     raise ArgumentError(f"explain.trace: loss must be a name ({', '.join(LOSSES)}) or a callable, got {loss!r}")
 
 
-def _prepare(model: Any, x: Any, target: Any, loss: Any, lr: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Setup:
+    """What :func:`trace` and :func:`train_steps` work on, validated."""
+
+    work: nn.Module  # the float64 deep copy of the user's model
+    layers: list[_Layer]  # its Linear layers, each with its activation
+    x: np.ndarray  # (1, n) float64
+    target: np.ndarray  # (1, m) float64, or (1,) int64 class index
+    loss_name: str
+    formula: str
+    loss_fn: Callable[[Tensor, Tensor], Tensor]  # E(out, target)
+    terms_fn: Callable[[Tensor, Tensor], Tensor] | None  # each output's share of E, None for a callable loss
+
+
+def _prepare(model: Any, x: Any, target: Any, loss: Any, lr: float) -> _Setup:
     """Validate everything and return the float64 working copy with its layers and the data."""
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
         raise ArgumentError(f"explain.trace: lr must be a finite number >= 0, got {lr!r}")
@@ -420,16 +434,16 @@ def _prepare(model: Any, x: Any, target: Any, loss: Any, lr: float) -> dict[str,
     work = copy.deepcopy(model).double()
     layers = _layers(work)
     name, formula, loss_fn, terms_fn, class_index = _loss(loss)
-    return {
-        "work": work,
-        "layers": layers,
-        "x": _sample(x, layers[0].linear),
-        "target": _target(target, layers[-1].linear, len(layers), class_index),
-        "loss_name": name,
-        "formula": formula,
-        "loss_fn": loss_fn,
-        "terms_fn": terms_fn,
-    }
+    return _Setup(
+        work=work,
+        layers=layers,
+        x=_sample(x, layers[0].linear),
+        target=_target(target, layers[-1].linear, len(layers), class_index),
+        loss_name=name,
+        formula=formula,
+        loss_fn=loss_fn,
+        terms_fn=terms_fn,
+    )
 
 
 def _scalar_loss(loss_fn: Callable, out: Tensor, target: Tensor) -> Tensor:
@@ -517,100 +531,42 @@ def trace(
     (0.5887, 0.5)
     """
     setup = _prepare(model, x, target, loss, lr)
-    layers: list[_Layer] = setup["layers"]
+    layers = setup.layers
     labels = _labels(layers, names)
 
-    # Forward pass on real tensors, keeping each layer's input, net (pre-activation) and out.
-    x_tensor = Tensor(setup["x"])  # (1, n)
-    target_tensor = Tensor(setup["target"])  # (1, m), or (1,) of class indices
-    inputs, nets, outs = [], [], []
-    with autograd.enable_grad():
-        signal = x_tensor
-        for layer in layers:
-            inputs.append(signal)
-            net = layer.linear(signal)  # (1, out_features)
-            out = net if layer.activation is None else layer.activation(net)
-            if not isinstance(out, Tensor) or out.shape != net.shape:
-                raise ShapeError(
-                    f"explain.trace: module {layer.position + 1} ({type(layer.activation).__name__}) changed the "
-                    f"shape {net.shape} to {getattr(out, 'shape', None)}; activations must be elementwise"
-                )
-            nets.append(net)
-            outs.append(out)
-            signal = out
-        error = _scalar_loss(setup["loss_fn"], signal, target_tensor)
+    # 1. The forward pass on real tensors, keeping each layer's input, net (pre-activation) and out.
+    target_tensor = Tensor(setup.target)  # (1, m), or (1,) of class indices
+    passes = _forward(layers, Tensor(setup.x), setup.loss_fn, target_tensor)
 
-    # ∂E/∂out and ∂E/∂net of every layer, from the engine; then the parameters' .grad from backward().
-    grads = autograd.grad(error, [*outs, *nets], retain_graph=True)
-    de_douts = [g.data[0] for g in grads[: len(layers)]]
-    de_dnets = [g.data[0] for g in grads[len(layers) :]]
-    error.backward()
-    dout_dnets = [_local_derivative(layer, net) for layer, net in zip(layers, nets)]
+    # 2. The backward pass: ∂E/∂out and ∂E/∂net from the engine, .grad from backward(), ∂out/∂net from Jacobians.
+    derivatives = _backward(layers, passes)
 
-    # The chain rule, checked number by number against the engine.
-    for index, layer in enumerate(layers):
-        number = index + 1
-        delta = de_douts[index] * dout_dnets[index]  # (out_features,)
-        _check(f"layer {number} ∂E/∂net", de_dnets[index], delta)
-        _check(f"layer {number} ∂E/∂W", layer.linear.weight.grad.data, np.outer(delta, inputs[index].data[0]))
-        if layer.linear.bias is not None:
-            _check(f"layer {number} ∂E/∂b", layer.linear.bias.grad.data, delta)
-        if index + 1 < len(layers):  # a hidden neuron's error is the sum over the neurons it feeds
-            downstream = layers[index + 1].linear.weight.data  # (next out, out)
-            _check(f"layer {number} ∂E/∂out", de_douts[index], downstream.T @ de_dnets[index + 1])
+    # 3. The chain rule, checked number by number against the engine.
+    _check_chain_rule(layers, passes, derivatives)
+    forward_rows = _forward_rows(layers, passes.inputs, passes.nets, passes.outs, labels)  # before the step
 
-    forward_rows = _forward_rows(layers, inputs, nets, outs, labels)  # before the step changes the weights
+    # 4. The SGD step, by the optimizer, on the copy.
+    old = _sgd_step(layers, lr, freeze_bias)
 
-    # The SGD step, by the optimizer, on the copy.
-    old = {id(p): p.data.copy() for layer in layers for p in _params(layer)}
-    trained = [p for layer in layers for p in _params(layer) if not (freeze_bias and p is layer.linear.bias)]
-    optim.SGD(trained, lr=lr).step()
-    for layer in layers:
-        for param in _params(layer):
-            frozen = freeze_bias and param is layer.linear.bias
-            expected = old[id(param)] if frozen else old[id(param)] - lr * param.grad.data
-            _check(f"SGD step of {type(layer.linear).__name__} parameters", param.data, expected)
+    # 5. The tables' other rows: each output's share of the loss, and every parameter's gradient and update.
+    terms = _loss_terms(setup, passes, target_tensor, labels)
+    backward_rows = _backward_rows(layers, passes.inputs, derivatives, old, labels, freeze_bias)
 
-    terms = []
-    if setup["terms_fn"] is not None:
-        with autograd.no_grad():
-            values = setup["terms_fn"](outs[-1], target_tensor).data[0]
-        _check("the loss terms' sum", np.array(float(error.data)), np.array(values.sum()))
-        shown_targets = (
-            np.eye(values.shape[0])[setup["target"][0]] if setup["target"].dtype.kind == "i" else setup["target"][0]
-        )
-        for k, term in enumerate(values):
-            terms.append(
-                LossTerm(k, labels[f"L{len(layers)}[{k}]"], float(shown_targets[k]), _f(outs[-1], k), float(term))
-            )
-
-    backward_rows = _backward_rows(layers, inputs, de_douts, dout_dnets, de_dnets, old, labels, freeze_bias)
-
+    # 6. With apply=True the new values go into the user's model.
     if apply:
-        with autograd.no_grad():
-            for user_layer, layer in zip(_layers(model), layers):
-                for user_param, param in zip(_params(user_layer), _params(layer)):
-                    user_param.data[...] = param.data.astype(user_param.dtype)
+        _write_back(model, layers)
 
-    replay = {
-        "model": copy.deepcopy(model).double() if not apply else _rewind(model, layers, old),
-        "x": setup["x"],
-        "target": setup["target"][0] if setup["target"].dtype.kind == "f" else int(setup["target"][0]),
-        "loss": loss,
-        "lr": lr,
-        "freeze_bias": freeze_bias,
-    }
     return Trace(
         forward_rows=forward_rows,
         loss_terms=terms,
-        loss=float(error.data),
-        loss_name=setup["loss_name"],
-        loss_formula=setup["formula"],
+        loss=float(passes.error.data),
+        loss_name=setup.loss_name,
+        loss_formula=setup.formula,
         backward_rows=backward_rows,
         lr=float(lr),
         freeze_bias=freeze_bias,
         applied=apply,
-        _replay=replay,
+        _replay=_replay(model, setup, old, loss, lr, freeze_bias, apply),
     )
 
 
@@ -646,20 +602,142 @@ def train_steps(
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ArgumentError(f"explain.train_steps: steps must be an integer >= 0, got {steps!r}")
     setup = _prepare(model, x, target, loss, lr)
-    work, layers = setup["work"], setup["layers"]
-    x_tensor, target_tensor = Tensor(setup["x"]), Tensor(setup["target"])
-    trained = [p for layer in layers for p in _params(layer) if not (freeze_bias and p is layer.linear.bias)]
-    optimizer = optim.SGD(trained, lr=lr)
+    work = setup.work
+    x_tensor, target_tensor = Tensor(setup.x), Tensor(setup.target)
+    optimizer = optim.SGD(_trained(setup.layers, freeze_bias), lr=lr)
     losses = []
     for _ in range(steps):
         optimizer.zero_grad()
-        error = _scalar_loss(setup["loss_fn"], work(x_tensor), target_tensor)
+        error = _scalar_loss(setup.loss_fn, work(x_tensor), target_tensor)
         losses.append(float(error.data))
         error.backward()
         optimizer.step()
     with autograd.no_grad():
-        losses.append(float(_scalar_loss(setup["loss_fn"], work(x_tensor), target_tensor).data))
+        losses.append(float(_scalar_loss(setup.loss_fn, work(x_tensor), target_tensor).data))
     return losses
+
+
+# ---------------------------------------------------------------------------------------------------
+# The steps of trace
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Pass:
+    """The forward pass: each layer's input, net (pre-activation) and out, each of shape (1, width), and E."""
+
+    inputs: list[Tensor]
+    nets: list[Tensor]
+    outs: list[Tensor]
+    error: Tensor  # the scalar loss E
+
+
+@dataclass(frozen=True)
+class _Derivatives:
+    """Per layer, each of shape (out_features,): ∂E/∂out and ∂E/∂net from the engine, ∂out/∂net of the activation."""
+
+    de_douts: list[np.ndarray]
+    de_dnets: list[np.ndarray]
+    dout_dnets: list[np.ndarray]
+
+
+def _forward(layers: list[_Layer], x: Tensor, loss_fn: Callable, target: Tensor) -> _Pass:
+    """Run the layers on ``x`` (1, n) and the loss, recording a graph."""
+    inputs, nets, outs = [], [], []
+    with autograd.enable_grad():
+        signal = x
+        for layer in layers:
+            inputs.append(signal)
+            net = layer.linear(signal)  # (1, out_features)
+            out = net if layer.activation is None else layer.activation(net)
+            if not isinstance(out, Tensor) or out.shape != net.shape:
+                raise ShapeError(
+                    f"explain.trace: module {layer.position + 1} ({type(layer.activation).__name__}) changed the "
+                    f"shape {net.shape} to {getattr(out, 'shape', None)}; activations must be elementwise"
+                )
+            nets.append(net)
+            outs.append(out)
+            signal = out
+        error = _scalar_loss(loss_fn, signal, target)
+    return _Pass(inputs, nets, outs, error)
+
+
+def _backward(layers: list[_Layer], passes: _Pass) -> _Derivatives:
+    """∂E/∂out and ∂E/∂net of every layer, then ``backward()`` (which fills the parameters' ``.grad``)."""
+    grads = autograd.grad(passes.error, [*passes.outs, *passes.nets], retain_graph=True)
+    de_douts = [g.data[0] for g in grads[: len(layers)]]
+    de_dnets = [g.data[0] for g in grads[len(layers) :]]
+    passes.error.backward()
+    dout_dnets = [_local_derivative(layer, net) for layer, net in zip(layers, passes.nets)]
+    return _Derivatives(de_douts, de_dnets, dout_dnets)
+
+
+def _check_chain_rule(layers: list[_Layer], passes: _Pass, derivatives: _Derivatives) -> None:
+    """δ = ∂E/∂out · ∂out/∂net, ∂E/∂W = δ ⊗ input, ∂E/∂b = δ, and a hidden ∂E/∂out sums over the layer above."""
+    de_douts, de_dnets = derivatives.de_douts, derivatives.de_dnets
+    for index, layer in enumerate(layers):
+        number = index + 1
+        delta = de_douts[index] * derivatives.dout_dnets[index]  # (out_features,)
+        _check(f"layer {number} ∂E/∂net", de_dnets[index], delta)
+        _check(f"layer {number} ∂E/∂W", _grad(layer.linear.weight), np.outer(delta, passes.inputs[index].data[0]))
+        if layer.linear.bias is not None:
+            _check(f"layer {number} ∂E/∂b", _grad(layer.linear.bias), delta)
+        if index + 1 < len(layers):  # a hidden neuron's error is the sum over the neurons it feeds
+            downstream = layers[index + 1].linear.weight.data  # (next out, out)
+            _check(f"layer {number} ∂E/∂out", de_douts[index], downstream.T @ de_dnets[index + 1])
+
+
+def _trained(layers: list[_Layer], freeze_bias: bool) -> list[Tensor]:
+    """The parameters the SGD step changes: all, or all but the biases."""
+    return [p for layer in layers for p in _params(layer) if not (freeze_bias and p is layer.linear.bias)]
+
+
+def _sgd_step(layers: list[_Layer], lr: float, freeze_bias: bool) -> dict[int, np.ndarray]:
+    """One step of :class:`optim.SGD`, checked against ``old − lr · ∂E/∂p``; the old values by ``id``."""
+    old = {id(p): p.data.copy() for layer in layers for p in _params(layer)}
+    optim.SGD(_trained(layers, freeze_bias), lr=lr).step()
+    for layer in layers:
+        for param in _params(layer):
+            frozen = freeze_bias and param is layer.linear.bias
+            expected = old[id(param)] if frozen else old[id(param)] - lr * _grad(param)
+            _check(f"SGD step of {type(layer.linear).__name__} parameters", param.data, expected)
+    return old
+
+
+def _loss_terms(setup: _Setup, passes: _Pass, target: Tensor, labels: dict[str, str]) -> list[LossTerm]:
+    """Each output's share of the loss, checked to sum to E; none for a loss given as a callable."""
+    if setup.terms_fn is None:
+        return []
+    out = passes.outs[-1]
+    with autograd.no_grad():
+        values = setup.terms_fn(out, target).data[0]
+    _check("the loss terms' sum", np.array(float(passes.error.data)), np.array(values.sum()))
+    shown_targets = np.eye(values.shape[0])[setup.target[0]] if setup.target.dtype.kind == "i" else setup.target[0]
+    last = len(setup.layers)
+    return [
+        LossTerm(k, labels[f"L{last}[{k}]"], float(shown_targets[k]), _f(out, k), float(term))
+        for k, term in enumerate(values)
+    ]
+
+
+def _write_back(model: Any, layers: list[_Layer]) -> None:
+    """The copy's new values into the user's model, in the model's own dtype."""
+    with autograd.no_grad():
+        for user_layer, layer in zip(_layers(model), layers):
+            for user_param, param in zip(_params(user_layer), _params(layer)):
+                user_param.data[...] = param.data.astype(user_param.dtype)
+
+
+def _replay(
+    model: Any, setup: _Setup, old: dict[int, np.ndarray], loss: Any, lr: float, freeze_bias: bool, apply: bool
+) -> dict[str, Any]:
+    """The arguments of :func:`train_steps` that repeat the traced step from the model as it was before it."""
+    return {
+        "model": copy.deepcopy(model).double() if not apply else _rewind(model, setup.layers, old),
+        "x": setup.x,
+        "target": setup.target[0] if setup.target.dtype.kind == "f" else int(setup.target[0]),
+        "loss": loss,
+        "lr": lr,
+        "freeze_bias": freeze_bias,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -668,6 +746,13 @@ def train_steps(
 def _params(layer: _Layer) -> list[Tensor]:
     linear = layer.linear
     return [linear.weight] if linear.bias is None else [linear.weight, linear.bias]
+
+
+def _grad(param: Tensor) -> np.ndarray:
+    """The gradient ``backward()`` left in ``param.grad`` (always there after the traced step's backward)."""
+    if param.grad is None:
+        raise GradientError(f"explain.trace: a parameter of shape {param.shape} got no gradient; this is a bug")
+    return param.grad.data
 
 
 def _f(tensor: Tensor, index: int) -> float:
@@ -716,9 +801,8 @@ def _forward_rows(
             labels[f"x[{i}]"] if number == 1 else labels[f"L{number - 1}[{i}]"] for i in range(inp.shape[-1])
         )
         activation = "identity" if layer.activation is None else type(layer.activation).__name__
-        weight = layer.linear.weight
+        weight, bias = layer.linear.weight, layer.linear.bias
         for j in range(net.shape[-1]):
-            has_bias = layer.linear.bias is not None
             rows.append(
                 ForwardRow(
                     layer=number,
@@ -728,8 +812,8 @@ def _forward_rows(
                     inputs=tuple(float(v) for v in inp.data[0]),
                     weight_labels=tuple(labels[f"L{number}.w[{j},{i}]"] for i in range(inp.shape[-1])),
                     weights=tuple(float(v) for v in weight.data[j]),
-                    bias_label=labels[f"L{number}.b[{j}]"] if has_bias else None,
-                    bias=float(layer.linear.bias.data[j]) if has_bias else None,
+                    bias_label=None if bias is None else labels[f"L{number}.b[{j}]"],
+                    bias=None if bias is None else float(bias.data[j]),
                     net=_f(net, j),
                     activation=activation,
                     out=_f(out, j),
@@ -741,36 +825,36 @@ def _forward_rows(
 def _backward_rows(
     layers: list[_Layer],
     inputs: list[Tensor],
-    de_douts: list[np.ndarray],
-    dout_dnets: list[np.ndarray],
-    de_dnets: list[np.ndarray],
+    derivatives: _Derivatives,
     old: dict[int, np.ndarray],
     labels: dict[str, str],
     freeze_bias: bool,
 ) -> list[BackwardRow]:
     rows = []
     count = len(layers)
+    de_douts, dout_dnets, de_dnets = derivatives.de_douts, derivatives.dout_dnets, derivatives.de_dnets
     for index in reversed(range(count)):
         number = index + 1
         layer = layers[index]
         weight, bias = layer.linear.weight, layer.linear.bias
-        old_weight = old[id(weight)]
+        old_weight, weight_grad = old[id(weight)], _grad(weight)
+        bias_grad = None if bias is None else _grad(bias)
         next_weight = old[id(layers[index + 1].linear.weight)] if index + 1 < count else None  # before the step
         for j in range(layer.linear.out_features):
-            if next_weight is None:
-                paths, path_terms = None, ()
-            else:
+            paths: int | None = None
+            path_terms: tuple[float, ...] = ()
+            if next_weight is not None:
                 contributions = de_dnets[index + 1] * next_weight[:, j]  # δ_k · W_kj for each downstream k
                 paths, path_terms = len(contributions), tuple(float(c) for c in contributions)
-            common = dict(
-                layer=number,
-                neuron=j,
-                neuron_label=labels[f"L{number}[{j}]"],
-                de_dout=float(de_douts[index][j]),
-                dout_dnet=float(dout_dnets[index][j]),
-                paths=paths,
-                path_terms=path_terms,
-            )
+            common: dict[str, Any] = {
+                "layer": number,
+                "neuron": j,
+                "neuron_label": labels[f"L{number}[{j}]"],
+                "de_dout": float(de_douts[index][j]),
+                "dout_dnet": float(dout_dnets[index][j]),
+                "paths": paths,
+                "path_terms": path_terms,
+            }
             for i in range(layer.linear.in_features):
                 source = labels[f"x[{i}]"] if number == 1 else labels[f"L{number - 1}[{i}]"]
                 rows.append(
@@ -781,14 +865,14 @@ def _backward_rows(
                         name=labels[f"L{number}.w[{j},{i}]"],
                         source=source,
                         dnet_dparam=float(inputs[index].data[0, i]),
-                        grad=float(weight.grad.data[j, i]),
+                        grad=float(weight_grad[j, i]),
                         old=float(old_weight[j, i]),
                         new=float(weight.data[j, i]),
                         frozen=False,
                         **common,
                     )
                 )
-            if bias is not None:
+            if bias is not None and bias_grad is not None:
                 rows.append(
                     BackwardRow(
                         kind="bias",
@@ -797,7 +881,7 @@ def _backward_rows(
                         name=labels[f"L{number}.b[{j}]"],
                         source="1",
                         dnet_dparam=1.0,
-                        grad=float(bias.grad.data[j]),
+                        grad=float(bias_grad[j]),
                         old=float(old[id(bias)][j]),
                         new=float(bias.data[j]),
                         frozen=freeze_bias,

@@ -12,17 +12,19 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chainrule import rng
 from chainrule.errors import ChainruleError
 from chainrule.train.history import History
 
 if TYPE_CHECKING:  # pragma: no cover
+    from chainrule.data import DataLoader
     from chainrule.nn.module import Module
     from chainrule.optim.optimizer import Optimizer
 
@@ -36,7 +38,10 @@ __all__ = [
     "TerminateOnNaN",
     "NonFiniteLossError",
     "HistoryLogger",
+    "checkpoint_state",
 ]
+
+CHECKPOINT_FORMAT = "chainrule.checkpoint"
 
 
 class NonFiniteLossError(ChainruleError, FloatingPointError):
@@ -71,6 +76,9 @@ class TrainState:
         All finished epochs.
     stop : str or None
         Set by a callback to stop after the current epoch (or batch); the reason is reported.
+    callbacks, train_loader, config
+        The run's callbacks, its training loader and the configuration to store: what :meth:`checkpoint`
+        saves besides the state itself.
     """
 
     model: Module
@@ -86,6 +94,13 @@ class TrainState:
     record: dict[str, Any] = field(default_factory=dict)
     stop: str | None = None
     stop_now: bool = False
+    callbacks: Sequence[Callback] = ()
+    train_loader: DataLoader | None = None
+    config: dict[str, Any] | None = None
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly (see :func:`checkpoint_state`)."""
+        return checkpoint_state(self, self.callbacks, self.train_loader, self.config)
 
 
 class Callback:
@@ -112,6 +127,31 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+
+def checkpoint_state(
+    state: TrainState, callbacks: Sequence[Callback], loader: DataLoader | None, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Everything needed to continue a run exactly: weights, optimizer moments, epoch and step, history,
+    callback state (schedulers, early stopping) and the state of every random generator."""
+    generator = getattr(loader, "generator", None)
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "optimizer_class": type(state.optimizer).__name__,
+        "epoch": state.epoch,
+        "step": state.step,
+        "history": state.history.to_dict(),
+        "callbacks": {_callback_key(i, cb): cb.state_dict() for i, cb in enumerate(callbacks)},
+        "rng": rng.get_state(),
+        "loader_rng": None if generator is None else generator.bit_generator.state,
+        "config": dict(config or {}),
+    }
+
+
+def _callback_key(index: int, callback: Callback) -> str:
+    return f"{index}:{type(callback).__name__}"
 
 
 def _format_record(record: dict[str, Any]) -> str:
@@ -281,7 +321,7 @@ class ModelCheckpoint(Callback):
     ``last.safetensors`` after every epoch when ``save_last``; ``best.safetensors`` whenever ``monitor``
     improves when ``save_best``. Each write is atomic, so a crash leaves the previous file intact. :func:`fit`
     runs checkpoints after the other callbacks at each epoch end, so a checkpoint holds the scheduler's and
-    early stopping's state after that epoch.
+    early stopping's state after that epoch. What it saves is :meth:`TrainState.checkpoint`.
     :func:`chainrule.train.fit` with ``resume=directory/"last.safetensors"`` continues from it.
     """
 
@@ -296,7 +336,6 @@ class ModelCheckpoint(Callback):
         self.directory = Path(directory)
         self._monitor = _Monitor(monitor, mode, 0.0, "ModelCheckpoint")
         self.save_best, self.save_last = save_best, save_last
-        self.fit_state: Callable[[TrainState], dict[str, Any]] | None = None  # set by fit
 
     @property
     def last_path(self) -> Path:
@@ -312,17 +351,17 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, state: TrainState) -> None:
         from chainrule.io import save
 
-        if self.fit_state is None:
+        if self not in state.callbacks:
             raise ChainruleError("ModelCheckpoint: use it through chainrule.train.fit(callbacks=[...])")
         payload = None
         if self.save_best and self._monitor.monitor in state.record:
             value = self._monitor.value(state.record)
             if self._monitor.improved(value):
                 self._monitor.best, self._monitor.best_epoch = value, state.epoch
-                payload = self.fit_state(state)
+                payload = state.checkpoint()
                 save(payload, self.best_path)
         if self.save_last:
-            save(payload or self.fit_state(state), self.last_path)
+            save(payload or state.checkpoint(), self.last_path)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self._monitor.best, "best_epoch": self._monitor.best_epoch}

@@ -27,6 +27,7 @@ from chainrule.nn.registry import resolve_loss as _resolve_loss
 from chainrule.optim.optimizer import Optimizer
 from chainrule.tensor import Tensor
 from chainrule.train.callbacks import (
+    CHECKPOINT_FORMAT,
     Callback,
     EarlyStopping,
     LRScheduler,
@@ -34,13 +35,13 @@ from chainrule.train.callbacks import (
     ProgressBar,
     TerminateOnNaN,
     TrainState,
+    checkpoint_state,
 )
 from chainrule.train.history import History
 from chainrule.train.metrics import get_metric
 
 __all__ = ["fit", "evaluate", "predict", "checkpoint_state", "as_dataset", "make_optimizer", "LOSSES", "OPTIMIZERS"]
 
-CHECKPOINT_FORMAT = "chainrule.checkpoint"
 
 
 def _optimizers() -> dict[str, type[Optimizer]]:
@@ -149,7 +150,7 @@ def _count_nonfinite(array: np.ndarray) -> int:
     return int(array.size - np.count_nonzero(np.isfinite(array)))
 
 
-def _warn_nonfinite(where: str, inputs: int, result: Mapping[str, float]) -> None:
+def _warn_nonfinite(where: str, inputs: int, result: Mapping[str, float], stacklevel: int = 3) -> None:
     """One warning when evaluation met NaN/Inf: in the inputs (with their count) or only in the results."""
     bad = [name for name, value in result.items() if isinstance(value, float) and not math.isfinite(value)]
     if not inputs and not bad:
@@ -159,7 +160,7 @@ def _warn_nonfinite(where: str, inputs: int, result: Mapping[str, float]) -> Non
     else:
         cause = "the model's outputs overflowed (the inputs are finite)"
     shown = f"; {', '.join(f'{name} is {result[name]}' for name in bad)}" if bad else ""
-    warnings.warn(f"{where}: {cause}{shown}", RuntimeWarning, stacklevel=3)
+    warnings.warn(f"{where}: {cause}{shown}", RuntimeWarning, stacklevel=stacklevel)
 
 
 def evaluate(
@@ -249,31 +250,6 @@ def predict(model: Module, inputs: Any, batch_size: int = 256) -> np.ndarray:
 
 
 # -- checkpoints -------------------------------------------------------------------------------------
-def checkpoint_state(
-    state: TrainState, callbacks: Sequence[Callback], loader: DataLoader, config: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Everything needed to continue a run exactly: weights, optimizer moments, epoch and step, history,
-    callback state (schedulers, early stopping) and the state of every random generator."""
-    generator = getattr(loader, "generator", None)
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "model": state.model.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
-        "optimizer_class": type(state.optimizer).__name__,
-        "epoch": state.epoch,
-        "step": state.step,
-        "history": state.history.to_dict(),
-        "callbacks": {_callback_key(i, cb): cb.state_dict() for i, cb in enumerate(callbacks)},
-        "rng": rng.get_state(),
-        "loader_rng": None if generator is None else generator.bit_generator.state,
-        "config": dict(config or {}),
-    }
-
-
-def _callback_key(index: int, callback: Callback) -> str:
-    return f"{index}:{type(callback).__name__}"
-
-
 def _match_callbacks(callbacks: Sequence[Callback], saved: dict[str, Any]) -> list[tuple[Callback, Any]]:
     """Pair each callback with its saved state: the n-th callback of a class gets the n-th saved state of that
     class, so adding or removing a callback of another class (``--patience`` on resume) keeps the others' state."""
@@ -434,20 +410,79 @@ def fit(
     >>> history["accuracy"][-1] > 0.9
     True
     """
+    # 1. The arguments: checked, the global generator seeded, then the loss, the optimizer and the metrics.
+    _check_arguments(model, epochs, batch_size)
+    if seed is not None:
+        rng.manual_seed(seed)  # before the validation split, the shuffling and dropout draw from it
+    loss_fn = _resolve_loss(loss)
+    optimizer = _resolve_optimizer(optimizer, model, lr)
+    metric_fns = _metric_functions(metrics, loss_fn)
+
+    # 2. The data: a shuffling loader over the training data, and the validation data (given or split off).
+    train_loader, val_loader = _loaders(train_data, val_data, val_split, batch_size)
+    validation = None if val_loader is None else _Validation(val_loader, loss_fn, metric_fns)
+
+    # 3. The callbacks and the state they see; a resumed run restores both from its checkpoint.
+    callbacks = _arrange_callbacks(callbacks, scheduler, verbose)
+    state = TrainState(
+        model=model,
+        optimizer=optimizer,
+        epochs=epochs,
+        batches=len(train_loader),
+        callbacks=callbacks,
+        train_loader=train_loader,
+        config=config,
+    )
+    if resume is not None:
+        _resume(resume, state, callbacks, train_loader)
+    if any(isinstance(cb, EarlyStopping) for cb in callbacks):  # History.diagnosis() then does not suggest it
+        state.history.meta["early_stopping"] = True
+
+    # 4. The epochs: train on every batch, measure, record, and let the callbacks react (stop, schedule, save).
+    for callback in callbacks:
+        callback.on_train_begin(state)
+    while state.epoch < epochs and not state.stop:
+        _begin_epoch(state, callbacks)
+        started = time.perf_counter()
+        model.train()
+        mean_loss, outputs, targets = _train_epoch(state, train_loader, loss_fn, callbacks)
+        record: dict[str, Any] = {"epoch": state.epoch, "loss": mean_loss}
+        record.update({name: fn(outputs, targets) for name, fn in metric_fns})
+        if validation is not None:
+            record.update(validation.evaluate(model, state.epoch))
+        record["lr"] = float(optimizer.param_groups[0]["lr"])
+        record["time"] = time.perf_counter() - started
+        _end_epoch(state, record, callbacks)
+        if not math.isfinite(record["loss"]):  # pragma: no cover - TerminateOnNaN stops earlier
+            break
+
+    # 5. The end: callbacks finish (progress bars close, early stopping restores the best weights).
+    for callback in callbacks:
+        callback.on_train_end(state)
+    return state.history
+
+
+# -- the steps of fit ---------------------------------------------------------------------------------
+def _check_arguments(model: Any, epochs: Any, batch_size: Any) -> None:
     if not isinstance(model, Module):
         raise TypeError(f"fit: model must be a chainrule.nn.Module, got {type(model).__name__}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
-    if seed is not None:
-        rng.manual_seed(seed)
-    loss_fn = _resolve_loss(loss)
-    optimizer = _resolve_optimizer(optimizer, model, lr)
+
+
+def _metric_functions(metrics: Sequence[str | Callable] | None, loss_fn: Any) -> list[tuple[str, Callable]]:
+    """(name, function) per metric; by default accuracy for a classification loss, nothing otherwise."""
     if metrics is None:
         metrics = ["accuracy"] if isinstance(loss_fn, _CLASSIFICATION_LOSSES) else []
-    metric_fns = [get_metric(m) for m in metrics]
+    return [get_metric(m) for m in metrics]
 
+
+def _loaders(
+    train_data: Any, val_data: Any, val_split: float | None, batch_size: int
+) -> tuple[DataLoader, DataLoader | None]:
+    """The training loader (shuffled) and the validation loader (None without validation data)."""
     train_set = as_dataset(train_data, "train_data")
     if val_split is not None:
         if val_data is not None:
@@ -457,7 +492,11 @@ def fit(
         train_set, val_data = random_split(train_set, [1 - val_split, val_split])
     train_loader = _loader(train_set, batch_size, True, "train_data")
     val_loader = None if val_data is None else _loader(val_data, max(batch_size, 256), False, "val_data")
+    return train_loader, val_loader
 
+
+def _arrange_callbacks(callbacks: Sequence[Callback], scheduler: Any, verbose: int) -> list[Callback]:
+    """The given callbacks, the scheduler's, and a ProgressBar and a TerminateOnNaN unless given; checkpoints last."""
     callbacks = list(callbacks)
     if scheduler is not None:
         callbacks.append(LRScheduler(scheduler))
@@ -467,67 +506,68 @@ def fit(
         callbacks.insert(0, TerminateOnNaN())
     # Checkpoints are written last at each epoch end, so they hold the state after the scheduler stepped.
     callbacks.sort(key=lambda cb: isinstance(cb, ModelCheckpoint))
-    state = TrainState(model=model, optimizer=optimizer, epochs=epochs, batches=len(train_loader))
-    for callback in callbacks:
-        if isinstance(callback, ModelCheckpoint):
-            callback.fit_state = lambda s: checkpoint_state(s, callbacks, train_loader, config)
-    if resume is not None:
-        _resume(resume, state, callbacks, train_loader)
-    if any(isinstance(cb, EarlyStopping) for cb in callbacks):  # History.diagnosis() then does not suggest it
-        state.history.meta["early_stopping"] = True
+    return callbacks
 
+
+def _begin_epoch(state: TrainState, callbacks: Sequence[Callback]) -> None:
+    state.epoch += 1
+    state.batch, state.running = 0, {}
     for callback in callbacks:
-        callback.on_train_begin(state)
-    warned_val = False
-    while state.epoch < epochs and not state.stop:
-        state.epoch += 1
-        state.batch, state.running = 0, {}
+        callback.on_epoch_begin(state)
+
+
+def _train_epoch(
+    state: TrainState, loader: DataLoader, loss_fn: Callable[[Tensor, Tensor], Tensor], callbacks: Sequence[Callback]
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """One pass over the training batches (forward, loss, backward, step); the mean loss, outputs and targets."""
+    model, optimizer = state.model, state.optimizer
+    total, count, outputs, targets = 0.0, 0, [], []
+    for batch in loader:
+        inputs, target = _split(batch)
+        output = model(*inputs)
+        batch_loss = loss_fn(output, target)
+        optimizer.zero_grad()
+        batch_loss.backward()
+        optimizer.step()
+
+        n = len(target)
+        state.step += 1
+        state.batch += 1
+        state.loss = float(batch_loss.item())
+        total, count = total + state.loss * n, count + n
+        outputs.append(output.data)
+        targets.append(target.data)
+        state.running["loss"] = total / count
         for callback in callbacks:
-            callback.on_epoch_begin(state)
-        started = time.perf_counter()
+            callback.on_batch_end(state)
+    mean_loss = total / max(count, 1)
+    return mean_loss, np.concatenate(outputs), np.concatenate(targets)
+
+
+class _Validation:
+    """The validation data of a run, evaluated after each epoch in eval mode without graphs."""
+
+    def __init__(self, loader: DataLoader, loss_fn: Callable, metric_fns: list[tuple[str, Callable]]) -> None:
+        self.loader, self.loss_fn, self.metric_fns = loader, loss_fn, metric_fns
+        self.warned = False  # NaN/Inf is reported once per run: the first epoch it appears
+
+    def evaluate(self, model: Module, epoch: int) -> dict[str, float]:
+        """``val_loss`` and ``val_<metric>``; the model is back in training mode afterwards."""
+        model.eval()
+        nonfinite: list[int] = []
+        val_loss, outputs, targets = _run_epoch_outputs(model, self.loader, self.loss_fn, nonfinite)
+        values = {"val_loss": val_loss}
+        values.update({f"val_{name}": fn(outputs, targets) for name, fn in self.metric_fns})
+        if not math.isfinite(val_loss) and not self.warned:
+            self.warned = True
+            where = f"fit: epoch {epoch}, validation data"
+            _warn_nonfinite(where, nonfinite[0], {"val_loss": val_loss}, stacklevel=4)  # the caller of fit
         model.train()
-        total, count, outputs, targets = 0.0, 0, [], []
-        for batch in train_loader:
-            inputs, target = _split(batch)
-            output = model(*inputs)
-            batch_loss = loss_fn(output, target)
-            optimizer.zero_grad()
-            batch_loss.backward()
-            optimizer.step()
+        return values
 
-            n = len(target)
-            state.step += 1
-            state.batch += 1
-            state.loss = float(batch_loss.item())
-            total, count = total + state.loss * n, count + n
-            outputs.append(output.data)
-            targets.append(target.data)
-            state.running["loss"] = total / count
-            for callback in callbacks:
-                callback.on_batch_end(state)
 
-        record: dict[str, Any] = {"epoch": state.epoch, "loss": total / max(count, 1)}
-        epoch_outputs, epoch_targets = np.concatenate(outputs), np.concatenate(targets)
-        record.update({name: fn(epoch_outputs, epoch_targets) for name, fn in metric_fns})
-        if val_loader is not None:
-            model.eval()
-            nonfinite: list[int] = []
-            val_loss, val_outputs, val_targets = _run_epoch_outputs(model, val_loader, loss_fn, nonfinite)
-            record["val_loss"] = val_loss
-            record.update({f"val_{name}": fn(val_outputs, val_targets) for name, fn in metric_fns})
-            if not math.isfinite(val_loss) and not warned_val:
-                warned_val = True  # once per run: the first epoch it appears
-                _warn_nonfinite(f"fit: epoch {state.epoch}, validation data", nonfinite[0], {"val_loss": val_loss})
-            model.train()
-        record["lr"] = float(optimizer.param_groups[0]["lr"])
-        record["time"] = time.perf_counter() - started
-        state.record = record
-        state.history.append(record)
-        for callback in callbacks:
-            callback.on_epoch_end(state)
-        if not math.isfinite(record["loss"]):  # pragma: no cover - TerminateOnNaN stops earlier
-            break
-
+def _end_epoch(state: TrainState, record: dict[str, Any], callbacks: Sequence[Callback]) -> None:
+    state.record = record
+    state.history.append(record)
     for callback in callbacks:
-        callback.on_train_end(state)
-    return state.history
+        callback.on_epoch_end(state)

@@ -1,0 +1,48 @@
+"""Collection without the optional extras: what needs scikit-learn is left out or skipped, with the reason.
+
+``chainrule.sklearn`` subclasses scikit-learn's estimators, so without scikit-learn its module cannot even be
+imported and ``--doctest-modules`` would stop the whole run with a collection error. It is left out of the
+collection (the header says so), and any other doctest that fails only for want of scikit-learn is reported as
+skipped, with the reason. The tests
+under ``tests/`` that need scikit-learn skip by themselves (``pytest.importorskip``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+SKLEARN_MISSING = (
+    "scikit-learn is not installed (pip install -e '.[datasets]')"
+    if importlib.util.find_spec("sklearn") is None
+    else None
+)
+
+# Paths relative to this file that pytest does not collect.
+collect_ignore = ["src/chainrule/sklearn.py"] if SKLEARN_MISSING else []
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if SKLEARN_MISSING:
+        return [f"{SKLEARN_MISSING}: src/chainrule/sklearn.py is not collected, its doctests do not run"]
+    return []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[None, Any, Any]:
+    """A doctest that failed only because scikit-learn is missing (it imports it, or loads the digits through it)
+    is reported as skipped, with the reason."""
+    report = yield
+    is_doctest = getattr(item, "dtest", None) is not None
+    if SKLEARN_MISSING and is_doctest and report.failed and _needs_sklearn(report.longreprtext):
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), 0, f"Skipped: {SKLEARN_MISSING}; this example needs it")
+    return report
+
+
+def _needs_sklearn(failure: str) -> bool:
+    """The failure names scikit-learn (``No module named 'sklearn'``, or chainrule's own "needs scikit-learn")."""
+    return "sklearn" in failure or "scikit-learn" in failure
