@@ -63,27 +63,27 @@ def __getattr__(name: str) -> Any:
     if name == "data":
         import chainrule.data as value
     elif name == "explain":
-        import chainrule.explain as value
+        import chainrule.explain as value  # type: ignore[no-redef]
     elif name == "func":
-        import chainrule.func as value
+        import chainrule.func as value  # type: ignore[no-redef]
     elif name == "io":
-        import chainrule.io as value
+        import chainrule.io as value  # type: ignore[no-redef]
     elif name == "nn":
-        import chainrule.nn as value
+        import chainrule.nn as value  # type: ignore[no-redef]
     elif name == "optim":
-        import chainrule.optim as value
+        import chainrule.optim as value  # type: ignore[no-redef]
     elif name == "scalar":
-        import chainrule.scalar as value
+        import chainrule.scalar as value  # type: ignore[no-redef]
     elif name == "train":
-        import chainrule.train as value
+        import chainrule.train as value  # type: ignore[no-redef]
     elif name == "save":
-        from chainrule.io import save as value
+        from chainrule.io import save as value  # type: ignore[no-redef]
     elif name == "load":
-        from chainrule.io import load as value
+        from chainrule.io import load as value  # type: ignore[no-redef]
     elif name == "Value":
         from chainrule.scalar import Value
 
-        value = Value
+        value = Value  # type: ignore[assignment]
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value  # later lookups find it without calling __getattr__

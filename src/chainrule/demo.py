@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,8 @@ def gradient_descent(loss_of: Callable[[], Tensor], parameters: Sequence[Tensor]
         loss.backward()
         with no_grad():
             for p in parameters:
-                p -= lr * p.grad
+                if p.grad is not None:
+                    p -= lr * p.grad
         losses.append(loss.item())
     return losses
 
@@ -136,7 +138,7 @@ def _train_xor_scalar(steps: int, lr: float, hidden: int, seed: int) -> XorResul
     result = XorResult()
     for _ in range(steps):
         outs = [net(x) for x in XOR_INPUTS]
-        loss = sum(((o - t) ** 2 for o, t in zip(outs, XOR_TARGETS)), 0.0) * (1.0 / len(XOR_TARGETS))
+        loss: Any = sum(((o - t) ** 2 for o, t in zip(outs, XOR_TARGETS)), 0.0) * (1.0 / len(XOR_TARGETS))
         net.zero_grad()
         loss.backward()
         for p in net.parameters():

@@ -299,7 +299,7 @@ class MLP(_ScalarModule):
             for i in range(len(sizes))
         ]
 
-    def __call__(self, x: Sequence[Any]) -> Value | list[Value]:
+    def __call__(self, x: Sequence[Any]) -> Any:  # a Value for one output, else a list of Values
         out: Any = x
         for layer in self.layers:
             out = layer(out)

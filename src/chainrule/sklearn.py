@@ -98,8 +98,8 @@ class _BaseMLP(BaseEstimator):
     # -- validation --------------------------------------------------------------------------------
     def _check_params(self) -> list[int]:
         name = type(self).__name__
-        sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)
+        given = self.hidden_layer_sizes
+        sizes = [given] if isinstance(given, numbers.Integral) else list(given)
         if any(not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
             raise ValueError(f"{name}: hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
         if _SKLEARN_NAMES.get(self.activation, self.activation) not in ACTIVATIONS:

@@ -359,6 +359,7 @@ def gradcheck_command(
             layers.append(nn.Linear(fan_in, fan_out))
         model = nn.Sequential(*layers)
     x = generator.normal(size=(batch, widths[0]))
+    y: np.ndarray
     if loss == "mse":
         y = generator.normal(size=(batch, widths[-1]))
     else:

@@ -292,9 +292,10 @@ def graph(
     for obj in order:
         inputs = _inputs(obj)
         op_key = None
-        if _op_name(obj) is not None:
+        op_name = _op_name(obj)
+        if op_name is not None:
             op_key = f"n{len(nodes)}"
-            op_node = GraphNode(op_key, "op", _op_name(obj), _op_constants(obj), [key_of[id(p)] for p in inputs])
+            op_node = GraphNode(op_key, "op", op_name, _op_constants(obj), [key_of[id(p)] for p in inputs])
             nodes.append(op_node)
         key = f"n{len(nodes)}"
         key_of[id(obj)] = key

@@ -146,7 +146,8 @@ def load_weights(model: nn.Sequential, source: str | os.PathLike | Mapping[str, 
     with autograd.no_grad():
         for linear, pair in zip(linears, arrays):
             linear.weight.copy_(pair["weight"])
-            linear.bias.copy_(pair["bias"])
+            if linear.bias is not None:
+                linear.bias.copy_(pair["bias"])
     return model
 
 

@@ -140,7 +140,8 @@ def build_net(activation: str, depth: int, width: int, in_features: int, out_fea
             nn.init.uniform_(linear.weight, -bound, bound)
         else:
             nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
-        nn.init.zeros_(linear.bias)
+        if linear.bias is not None:
+            nn.init.zeros_(linear.bias)
         layers.append(linear)
         if index < depth - 1:
             layers.append(nn.Sigmoid() if activation == "sigmoid" else nn.ReLU())
@@ -229,7 +230,7 @@ def vanishing_demo(
     runs = {}
     for activation, name in (("sigmoid", "sigmoid, standard init"), ("relu", "ReLU, He init")):
         with rng.using(np.random.default_rng(seed)):
-            model = build_net(activation, depth, width, x.shape[1], info.num_classes)
+            model = build_net(activation, depth, width, x.shape[1], int(info.num_classes or 10))
         runs[activation] = _train(name, model, x, y, batches, lr, GradientMonitor(warn=warn))
     result = VanishingResult(runs["sigmoid"], runs["relu"], depth, width, steps)
     if plot is not None:

@@ -389,8 +389,8 @@ class Sequential(Module):
             for name, child in first.items():
                 self.add_module(name, child)
         else:
-            for index, child in enumerate(modules):
-                self.add_module(str(index), child)  # type: ignore[arg-type]  # a Module: a Mapping is alone
+            for index, module in enumerate(modules):
+                self.add_module(str(index), module)  # type: ignore[arg-type]  # a Module: a Mapping comes alone
 
     def forward(self, x: Any) -> Any:
         for module in self._modules.values():

@@ -114,7 +114,7 @@ def linear_regression_neuron(
     # (N, 1) predictions against (N, 1) targets
     losses = gradient_descent(lambda: F.mse_loss(neuron(x), y), list(neuron.parameters()), steps, lr)
 
-    weight, bias = neuron.weight.numpy()[0].copy(), neuron.bias.numpy().copy()
+    weight, bias = neuron.weight.numpy()[0].copy(), np.array(neuron.bias)  # a copy of the values
     error = float(np.max(np.abs(np.concatenate([weight, bias]) - solution)))
     return LinearNeuronResult(
         weight=weight,

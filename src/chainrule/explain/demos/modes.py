@@ -158,7 +158,9 @@ def modes_demo(
         def loss(w: Tensor, inputs: Tensor = inputs, targets: Tensor = targets) -> Tensor:
             return (((inputs @ w).tanh() - targets) ** 2).mean()
 
-        reverse_s, reverse_gradient = _best_time(lambda loss=loss, w=weights: func.grad(loss)(w).numpy(), repeats)
+        reverse_s, reverse_gradient = _best_time(
+            lambda loss=loss, w=weights: func.grad(loss)(w).numpy(), repeats  # type: ignore[misc]
+        )
         if n > forward_limit:
             estimate = None if seconds_per_jvp is None else n * seconds_per_jvp
             result.rows.append(ModesRow(n, 0, None, estimate, reverse_s, None))

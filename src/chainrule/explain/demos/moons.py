@@ -92,7 +92,8 @@ def _tensor_copy(scalar_net: MLP) -> nn.Sequential:
         linear = nn.Linear(len(layer.neurons[0].w), len(layer.neurons), dtype=np.float64)
         with no_grad():
             linear.weight.copy_(np.array([[w.data for w in neuron.w] for neuron in layer.neurons]))  # (out, in)
-            linear.bias.copy_(np.array([neuron.b.data for neuron in layer.neurons]))  # (out,)
+            if linear.bias is not None:
+                linear.bias.copy_(np.array([neuron.b.data for neuron in layer.neurons]))  # (out,)
         layers.append(linear)
         if index < len(scalar_net.layers) - 1:
             layers.append(nn.ReLU())
@@ -158,7 +159,8 @@ def moons_max_margin(
         loss.backward()
         with no_grad():
             for p in parameters:
-                p -= _micrograd_lr(k) * p.grad
+                if p.grad is not None:
+                    p -= _micrograd_lr(k) * p.grad  # type: ignore[misc]  # a Parameter stays one
         losses.append(loss.item())
         accuracies.append(float(np.mean((scores.numpy()[:, 0] > 0) == (labels > 0))))
     seconds = time.perf_counter() - start
