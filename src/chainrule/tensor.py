@@ -11,7 +11,7 @@ back to their inputs' shapes (undoing broadcasting) and checked. Both call the N
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from types import SimpleNamespace
 from typing import Any
@@ -661,6 +661,7 @@ class Tensor:
         op = ctx.op
         # The engine picks the rule: the generic one on tensors when recording a graph, else the op's NumPy
         # fast rule if it has one, else the generic one on NumPy arrays.
+        rule: Callable[..., tuple]
         if create_graph:
             xp, inputs, out = tensor_namespace, args, self
             rule = partial(op.vjp, xp)
@@ -689,6 +690,7 @@ class Tensor:
         args = ctx.args
         arg_tangents = tuple(tangents.get(id(a)) if isinstance(a, Tensor) else None for a in args)
         op = ctx.op
+        rule: Callable[..., Any]
         if create_graph:  # the same choice of rule as in _vjp
             xp, inputs, out = tensor_namespace, args, self
             rule = partial(op.jvp, xp)
