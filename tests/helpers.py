@@ -684,3 +684,52 @@ OP_CASES: list[OpCase] = [
 
 def as_outputs(result: Any) -> list:
     return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+@dataclass(frozen=True)
+class RuleCall:
+    """One recorded primitive of a graph, with what the engine hands its rules in backward and forward mode."""
+
+    op: type[cr.ops.Primitive]
+    node: cr.Tensor
+    needs: tuple[bool, ...]
+    inputs: tuple[Any, ...]  # NumPy values (and constants), as the rules see them without create_graph
+    attrs: dict[str, Any]
+
+    def generic_vjp(self, grad_out: np.ndarray, inputs: tuple[Any, ...] | None = None, out: Any = None) -> tuple:
+        """The generic rule on NumPy arrays (``inputs``/``out`` replace the recorded values when given)."""
+        out = self.node.data if out is None else out
+        return self.op.vjp(cr.ops.numpy_namespace, grad_out, self.needs, out, *(inputs or self.inputs), **self.attrs)
+
+    def graph_vjp(self, grad_out: np.ndarray) -> tuple:
+        """The generic rule on tensors, as ``create_graph=True`` runs it, as NumPy arrays."""
+        from chainrule.tensor import tensor_namespace
+
+        args = self.node._ctx.args
+        with cr.no_grad():
+            grads = self.op.vjp(tensor_namespace, cr.tensor(grad_out), self.needs, self.node, *args, **self.attrs)
+        return tuple(None if g is None else np.asarray(g.data) for g in grads)
+
+    def fast_vjp(self, grad_out: np.ndarray, inputs: tuple[Any, ...] | None = None, out: Any = None) -> tuple:
+        out = self.node.data if out is None else out
+        return self.op.fast_vjp(grad_out, self.needs, out, *(inputs or self.inputs), **self.attrs)
+
+    def tangents(self, rng: np.random.Generator) -> tuple[Any, ...]:
+        """A random tangent for each input that carries one (a tensor requiring grad), else None."""
+        return tuple(
+            rng.standard_normal(a.shape) if isinstance(a, cr.Tensor) and a.requires_grad else None
+            for a in self.node._ctx.args
+        )
+
+
+def rule_calls(outputs: list) -> list[RuleCall]:
+    """Every op node of the graph behind ``outputs``, in graph order, ready to call its rules directly."""
+    calls = []
+    for node in cr.autograd.topological_order([o for o in outputs if o.requires_grad]):
+        ctx = node._ctx
+        if ctx is None:
+            continue
+        inputs = tuple(a.data if isinstance(a, cr.Tensor) else a for a in ctx.args)
+        needs = tuple(isinstance(a, cr.Tensor) and a.requires_grad for a in ctx.args)
+        calls.append(RuleCall(ctx.op, node, needs, inputs, ctx.attrs))
+    return calls

@@ -2,8 +2,9 @@
 
 For every op: forward against NumPy (float64 and float32), reverse and forward mode against central
 differences in float64, each gradient of its input's shape, the adjoint identity <J t, c> = <t, Jᵀ c>,
-second derivatives (gradgradcheck), and forward values and gradients against PyTorch. NumPy is set to
-raise on any floating-point error while these run.
+second derivatives (gradgradcheck), forward values and gradients against PyTorch, and an op's fast NumPy
+rules (``fast_vjp``, ``fast_jvp``) against its generic ones. NumPy is set to raise on any floating-point error
+while these run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 
 import chainrule as cr
 from chainrule import autograd
-from helpers import OP_CASES, TORCH_MISSING, as_outputs, torch
+from chainrule.ops import numpy_namespace
+from chainrule.tensor import apply
+from helpers import OP_CASES, TORCH_MISSING, as_outputs, rule_calls, torch
 
 CASES = {case.name: case for case in OP_CASES}
 NAMES = list(CASES)
@@ -134,6 +137,98 @@ def test_table_covers_the_primitives(data):
     differentiable = {name for name, op in cr.ops.OPS.items() if op.differentiable}
     # sum_to, scatter_add and cast appear inside backward passes (checked by the second-order test)
     assert differentiable - reached <= {"sum_to", "scatter_add", "cast"}
+
+
+# -- the engine's fast NumPy rules agree with the generic rules -------------------------------------------------
+def _assert_same_gradients(expected, actual, what):
+    assert len(actual) == len(expected), what
+    for index, (want, got) in enumerate(zip(expected, actual)):
+        if want is None:
+            assert got is None, f"{what}: input {index} got a gradient it was not asked for"
+            continue
+        assert np.shape(got) == np.shape(want), f"{what}: input {index}"
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=f"{what}: input {index}")
+
+
+def _check_fast_rules(outputs, rng):
+    """For each node whose op has a fast rule: fast_vjp against the generic vjp on NumPy arrays and on tensors
+    (create_graph's path), and fast_jvp against the generic jvp. Returns the names of the ops checked."""
+    checked = set()
+    for call in rule_calls(outputs):
+        op = call.op
+        if op.fast_vjp is not None:
+            grad_out = rng.standard_normal(call.node.shape)
+            fast = call.fast_vjp(grad_out)
+            _assert_same_gradients(call.generic_vjp(grad_out), fast, f"{op.name}: fast_vjp vs vjp")
+            _assert_same_gradients(call.graph_vjp(grad_out), fast, f"{op.name}: fast_vjp vs vjp on tensors")
+            checked.add(op.name)
+        if op.fast_jvp is not None:
+            tangents = call.tangents(rng)
+            want = op.jvp(numpy_namespace, tangents, call.node.data, *call.inputs, **call.attrs)
+            got = op.fast_jvp(tangents, call.node.data, *call.inputs, **call.attrs)
+            _assert_same_gradients((want,), (got,), f"{op.name}: fast_jvp vs jvp")
+            checked.add(op.name)
+    return checked
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fast_rules_agree_with_the_generic_rules(name, data):
+    drawn = data.draw(CASES[name].inputs)
+    _check_fast_rules(as_outputs(drawn.fn(*_leaves(drawn.arrays))), np.random.default_rng(2))
+
+
+@settings(max_examples=1, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_fast_rule_is_checked_by_the_table(data):
+    checked = set()
+    for case in OP_CASES:
+        drawn = data.draw(case.inputs)
+        checked |= _check_fast_rules(as_outputs(drawn.fn(*_leaves(drawn.arrays))), np.random.default_rng(3))
+    fast = {name for name, op in cr.ops.OPS.items() if op.fast_vjp is not None or op.fast_jvp is not None}
+    assert fast <= checked, f"no entry of the op table reaches {sorted(fast - checked)}"
+    assert {"relu", "sigmoid", "max_pool", "prod", "binary_cross_entropy"} <= fast
+
+
+_POOL = {"kernel_size": (2, 2), "stride": (1, 1), "padding": (1, 1), "dilation": (1, 1)}
+_GRID = np.arange(16.0).reshape(1, 1, 4, 4)
+_TIES = np.array([[[[1.0, 1.0, 0.0], [1.0, 2.0, 2.0], [0.0, 2.0, -1.0]]]])
+
+# Where the fast rules take their other branches: zeros in a product, ties and overlapping windows in pooling,
+# probabilities at 0 and 1, a non-finite incoming gradient (the mask product must not turn inf · 0 into NaN).
+FAST_EDGES = {
+    "prod with one zero": (lambda a: a.prod(), [[2.0, 0.0, 3.0]]),
+    "prod with two zeros per row": (lambda a: a.prod(dim=1), [[0.0, 0.0, 3.0], [1.0, 0.0, 2.0]]),
+    "prod over axis 0 with zeros": (lambda a: a.prod(dim=0, keepdim=True), [[2.0, 0.0], [0.0, 3.0]]),
+    "max_pool with ties, overlap and padding": (lambda a: cr.nn.functional.max_pool2d(a, **_POOL), _TIES),
+    "max_pool with disjoint windows": (lambda a: cr.nn.functional.max_pool2d(a, 2, 2), _GRID),
+    "max_pool with a NaN": (lambda a: cr.nn.functional.max_pool2d(a, 2, 1), [[[[1.0, np.nan], [2.0, 0.0]]]]),
+    "relu at 0, ±inf and NaN": (cr.relu, [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0]),
+    "sigmoid at ±inf": (cr.sigmoid, [-np.inf, -50.0, 0.0, 50.0, np.inf]),
+    "binary cross-entropy at 0 and 1": (
+        lambda p, t: apply(cr.ops.OPS["binary_cross_entropy"], p, t),
+        [0.0, 1.0, 0.5, 1e-3],
+        [0.0, 1.0, 1.0, 0.25],
+    ),
+}
+_GRAD_OUTS = {"finite": lambda shape: np.full(shape, 1.5), "non-finite": lambda shape: np.full(shape, np.inf)}
+
+
+@pytest.mark.parametrize("grad_kind", list(_GRAD_OUTS))
+@pytest.mark.parametrize("edge", list(FAST_EDGES))
+def test_fast_rules_agree_at_the_edges(edge, grad_kind):
+    fn, *arrays = FAST_EDGES[edge]
+    with np.errstate(all="ignore"):
+        leaves = _leaves([np.asarray(a, dtype=np.float64) for a in arrays])
+        calls = [call for call in rule_calls(as_outputs(fn(*leaves))) if call.op.fast_vjp is not None]
+        assert calls, edge
+        for call in calls:
+            grad_out = _GRAD_OUTS[grad_kind](call.node.shape)
+            fast = call.fast_vjp(grad_out)
+            for want, got in zip(call.generic_vjp(grad_out), fast):
+                assert np.shape(got) == np.shape(want)
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=0, equal_nan=True, err_msg=edge)
 
 
 # -- products at zeros ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -102,15 +103,16 @@ def check_forward(op: Any, arrays: list, data: np.ndarray) -> tuple[traceback.Fr
     return site
 
 
-def checked_vjp(node: Any, xp: Any, grad_out: Any, needs: tuple, out: Any, inputs: tuple) -> Any:
-    """Run ``node``'s VJP rule and raise if a gradient it returns holds NaN or Inf.
+def checked_vjp(node: Any, rule: Callable[..., tuple], grad_out: Any, needs: tuple, out: Any, inputs: tuple) -> tuple:
+    """Run ``node``'s VJP ``rule`` (the one the engine chose, called as ``rule(grad_out, needs, out, *inputs,
+    **attrs)``) and raise if a gradient it returns holds NaN or Inf.
 
     The rule runs with the forward checks off: with ``create_graph=True`` its steps are ops too, and a
     rule may compute a value that it then masks (``where``), so only what it returns is checked.
     """
     _AnomalyMode.enabled = False
     try:
-        grads = node.op.vjp(xp, grad_out, needs, out, *inputs, **node.attrs)
+        grads = rule(grad_out, needs, out, *inputs, **node.attrs)
     finally:
         _AnomalyMode.enabled = True
     for index, grad in enumerate(grads):

@@ -11,11 +11,30 @@ Each primitive is a small class registered in :data:`OPS`:
 ``jvp(xp, tangents, out, *inputs, **attrs) -> tangent``
     forward mode: the output's tangent, given one tangent per input (``None`` for a constant input).
 
-Rules are written once against the namespace ``xp``. The engine passes :data:`numpy_namespace` (each name
-is the primitive's NumPy forward: the fast path) or, with ``create_graph=True``, a namespace whose names
-build graph nodes, so the very same rule differentiates its own backward pass (Hessian-vector products,
-gradient of gradient). Rules therefore use only Python operators and names of this table, and may reuse
-the forward output ``out`` (``exp``'s gradient is ``grad_out * out``) so nothing is computed twice.
+Rules are written once against the namespace ``xp`` and never ask which namespace they got. The engine
+passes :data:`numpy_namespace` (each name is the primitive's NumPy forward) or, with ``create_graph=True``,
+a namespace whose names build graph nodes, so the very same rule differentiates its own backward pass
+(Hessian-vector products, gradient of gradient). Rules therefore use only Python operators and names of
+this table, and may reuse the forward output ``out`` (``exp``'s gradient is ``grad_out * out``) so nothing
+is computed twice. Values a rule only compares or counts (a ReLU mask, a max's winners) are constants of
+the rule; :func:`_raw` gives their NumPy values whichever namespace runs it.
+
+Fast paths are the engine's choice, not the rule's. A primitive may also define
+
+``fast_vjp(grad_out, needs, out, *inputs, **attrs) -> tuple``
+    the same gradients as ``vjp`` (no ``xp``), computed with NumPy arrays in and NumPy arrays out, free to
+    use ``out=``, in-place updates, strided views and anything else NumPy offers;
+``fast_jvp(tangents, out, *inputs, **attrs) -> tangent``
+    likewise for ``jvp``.
+
+When no graph is recorded (``create_graph=False``, every ordinary ``backward()``), ``Tensor._vjp`` and
+``Tensor._jvp`` call the fast rule where one exists and the generic rule with :data:`numpy_namespace`
+otherwise; recording a graph always runs the generic rule. The two must agree: the op-table tests run
+both on every entry of the table and compare them, and check both against the ``saves_inputs`` /
+``saves_output`` declaration. This is where compiled kernels plug in: a kernel is a ``fast_vjp`` (or a
+faster ``forward``) of the op it speeds up, and nothing else in the engine changes. Today ``relu``,
+``sigmoid``, ``max_pool`` (speed), ``prod`` (products of the others at zeros in O(n) memory) and
+``binary_cross_entropy`` (``log1p``, which the table has no primitive for) have one.
 
 For elementwise one-input ops the Jacobian is diagonal, so the JVP is the VJP applied to the tangent;
 those ops subclass :class:`Elementwise` and write a single ``vjp``.
@@ -28,7 +47,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any, Literal
 
@@ -55,6 +74,11 @@ class Primitive:
     #: shapes and dtypes never change in place, so a rule that only reads those saves nothing.
     saves_inputs: Literal[True] | tuple[int, ...] = True
     saves_output: bool = True
+    #: optional NumPy-only rules, ``fast_vjp(grad_out, needs, out, *inputs, **attrs)`` and
+    #: ``fast_jvp(tangents, out, *inputs, **attrs)``: the generic rules' results, computed the fastest way
+    #: NumPy allows. The engine calls them instead of ``vjp``/``jvp`` when it records no graph.
+    fast_vjp: Callable[..., tuple] | None = None
+    fast_jvp: Callable[..., Any] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -534,17 +558,24 @@ class Sigmoid(Elementwise):
     def vjp(xp, grad_out, needs, out, x):
         return (grad_out * out * (1.0 - out),)
 
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, x):
+        # the same products in the same order, one temporary fewer
+        grad = grad_out * out
+        grad *= 1.0 - out
+        return (grad,)
 
-def _select(xp: Any, mask: Any, value: Any) -> Any:
-    """``value`` where ``mask`` holds, else 0: ``xp.where(mask, value, 0)``.
+
+def _masked(value: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``value`` where ``mask`` holds, else 0: ``np.where(mask, value, 0)``, for the fast rules.
 
     On the random masks of ReLU and max pooling NumPy's ``where`` branches per element and is several times
     slower than a product, so finite values are multiplied by the mask; a non-finite one goes through
     ``where``, since a product would turn ``inf · 0`` into NaN.
     """
-    if xp is numpy_namespace and np.isfinite(value).all():
+    if np.isfinite(value).all():
         return value * mask
-    return xp.where(mask, value, 0.0)
+    return np.where(mask, value, 0.0)
 
 
 def _logistic(x: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -572,7 +603,11 @@ class Relu(Elementwise):
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, x):
-        return (_select(xp, ~(x <= 0), grad_out),)
+        return (xp.where(~(x <= 0), grad_out, 0.0),)
+
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, x):
+        return (_masked(grad_out, ~(x <= 0)),)
 
 
 class LeakyRelu(Elementwise):
@@ -786,9 +821,9 @@ class Min(_Extremum):
 class Prod(Primitive):
     """Product over axes. The gradient is the product of the other elements, exact at zeros too.
 
-    Without zeros it is ``out / x``. With zeros the product of the others is formed directly: by
-    exclusive cumulative products on NumPy arrays, and, when the rule runs on tensors (``create_graph``),
-    by a differentiable composition, so second derivatives at zeros are exact too.
+    Without zeros it is ``out / x``. With zeros the product of the others is formed directly: the generic
+    rules by a differentiable composition (so second derivatives at zeros are exact too, at n² memory per
+    group), the fast NumPy rules by exclusive cumulative products.
     """
 
     name = "prod"
@@ -810,34 +845,62 @@ class Prod(Primitive):
             return xp.sum(tangents[0] * _as_kept(xp, out, x.shape, axis, keepdims) / x, axis=axis, keepdims=keepdims)
         return xp.sum(tangents[0] * _product_of_others(xp, x, axis), axis=axis, keepdims=keepdims)
 
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, x, *, axis=None, keepdims=False):
+        if np.all(x != 0):
+            return Prod.vjp(numpy_namespace, grad_out, needs, out, x, axis=axis, keepdims=keepdims)
+        kept_grad = grad_out if keepdims else np.reshape(grad_out, _keepdims_shape(x.shape, axis))
+        return (kept_grad * _product_of_others_numpy(x, axis),)
+
+    @staticmethod
+    def fast_jvp(tangents, out, x, *, axis=None, keepdims=False):
+        if np.all(x != 0):
+            return Prod.jvp(numpy_namespace, tangents, out, x, axis=axis, keepdims=keepdims)
+        return np.sum(tangents[0] * _product_of_others_numpy(x, axis), axis=axis, keepdims=keepdims)
+
 
 def _raw(x: Any) -> Any:
-    """The NumPy value behind ``x`` (an array or number already, or a tensor in a create_graph rule)."""
+    """The NumPy value behind ``x`` (an array or number already, or a tensor in a create_graph rule).
+
+    For the constants of a rule (masks, winners, which piece of a formula applies): they are compared or
+    counted, never differentiated, so they are computed on NumPy values whichever namespace runs the rule.
+    """
     return x if isinstance(x, (np.ndarray, int, float)) else np.asarray(x.data)
 
 
-def _product_of_others(xp: Any, x: Any, axis: Any) -> Any:
-    """For each element, the product of the other elements of its reduction group (same shape as ``x``)."""
-    axes = normalize_axis(axis, x.ndim)
-    kept = [i for i in range(x.ndim) if i not in axes]
+def _group_order(ndim: int, axis: Any) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """Axes order that moves the reduced ``axis`` last, the order that moves them back, and how many are kept."""
+    axes = normalize_axis(axis, ndim)
+    kept = [i for i in range(ndim) if i not in axes]
     order = tuple(kept + list(axes))
-    back = tuple(np.argsort(order).tolist())
-    if isinstance(x, np.ndarray):
-        moved = np.transpose(x, order)
-        flat = moved.reshape(moved.shape[: len(kept)] + (-1,))
-        ones = np.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
-        before = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
-        after = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
-        return np.transpose((before * after).reshape(moved.shape), back)
-    # On tensors: row i of an (n, n) matrix is the group with element i replaced by 1; its product is
-    # the product of the others, and differentiable (n² memory, only when differentiating twice).
+    return order, tuple(np.argsort(order).tolist()), len(kept)
+
+
+def _product_of_others(xp: Any, x: Any, axis: Any) -> Any:
+    """For each element, the product of the other elements of its reduction group (same shape as ``x``).
+
+    Row i of an (n, n) matrix is the group with element i replaced by 1; its product is the product of
+    the others, and differentiable (n² memory; :func:`_product_of_others_numpy` is the O(n) fast form).
+    """
+    order, back, kept = _group_order(x.ndim, axis)
     moved = xp.permute(x, axes=order)
-    group_shape = tuple(moved.shape[: len(kept)])
-    n = int(np.prod(moved.shape[len(kept) :], dtype=np.int64))
+    group_shape = tuple(moved.shape[:kept])
+    n = int(np.prod(moved.shape[kept:], dtype=np.int64))
     rows = xp.reshape(moved, shape=group_shape + (1, n))  # (..., 1, n)
     rows = xp.where(np.eye(n, dtype=bool), 1.0, rows)  # (..., n, n)
     others = xp.prod(rows, axis=(len(group_shape) + 1,))  # (..., n)
     return xp.permute(xp.reshape(others, shape=tuple(moved.shape)), axes=back)
+
+
+def _product_of_others_numpy(x: np.ndarray, axis: Any) -> np.ndarray:
+    """:func:`_product_of_others` by exclusive cumulative products from both ends (O(n), NumPy only)."""
+    order, back, kept = _group_order(x.ndim, axis)
+    moved = np.transpose(x, order)
+    flat = moved.reshape(moved.shape[:kept] + (-1,))
+    ones = np.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+    before = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    after = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    return np.transpose((before * after).reshape(moved.shape), back)
 
 
 class Logsumexp(Primitive):
@@ -1038,7 +1101,7 @@ class BinaryCrossEntropy(Primitive):
 
     @staticmethod
     def forward(p, t):
-        log_p, log_q = _clamped_logs(numpy_namespace, p)
+        log_p, log_q = _clamped_logs_numpy(p)
         return -(t * log_p + (1.0 - t) * log_q)
 
     @staticmethod
@@ -1060,6 +1123,26 @@ class BinaryCrossEntropy(Primitive):
             result = _plus(result, tt * (log_q - log_p))
         return result
 
+    # NumPy has log1p, which keeps log(1 - p) accurate for tiny p as the forward does; the rules are the
+    # generic ones with that log.
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, p, t):
+        (grad_p, _) = BinaryCrossEntropy.vjp(numpy_namespace, grad_out, (needs[0], False), out, p, t)
+        grad_t = None
+        if needs[1]:
+            log_p, log_q = _clamped_logs_numpy(p)
+            grad_t = grad_out * (log_q - log_p)
+        return grad_p, grad_t
+
+    @staticmethod
+    def fast_jvp(tangents, out, p, t):
+        tp, tt = tangents
+        result = None if tp is None else BinaryCrossEntropy.jvp(numpy_namespace, (tp, None), out, p, t)
+        if tt is not None:
+            log_p, log_q = _clamped_logs_numpy(p)
+            result = _plus(result, tt * (log_q - log_p))
+        return result
+
 
 _BCE_EPSILON = float(np.float32(1e-12))  # PyTorch's EPSILON, a float32 constant
 
@@ -1067,9 +1150,13 @@ _BCE_EPSILON = float(np.float32(1e-12))  # PyTorch's EPSILON, a float32 constant
 def _clamped_logs(xp: Any, p: Any) -> tuple[Any, Any]:
     """``max(log p, -100)`` and ``max(log(1 - p), -100)``: finite at p = 0 and p = 1."""
     with np.errstate(divide="ignore"):
-        if xp is numpy_namespace or isinstance(p, np.ndarray):
-            return np.maximum(np.log(p), -100.0), np.maximum(np.log1p(-p), -100.0)
         return xp.maximum(xp.log(p), -100.0), xp.maximum(xp.log(1.0 - p), -100.0)
+
+
+def _clamped_logs_numpy(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_clamped_logs` on NumPy arrays, with ``log1p(-p)``: accurate for tiny p too."""
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(p), -100.0), np.maximum(np.log1p(-p), -100.0)
 
 
 def _one_hot(labels: np.ndarray, classes: int, dtype: Any) -> np.ndarray:
@@ -1441,10 +1528,9 @@ class MaxPool(Primitive):
     is built). As in PyTorch, the gradient goes to the first maximum of each window in row-major order
     (padding never takes it), and a window holding NaN outputs NaN and its last NaN takes the gradient.
 
-    Fast path: with the NumPy namespace the VJP writes ``grad_out`` straight into the strided view of each
-    kernel offset, masked by where that offset won. Recording a graph (``create_graph``), and the JVP, use
-    the same winners as a 0/1 column array with :class:`Unfold` and :class:`Fold`, so higher derivatives
-    come from the existing rules.
+    The generic rules use the winners as a 0/1 column array with :class:`Unfold` and :class:`Fold`, so
+    higher derivatives come from the existing rules. The fast VJP writes ``grad_out`` straight into the
+    strided view of each kernel offset, masked by where that offset won.
     """
 
     name = "max_pool"
@@ -1463,24 +1549,11 @@ class MaxPool(Primitive):
     @staticmethod
     def vjp(xp, grad_out, needs, out, x, *, kernel_size, stride, padding, dilation):
         geometry = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "dilation": dilation}
-        if xp is not numpy_namespace:
-            wins = _pool_winner_columns(_raw(x), _raw(out), **geometry)  # (N, *out, C, *kernel)
-            spatial = len(kernel_size)
-            per_window = xp.permute(grad_out, axes=(0, *range(2, 2 + spatial), 1))  # (N, *out, C)
-            per_window = xp.reshape(per_window, shape=per_window.shape + (1,) * spatial)
-            return (xp.fold(xp.where(wins, per_window, 0.0), input_shape=x.shape, **geometry),)
-        padded_shape = x.shape[:2] + tuple(n + 2 * p for n, p in zip(x.shape[2:], padding))
-        grad = _zeros_in_layout(padded_shape, grad_out.dtype, like=x)
-        apart = all(s >= (k - 1) * d + 1 for k, s, d in zip(kernel_size, stride, dilation))  # windows disjoint
-        finite = bool(np.isfinite(grad_out).all())  # then a product by the mask equals where (see _select)
-        for index, wins in _pool_winners(_pad_spatial(x, padding, -np.inf), out, **geometry):
-            if apart and finite:
-                np.multiply(grad_out, wins, out=grad[index])
-            else:
-                with np.errstate(invalid="ignore"):  # inf + -inf from two windows is NaN, as in PyTorch
-                    grad[index] += grad_out * wins if finite else np.where(wins, grad_out, 0)
-        crop = tuple(slice(p, p + n) for p, n in zip(padding, x.shape[2:]))
-        return (grad[(slice(None), slice(None), *crop)],)
+        wins = _pool_winner_columns(_raw(x), _raw(out), **geometry)  # (N, *out, C, *kernel)
+        spatial = len(kernel_size)
+        per_window = xp.permute(grad_out, axes=(0, *range(2, 2 + spatial), 1))  # (N, *out, C)
+        per_window = xp.reshape(per_window, shape=per_window.shape + (1,) * spatial)
+        return (xp.fold(xp.where(wins, per_window, 0.0), input_shape=x.shape, **geometry),)
 
     @staticmethod
     def jvp(xp, tangents, out, x, *, kernel_size, stride, padding, dilation):
@@ -1490,6 +1563,22 @@ class MaxPool(Primitive):
         windows = xp.unfold(tangents[0], **geometry)  # (N, *out, C, *kernel)
         picked = xp.sum(xp.where(wins, windows, 0.0), axis=tuple(range(2 + spatial, 2 + 2 * spatial)))
         return xp.permute(picked, axes=(0, 1 + spatial, *range(1, 1 + spatial)))  # (N, C, *out)
+
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, x, *, kernel_size, stride, padding, dilation):
+        geometry = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "dilation": dilation}
+        padded_shape = x.shape[:2] + tuple(n + 2 * p for n, p in zip(x.shape[2:], padding))
+        grad = _zeros_in_layout(padded_shape, grad_out.dtype, like=x)
+        apart = all(s >= (k - 1) * d + 1 for k, s, d in zip(kernel_size, stride, dilation))  # windows disjoint
+        finite = bool(np.isfinite(grad_out).all())  # then a product by the mask equals where (see _masked)
+        for index, wins in _pool_winners(_pad_spatial(x, padding, -np.inf), out, **geometry):
+            if apart and finite:
+                np.multiply(grad_out, wins, out=grad[index])
+            else:
+                with np.errstate(invalid="ignore"):  # inf + -inf from two windows is NaN, as in PyTorch
+                    grad[index] += grad_out * wins if finite else np.where(wins, grad_out, 0)
+        crop = tuple(slice(p, p + n) for p, n in zip(padding, x.shape[2:]))
+        return (grad[(slice(None), slice(None), *crop)],)
 
 
 def _zeros_in_layout(shape: Sequence[int], dtype: Any, like: np.ndarray) -> np.ndarray:
@@ -1559,6 +1648,6 @@ def _pool_winner_columns(x: np.ndarray, out: np.ndarray, *, kernel_size, stride,
 
 
 # ---------------------------------------------------------------------------------------------------
-# The NumPy namespace: each table name is the primitive's forward (the fast path of every rule).
+# The NumPy namespace: each table name is the primitive's forward.
 # ---------------------------------------------------------------------------------------------------
 numpy_namespace = SimpleNamespace(**{name: op.forward for name, op in OPS.items()})

@@ -2,7 +2,8 @@
 
 :func:`apply` is the one place where an op of :mod:`chainrule.ops` runs on tensors: it converts dtypes,
 runs the NumPy forward, turns NumPy's errors into chainrule errors that name the op and the shapes, and
-links the result into the graph. :meth:`Tensor._vjp` is the one place where a rule's gradients are summed
+links the result into the graph. :meth:`Tensor._vjp` is the one place where a rule is chosen (an op's
+NumPy ``fast_vjp`` when no graph is recorded, else its generic ``vjp``) and its gradients are summed
 back to their inputs' shapes (undoing broadcasting) and checked. Both call the NaN/Inf checks of
 :mod:`chainrule.anomaly` when anomaly mode is on, behind a single flag test.
 """
@@ -10,7 +11,7 @@ back to their inputs' shapes (undoing broadcasting) and checked. Both call the N
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -657,15 +658,21 @@ class Tensor:
         if _Version.clock != ctx.epoch:  # something changed in place since this op ran: was it what we read?
             _check_saved(ctx, self)
         needs = tuple(isinstance(a, Tensor) and a._requires_grad and (needed is None or id(a) in needed) for a in args)
+        op = ctx.op
+        # The engine picks the rule: the generic one on tensors when recording a graph, else the op's NumPy
+        # fast rule if it has one, else the generic one on NumPy arrays.
+        rule: Callable[..., tuple]
         if create_graph:
             xp, inputs, out = tensor_namespace, args, self
+            rule = partial(op.vjp, xp)
         else:
             xp, out = numpy_namespace, self.data
             inputs = tuple(a.data if isinstance(a, Tensor) else a for a in args)
+            rule = op.fast_vjp or partial(op.vjp, xp)
         if _AnomalyMode.enabled:
-            grads = anomaly.checked_vjp(ctx, xp, grad_out, needs, out, inputs)
+            grads = anomaly.checked_vjp(ctx, rule, grad_out, needs, out, inputs)
         else:
-            grads = ctx.op.vjp(xp, grad_out, needs, out, *inputs, **ctx.attrs)
+            grads = rule(grad_out, needs, out, *inputs, **ctx.attrs)
         pushed = []
         for arg, need, grad in zip(args, needs, grads):
             if not need or grad is None:
@@ -682,12 +689,16 @@ class Tensor:
         ctx = self._ctx
         args = ctx.args
         arg_tangents = tuple(tangents.get(id(a)) if isinstance(a, Tensor) else None for a in args)
-        if create_graph:
+        op = ctx.op
+        rule: Callable[..., Any]
+        if create_graph:  # the same choice of rule as in _vjp
             xp, inputs, out = tensor_namespace, args, self
+            rule = partial(op.jvp, xp)
         else:
             xp, out = numpy_namespace, self.data
             inputs = tuple(a.data if isinstance(a, Tensor) else a for a in args)
-        tangent = ctx.op.jvp(xp, arg_tangents, out, *inputs, **ctx.attrs)
+            rule = op.fast_jvp or partial(op.jvp, xp)
+        tangent = rule(arg_tangents, out, *inputs, **ctx.attrs)
         if tangent.shape != self.data.shape:
             tangent = xp.broadcast_to(tangent, shape=self.data.shape)
         if tangent.dtype != self.data.dtype:
