@@ -119,10 +119,11 @@ def checked_vjp(node: Any, rule: Callable[..., tuple], grad_out: Any, needs: tup
         array = _as_array(grad)
         if array is None or _finite(array):
             continue
-        arg = node.args[index]
+        arg_array = _as_array(node.args[index])
+        arg_shape = () if arg_array is None else arg_array.shape
         upstream = "finite" if _finite(_as_array(grad_out)) else "already not finite"
         raise AnomalyError(
-            f"{node.op.name} backward: the gradient for input {index} (shape {np.shape(_as_array(arg))}) holds "
+            f"{node.op.name} backward: the gradient for input {index} (shape {arg_shape}) holds "
             f"{_count_nonfinite(array)}, with grad_out {upstream}; inputs {_describe_inputs(node.args)}; "
             f"the op was {_format_site(getattr(node, 'site', None))}"
         )
@@ -135,8 +136,8 @@ def checked_vjp(node: Any, rule: Callable[..., tuple], grad_out: Any, needs: tup
 def _user_frames(count: int) -> list[FrameType]:
     """The innermost ``count`` frames of the current stack that are the user's: outside the chainrule package
     and outside ``contextlib`` (whose decorator wrapper stands between ``@no_grad()`` functions and their caller)."""
-    frames = []
-    frame = sys._getframe(2)
+    frames: list[FrameType] = []
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None and len(frames) < count:
         filename = frame.f_code.co_filename
         if not filename.startswith(_PACKAGE_DIR) and filename != _CONTEXTLIB_FILE:

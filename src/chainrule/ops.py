@@ -749,7 +749,7 @@ def _reduce_few(ufunc: np.ufunc, x: Any, axis: Any, keepdims: bool, dtype: Any =
     combinations = math.prod(x.shape[a] for a in axes)
     if not axes or combinations > 16 or x.size < 4096 * combinations or len(axes) == x.ndim:
         return None
-    result = None
+    result: Any = None  # the running result, made from the first part
     for combination in np.ndindex(*(x.shape[a] for a in axes)):
         index = [slice(None)] * x.ndim
         for a, i in zip(axes, combination):

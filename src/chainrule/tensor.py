@@ -643,7 +643,7 @@ class Tensor:
         ctx = self._ctx
         if ctx is None:
             return ()
-        if type(ctx) is _FreedNode:
+        if isinstance(ctx, _FreedNode):
             raise GradientError(
                 f"backward through the graph a second time: the values saved by {ctx.op.name!r} were freed "
                 "after the first backward; pass retain_graph=True to the first call if you need two"
@@ -651,7 +651,7 @@ class Tensor:
         return ctx.parents
 
     def _vjp(self, grad_out: Any, create_graph: bool, needed: set[int] | None) -> list[tuple[Tensor, Any]]:
-        ctx = self._ctx
+        ctx: Any = self._ctx  # a _Node: the walk reached it through _graph_parents, which refuses freed nodes
         if ctx is None:
             return []
         args = ctx.args
@@ -662,6 +662,7 @@ class Tensor:
         # The engine picks the rule: the generic one on tensors when recording a graph, else the op's NumPy
         # fast rule if it has one, else the generic one on NumPy arrays.
         rule: Callable[..., tuple]
+        out: Any
         if create_graph:
             xp, inputs, out = tensor_namespace, args, self
             rule = partial(op.vjp, xp)
@@ -686,11 +687,12 @@ class Tensor:
         return pushed
 
     def _jvp(self, tangents: dict[int, Any], create_graph: bool) -> Any:
-        ctx = self._ctx
+        ctx: Any = self._ctx  # a _Node (forward_sweep visits only op outputs)
         args = ctx.args
         arg_tangents = tuple(tangents.get(id(a)) if isinstance(a, Tensor) else None for a in args)
         op = ctx.op
         rule: Callable[..., Any]
+        out: Any
         if create_graph:  # the same choice of rule as in _vjp
             xp, inputs, out = tensor_namespace, args, self
             rule = partial(op.jvp, xp)
@@ -803,7 +805,7 @@ class Tensor:
         self._counter().bump(f"'zero_' {anomaly.user_site()}")
         return self
 
-    def fill_(self, value: float) -> Tensor:
+    def fill_(self, value: Any) -> Tensor:  # a number (``float`` here would name the method below)
         """Set every element to ``value``, in place."""
         self._check_inplace("fill_")
         try:
