@@ -294,3 +294,11 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, capsys):
     assert "already has 3 epochs; pass --epochs N with N > 3 to train more" in err
     assert main([*quick, "--resume", "--lr", "0.5"]) == 1
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
+
+
+def test_evaluate_shows_top3_accuracy_only_with_more_than_three_classes(tmp_path, capsys):
+    assert main(["train", "--data", "xor", "--epochs", "2", "--quiet", "--no-plots", "--out", str(tmp_path / "x")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "x")]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "top3_accuracy" not in out  # with two classes it would always be 1.0

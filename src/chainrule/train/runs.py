@@ -602,7 +602,10 @@ def evaluate_run(
         )
     regression = config["data"]["task"] == "regression"
     loss = "mse" if regression else "cross_entropy"
-    metrics = ["mae", "rmse", "r2"] if regression else ["accuracy", "top3_accuracy"]
+    if regression:
+        metrics = ["mae", "rmse", "r2"]
+    else:  # top-3 says something only with more than three classes (with two it is always 1)
+        metrics = ["accuracy", "top3_accuracy"] if (config["data"]["num_classes"] or 0) > 3 else ["accuracy"]
     result = evaluate(model, test_set, loss=loss, metrics=metrics)
     print(f"{name} test split, {len(test_set)} samples:")
     _print_table([(k, f"{v:.4f}") for k, v in result.items()])
