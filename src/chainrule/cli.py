@@ -403,7 +403,9 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
         help="replace an existing run directory (kept until the new run's first checkpoint; default: off)",
     )  # fmt: skip
     train.add_argument("--no-plots", action="store_true", help="do not write PNG plots (default: write them)")
-    train.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
+    train.add_argument(
+        "--quiet", action="store_true", help="print only the summary: no progress bars or epoch lines (default: off)"
+    )
     train.set_defaults(run=_train)
 
 

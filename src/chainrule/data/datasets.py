@@ -126,8 +126,8 @@ def describe(root: str | os.PathLike[str] | None = None) -> list[DatasetStatus]:
                 statuses.append(DatasetStatus(name, True, str(directory)))
             else:
                 where = (
-                    f"not found: put the files in {images.cache_dir(name)}/ "
-                    f"or run `chainrule train --data {name}` online to download"
+                    f"not found: put the files in {images.cache_dir(name)}/, in <dir>/{name}/ with "
+                    f"CHAINRULE_DATA=<dir> or --data-dir <dir>, or run `chainrule train --data {name}` online"
                 )
                 statuses.append(DatasetStatus(name, False, where))
     return statuses

@@ -213,7 +213,8 @@ def _not_found(name: str, root: str | os.PathLike[str] | None, reason: str) -> D
     files = ", ".join(f"{stem}.gz" for stem in IDX_FILES)
     lines.append(
         f"Put the four files ({files}; gzip or raw) in {cache_dir(name)}/, or in <dir>/{name}/ and set "
-        f"CHAINRULE_DATA=<dir>, or pass root=<dir>; or call {name}(download=True) while online "
+        f"CHAINRULE_DATA=<dir>, or pass root=<dir> (--data-dir <dir> on the command line); or call "
+        f"{name}(download=True) while online (the command line downloads by itself) "
         f"(fetches from {MIRRORS[name][0]})."
     )
     return DataError("\n".join(lines))
