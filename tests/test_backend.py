@@ -104,8 +104,9 @@ def test_tensor_keeps_the_library_and_reports_numpy_dtypes():
     t = cr.tensor(xs.asarray([1.0, 2.0], dtype=xs.float64))
     assert get_namespace(t.data) is xs and t.dtype == np.float64
     assert cr.tensor(xs.asarray([1, 2]), dtype="float32").dtype == np.float32
+    assert cr.tensor(xs.asarray([1, 2], dtype=xs.uint8)).dtype == np.int64  # as from NumPy
     with pytest.raises(DTypeError, match="tensor"):
-        cr.tensor(xs.asarray([1, 2], dtype=xs.uint8))
+        cr.tensor(xs.asarray([1, 2], dtype=xs.complex64))
 
 
 def _mlp_losses(asarray, optimizer: str, steps: int = 20) -> list[float]:

@@ -90,9 +90,11 @@ def _to_foreign(data: Any, dtype: np.dtype | None, copy: bool) -> Any:
     """Keep an array of another array library in its library, checked and cast as :func:`_to_array` does."""
     xp = get_namespace(data)
     have = numpy_dtype(data.dtype)
-    if have not in _SUPPORTED:
+    if have.kind not in "fiub" or have.itemsize > 8:
         raise DTypeError(_unsupported(have, "tensor"))
-    if dtype is not None and dtype != have:
+    if dtype is None:  # as for NumPy data: other integers become int64, other floats float32
+        dtype = have if have in _SUPPORTED else int64 if have.kind in "iu" else float32
+    if dtype != have:
         return xp.astype(data, getattr(xp, dtype.name))
     return xp.asarray(data, copy=True) if copy else data
 
