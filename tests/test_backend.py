@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 import chainrule as cr
 import chainrule.nn.functional as F
 from chainrule.backend import get_namespace
-from chainrule.errors import DTypeError
+from chainrule.errors import DTypeError, ShapeError
 from helpers import OP_CASES, as_outputs
 
 xs = pytest.importorskip("array_api_strict")
@@ -103,6 +103,11 @@ def test_an_op_without_array_forward_names_itself_and_the_library(call, op):
 def test_tensor_keeps_the_library_and_reports_numpy_dtypes():
     t = cr.tensor(xs.asarray([1.0, 2.0], dtype=xs.float64))
     assert get_namespace(t.data) is xs and t.dtype == np.float64
+    assert t.sum().item() == 3.0 and type(t.sum().item()) is float
+    with pytest.raises(DTypeError, match="requires_grad: .* int64"):
+        cr.tensor(xs.asarray([1, 2])).requires_grad_(True)
+    with pytest.raises(ShapeError, match="^matmul: .*input shapes \\(2,\\) and \\(3,\\)"):
+        cr.tensor(xs.asarray([1.0, 2.0])) @ cr.tensor(xs.asarray([1.0, 2.0, 3.0]))
     assert cr.tensor(xs.asarray([1, 2]), dtype="float32").dtype == np.float32
     assert cr.tensor(xs.asarray([1, 2], dtype=xs.uint8)).dtype == np.int64  # as from NumPy
     with pytest.raises(DTypeError, match="tensor"):
@@ -125,7 +130,7 @@ def _mlp_losses(asarray, optimizer: str, steps: int = 20) -> list[float]:
         loss = F.mse_loss(F.linear(F.relu(F.linear(inputs, w1, b1)), w2, b2), targets)
         loss.backward()
         opt.step()
-        losses.append(float(_values(loss.data)))
+        losses.append(loss.item())
     assert all(get_namespace(p.data) is get_namespace(asarray(np.ones(1))) for p in params)
     return losses
 

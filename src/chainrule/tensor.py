@@ -328,7 +328,8 @@ def _apply_in(xp: Any, op: type[Primitive], args: tuple, arrays: list, attrs: di
         if isinstance(error, ChainruleError):
             raise
         shapes = " and ".join(str(tuple(a.shape)) for a in arrays if foreign_array(a))
-        raise ShapeError(f"{op.name}: {str(error).splitlines()[0]} (input shapes {shapes})") from None
+        kind = DTypeError if isinstance(error, TypeError) else ShapeError
+        raise kind(f"{op.name}: {str(error).splitlines()[0]} (input shapes {shapes})") from None
     out = _wrap(data)
     if _GradMode.enabled and op.differentiable and numpy_dtype(data.dtype).kind == "f":
         parents = tuple(a for a in args if isinstance(a, Tensor) and a._requires_grad)
@@ -552,7 +553,10 @@ class Tensor:
         """The value of a one-element tensor as a Python number."""
         if self.data.size != 1:
             raise ShapeError(f"item: only a one-element tensor has an item, this one has shape {self.data.shape}")
-        return self.data.reshape(()).item()
+        data = self.data
+        if type(data) is not np.ndarray:  # another array library: its 0-d array's Python number
+            return {"f": float, "b": bool}.get(self.dtype.kind, int)(get_namespace(data).reshape(data, ()))
+        return data.reshape(()).item()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         """The values as an array, so that ``np.asarray(t)`` works (NumPy 2's protocol).
@@ -651,7 +655,7 @@ class Tensor:
             raise ArgumentError(f"requires_grad: expected True or False, got {type(requires_grad).__name__}")
         if requires_grad and self.dtype.kind != "f":
             raise DTypeError(
-                f"requires_grad: only floating-point tensors can require gradients, this one is {self.data.dtype}"
+                f"requires_grad: only floating-point tensors can require gradients, this one is {self.dtype}"
             )
         if not requires_grad and self._ctx is not None:
             raise GradientError("requires_grad_: cannot turn off gradients of a non-leaf tensor; use detach()")
