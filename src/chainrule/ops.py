@@ -42,11 +42,11 @@ Another array library is the engine's choice too (:mod:`chainrule.backend`). A p
     its forward on any array-API namespace ``xp`` (``array_api_strict``, CuPy …), using only the standard's
     functions and Python operators.
 
-When ``apply`` gets arrays of a library other than NumPy (one ``type(x) is np.ndarray`` check on the first
-input decides, so NumPy's path costs nothing more), it runs ``array_forward`` on their namespace, and the
-backward runs the generic rules with :func:`array_namespace` (each name is that primitive's
-``array_forward``), never the NumPy fast rules. An op without one raises a ``DTypeError`` naming the op and
-the library. Today the arithmetic, ``matmul``/``linear``, the smooth elementwise functions, ``relu``,
+When ``apply`` gets arrays of a library other than NumPy (a ``type(x) is np.ndarray`` check on the first
+input decides, and on the last where the first is a Python number: NumPy's path costs nothing more), it
+runs ``array_forward`` on their namespace, and the backward runs the generic rules with
+:func:`array_namespace` (each name is that primitive's ``array_forward``), never the NumPy fast rules.
+An op without one raises a ``DTypeError`` naming the op and the library. Today the arithmetic, ``matmul``/``linear``, the smooth elementwise functions, ``relu``,
 ``clip``, ``sum``, ``softmax``/``log_softmax``, the shape ops and ``cast`` have one: enough for an MLP with
 an MSE loss (``tests/test_backend.py`` lists what runs and what does not).
 

@@ -278,7 +278,8 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
     """
     # NumPy scalars count as Python numbers (PyTorch's rule), so np.float64(2) never upcasts a float32 tensor.
     arrays = [a.data if isinstance(a, Tensor) else a.item() if isinstance(a, np.generic) else a for a in args]
-    if arrays and type(arrays[0]) is not np.ndarray:  # maybe another array library's arrays
+    # Another array library's arrays? Only where neither end is a NumPy array (1.0 - x has x last).
+    if arrays and type(arrays[0]) is not np.ndarray and type(arrays[-1]) is not np.ndarray:
         xp = get_namespace(*arrays)
         if xp is not np:
             return _apply_in(xp, op, args, arrays, attrs)
