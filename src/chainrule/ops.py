@@ -46,9 +46,10 @@ When ``apply`` gets arrays of a library other than NumPy (a ``type(x) is np.ndar
 input decides, and on the last where the first is a Python number: NumPy's path costs nothing more), it
 runs ``array_forward`` on their namespace, and the backward runs the generic rules with
 :func:`array_namespace` (each name is that primitive's ``array_forward``), never the NumPy fast rules.
-An op without one raises a ``DTypeError`` naming the op and the library. Today the arithmetic, ``matmul``/``linear``, the smooth elementwise functions, ``relu``,
-``clip``, ``sum``, ``softmax``/``log_softmax``, the shape ops and ``cast`` have one: enough for an MLP with
-an MSE loss (``tests/test_backend.py`` lists what runs and what does not).
+An op without one raises a ``DTypeError`` naming the op and the library. Today the arithmetic,
+``matmul``/``linear``, the smooth elementwise functions, ``relu``, ``clip``, ``sum``, ``softmax``/
+``log_softmax``, the shape ops and ``cast`` have one: enough for an MLP with an MSE loss
+(``tests/test_backend.py`` lists what runs and what does not).
 
 For elementwise one-input ops the Jacobian is diagonal, so the JVP is the VJP applied to the tangent;
 those ops subclass :class:`Elementwise` and write a single ``vjp``.
