@@ -7,17 +7,18 @@ on NumPy.
 
 What runs on ``array_api_strict`` (forward and backward), by op-table entry (``helpers.OP_CASES``):
 add, sub, mul, div, pow (array base), pow_scalar, rsub_scalar, rdiv_scalar, neg, maximum, minimum, matmul,
-linear, exp, log, sqrt, abs, sin, cos, tanh, atan, sigmoid, relu, softsign, silu, clip, sum, mean, var,
-std, softmax, log_softmax, reshape, permute, transpose, broadcast_to, expand, squeeze_unsqueeze, flatten
-(and the losses built on them, e.g. ``mse_loss``).
+linear, exp, log, sqrt, abs, sin, cos, tanh, atan, sigmoid, relu, leaky_relu, elu, softplus, softsign,
+silu, clip, sum, mean, var, std, logsumexp, softmax, log_softmax, reshape, permute, transpose,
+broadcast_to, expand, squeeze_unsqueeze, flatten, concatenate, stack, split; and, outside the table's
+NumPy-condition case, ``where`` with a condition from the library (``x > 0``), comparisons, ``mse_loss``.
 
-What does not (yet): where (its condition is a NumPy constant), rpow_scalar (a Python base), max, min and
-prod (their rules count winners and zeros with NumPy), unfold, fold, max_pool, softmax_cross_entropy,
-lstm_cell, binary_cross_entropy, leaky_relu, elu, gelu/erf, softplus, logsumexp, getitem (so split,
-stack, concatenate through getitem), pad. Each fails with a :class:`~chainrule.errors.DTypeError` that
-names the op and the library (``"<op>: runs on NumPy arrays only, not on array_api_strict arrays"``),
-or, for the rules that read values with NumPy, with the library's own TypeError. Also NumPy-only: views
-and in-place changes are not version-tracked, ``create_graph=True``, anomaly mode.
+What does not (yet), each with a :class:`~chainrule.errors.DTypeError` naming the op and the library
+(``"<op>: runs on NumPy arrays only, not on array_api_strict arrays"``): max, min and prod (their rules
+count winners and zeros with NumPy), unfold, fold, max_pool, pad, softmax_cross_entropy, lstm_cell,
+binary_cross_entropy, erf/gelu. Indexing with integer arrays or masks (getitem) is refused by the library
+(a ShapeError naming getitem); a Python base to an array power (rpow_scalar) fails in its backward with
+the library's TypeError. Also NumPy-only: views and in-place changes are not version-tracked,
+``create_graph=True`` (the tensor namespace reads NumPy constants), anomaly mode, ``Tensor.numpy()``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ xs = pytest.importorskip("array_api_strict")
 
 SUPPORTED = (
     "add sub mul div pow pow_scalar rsub_scalar rdiv_scalar neg maximum minimum matmul linear exp log sqrt abs "
-    "sin cos tanh atan sigmoid relu softsign silu clip sum mean var std softmax log_softmax reshape permute "
-    "transpose broadcast_to expand squeeze_unsqueeze flatten"
+    "sin cos tanh atan sigmoid relu leaky_relu elu softplus softsign silu clip sum mean var std logsumexp softmax "
+    "log_softmax reshape permute transpose broadcast_to expand squeeze_unsqueeze flatten concatenate stack split"
 ).split()
 CASES = {case.name: case for case in OP_CASES}
 CHECK = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,16 +89,28 @@ def test_op_runs_on_array_api_strict(name, dtype, data):
 @pytest.mark.parametrize(
     ("call", "op"),
     [
-        (lambda t: F.softplus(t), "softplus"),
-        (lambda t: cr.logsumexp(t, axis=0), "logsumexp"),
-        (lambda t: t[0], "getitem"),
-        (lambda t: F.leaky_relu(t), "leaky_relu"),
+        (lambda t: cr.max(t, axis=0), "max"),
+        (lambda t: cr.prod(t), "prod"),
+        (lambda t: cr.erf(t), "erf"),
+        (lambda t: cr.pad(t, 1), "pad"),
     ],
 )
 def test_an_op_without_array_forward_names_itself_and_the_library(call, op):
     t = cr.tensor(xs.asarray([[1.0, -2.0], [3.0, 0.5]]))
     with pytest.raises(DTypeError, match=f"^{op}: runs on NumPy arrays only, not on array_api_strict arrays"):
         call(t)
+
+
+def test_where_and_comparisons_stay_in_the_library():
+    a = cr.tensor(xs.asarray([1.0, -2.0, 3.0]), requires_grad=True)
+    b = cr.tensor(xs.asarray([0.5, 0.5, 0.5]), requires_grad=True)
+    condition = a > 0
+    assert get_namespace(condition.data) is xs and condition.dtype == np.bool_
+    y = cr.where(condition, a, b)
+    (y * y).sum().backward()
+    np.testing.assert_array_equal(_values(y.data), [1.0, 0.5, 3.0])
+    np.testing.assert_array_equal(_values(a.grad.data), [2.0, 0.0, 6.0])
+    np.testing.assert_array_equal(_values(b.grad.data), [0.0, 1.0, 0.0])
 
 
 def test_tensor_keeps_the_library_and_reports_numpy_dtypes():

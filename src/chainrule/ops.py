@@ -47,9 +47,9 @@ input decides, and on the last where the first is a Python number: NumPy's path 
 runs ``array_forward`` on their namespace, and the backward runs the generic rules with
 :func:`array_namespace` (each name is that primitive's ``array_forward``), never the NumPy fast rules.
 An op without one raises a ``DTypeError`` naming the op and the library. Today the arithmetic,
-``matmul``/``linear``, the smooth elementwise functions, ``relu``, ``clip``, ``sum``, ``softmax``/
-``log_softmax``, the shape ops and ``cast`` have one: enough for an MLP with an MSE loss
-(``tests/test_backend.py`` lists what runs and what does not).
+``matmul``/``linear``, the elementwise functions but ``erf``, ``sum``, ``logsumexp``, ``softmax``/
+``log_softmax``, the shape ops, ``concatenate``, basic ``getitem``/``scatter_add`` and ``cast`` have one:
+enough for an MLP with an MSE loss (``tests/test_backend.py`` lists what runs and what does not).
 
 For elementwise one-input ops the Jacobian is diagonal, so the JVP is the VJP applied to the tangent;
 those ops subclass :class:`Elementwise` and write a single ``vjp``.
@@ -714,6 +714,10 @@ class LeakyRelu(Elementwise):
     saves_output = False
 
     @staticmethod
+    def array_forward(xp, x, *, negative_slope):
+        return xp.where(x > 0, x, x * negative_slope)
+
+    @staticmethod
     def forward(x, *, negative_slope):
         return np.where(x > 0, x, x * negative_slope)
 
@@ -726,6 +730,10 @@ class Elu(Elementwise):
     """``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
 
     name = "elu"
+
+    @staticmethod
+    def array_forward(xp, x, *, alpha):
+        return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, xp.zeros_like(x))))
 
     @staticmethod
     def forward(x, *, alpha):
@@ -741,6 +749,10 @@ class Softplus(Elementwise):
 
     name = "softplus"
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, x):
+        return xp.logaddexp(xp.zeros_like(x), x)
 
     @staticmethod
     def forward(x):
@@ -911,10 +923,6 @@ class Max(_Extremum):
     name = "max"
 
     @staticmethod
-    def array_forward(xp, x, *, axis=None, keepdims=False):
-        return xp.max(x, axis=axis, keepdims=keepdims)
-
-    @staticmethod
     def forward(x, *, axis=None, keepdims=False):
         if np.size(x) == 0:
             raise ShapeError(f"max: cannot reduce an empty tensor of shape {np.shape(x)}")
@@ -924,10 +932,6 @@ class Max(_Extremum):
 
 class Min(_Extremum):
     name = "min"
-
-    @staticmethod
-    def array_forward(xp, x, *, axis=None, keepdims=False):
-        return xp.min(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
     def forward(x, *, axis=None, keepdims=False):
@@ -1029,6 +1033,13 @@ class Logsumexp(Primitive):
 
     name = "logsumexp"
     float_only = True
+
+    @staticmethod
+    def array_forward(xp, x, *, axis=None, keepdims=False):
+        shift = xp.max(x, axis=axis, keepdims=True)
+        shift = xp.where(xp.isfinite(shift), shift, xp.zeros_like(shift))
+        total = xp.sum(xp.exp(x - shift), axis=axis, keepdims=keepdims)
+        return xp.log(total) + xp.reshape(shift, total.shape)
 
     @staticmethod
     def forward(x, *, axis=None, keepdims=False):
@@ -1415,6 +1426,14 @@ class SumTo(Primitive):
         return xp.sum_to(tangents[0], shape=shape)
 
 
+def _spelled_out(index: Any) -> Any:
+    """``index`` as a tuple ending in ``...`` when it names fewer axes (the array API wants every axis named)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(part is Ellipsis or isinstance(part, np.ndarray) for part in parts):
+        return index
+    return (*parts, Ellipsis)
+
+
 def _is_basic_index(index: Any) -> bool:
     """True when ``index`` can select no element twice (ints, slices, None, Ellipsis, boolean masks)."""
     parts = index if isinstance(index, tuple) else (index,)
@@ -1433,6 +1452,10 @@ class Getitem(Primitive):
     name = "getitem"
     saves_inputs = ()
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, x, *, index):
+        return x[_spelled_out(index)]
 
     @staticmethod
     def forward(x, *, index):
@@ -1456,6 +1479,14 @@ class ScatterAdd(Primitive):
     name = "scatter_add"
     saves_inputs = ()
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, values, *, index, shape):
+        if not _is_basic_index(index):  # no np.add.at in the standard: repeated indices would not add up
+            raise DTypeError("scatter_add: indexing with arrays or masks runs on NumPy arrays only")
+        result = xp.zeros(tuple(shape), dtype=values.dtype)
+        result[_spelled_out(index)] = values
+        return result
 
     @staticmethod
     def forward(values, *, index, shape):

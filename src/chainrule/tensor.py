@@ -965,6 +965,8 @@ class Tensor:
     def _compare(self, other: Any, ufunc: np.ufunc, symbol: str) -> Tensor:
         other_data = other.data if isinstance(other, Tensor) else other
         try:
+            if type(self.data) is not np.ndarray and foreign_array(self.data):  # the library's own comparison
+                return _wrap(getattr(get_namespace(self.data, other_data), ufunc.__name__)(self.data, other_data))
             return _wrap(np.asarray(ufunc(self.data, other_data)))
         except (ValueError, TypeError) as error:
             raise ShapeError(
