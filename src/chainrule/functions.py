@@ -307,8 +307,9 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     [0.0, 2.0]
     """
     cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
-    if cond.dtype != np.bool_:
-        raise DTypeError(f"where: the condition must be boolean, got dtype {cond.dtype}; compare first, e.g. x > 0")
+    dtype = condition.dtype if isinstance(condition, Tensor) else cond.dtype  # a NumPy dtype whatever the library
+    if dtype != np.bool_:
+        raise DTypeError(f"where: the condition must be boolean, got dtype {dtype}; compare first, e.g. x > 0")
     return apply(OPS["where"], cond, _arg(a), _arg(b))
 
 

@@ -36,6 +36,21 @@ faster ``forward``) of the op it speeds up, and nothing else in the engine chang
 ``sigmoid``, ``max_pool`` (speed), ``prod`` (products of the others at zeros in O(n) memory) and
 ``binary_cross_entropy`` (``log1p``, which the table has no primitive for) have one.
 
+Another array library is the engine's choice too (:mod:`chainrule.backend`). A primitive may define
+
+``array_forward(xp, *inputs, **attrs) -> array``
+    its forward on any array-API namespace ``xp`` (``array_api_strict``, CuPy …), using only the standard's
+    functions and Python operators.
+
+When ``apply`` gets arrays of a library other than NumPy (a ``type(x) is np.ndarray`` check on the first
+input decides, and on the last where the first is a Python number: NumPy's path costs nothing more), it
+runs ``array_forward`` on their namespace, and the backward runs the generic rules with
+:func:`array_namespace` (each name is that primitive's ``array_forward``), never the NumPy fast rules.
+An op without one raises a ``DTypeError`` naming the op and the library. Today the arithmetic,
+``matmul``/``linear``, the elementwise functions but ``erf``, ``sum``, ``logsumexp``, ``softmax``/
+``log_softmax``, the shape ops, ``concatenate``, basic ``getitem``/``scatter_add`` and ``cast`` have one:
+enough for an MLP with an MSE loss (``tests/test_backend.py`` lists what runs and what does not).
+
 For elementwise one-input ops the Jacobian is diagonal, so the JVP is the VJP applied to the tangent;
 those ops subclass :class:`Elementwise` and write a single ``vjp``.
 
@@ -48,14 +63,15 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Sequence
+from functools import partial
 from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
 
-from chainrule.errors import ArgumentError, ShapeError
+from chainrule.errors import ArgumentError, DTypeError, ShapeError
 
-__all__ = ["Primitive", "Elementwise", "OPS", "numpy_namespace", "normalize_axis"]
+__all__ = ["Primitive", "Elementwise", "OPS", "numpy_namespace", "array_namespace", "normalize_axis"]
 
 OPS: dict[str, type[Primitive]] = {}
 
@@ -78,6 +94,9 @@ class Primitive:
     #: ``fast_jvp(tangents, out, *inputs, **attrs)``: the generic rules' results, computed the fastest way
     #: NumPy allows. The engine calls them instead of ``vjp``/``jvp`` when it records no graph.
     fast_vjp: Callable[..., tuple] | None = None
+    #: optional forward on any array-API namespace, ``array_forward(xp, *inputs, **attrs)``: what the engine
+    #: runs when the inputs belong to another array library (see :mod:`chainrule.backend`); None: NumPy only
+    array_forward: Callable[..., Any] | None = None
     fast_jvp: Callable[..., Any] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -176,6 +195,10 @@ class Add(Primitive):
     saves_output = False
 
     @staticmethod
+    def array_forward(xp, a, b):
+        return a + b
+
+    @staticmethod
     def forward(a, b):
         return np.add(a, b)
 
@@ -192,6 +215,10 @@ class Sub(Primitive):
     name = "sub"
     saves_inputs = ()
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, a, b):
+        return a - b
 
     @staticmethod
     def forward(a, b):
@@ -212,6 +239,10 @@ class Mul(Primitive):
     saves_output = False
 
     @staticmethod
+    def array_forward(xp, a, b):
+        return a * b
+
+    @staticmethod
     def forward(a, b):
         return np.multiply(a, b)
 
@@ -229,6 +260,10 @@ class Div(Primitive):
     name = "div"
     saves_inputs = (1,)
     float_only = True
+
+    @staticmethod
+    def array_forward(xp, a, b):
+        return a / b
 
     @staticmethod
     def forward(a, b):
@@ -257,6 +292,10 @@ class Pow(Primitive):
     """
 
     name = "pow"
+
+    @staticmethod
+    def array_forward(xp, a, b):
+        return a**b
 
     @staticmethod
     def forward(a, b):
@@ -298,6 +337,10 @@ class Neg(Elementwise):
     float_only = False
 
     @staticmethod
+    def array_forward(xp, x):
+        return -x
+
+    @staticmethod
     def forward(x):
         return np.negative(x)
 
@@ -311,6 +354,10 @@ class Maximum(Primitive):
 
     name = "maximum"
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, a, b):
+        return xp.maximum(a, b)
 
     @staticmethod
     def forward(a, b):
@@ -330,6 +377,10 @@ class Minimum(Primitive):
 
     name = "minimum"
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, a, b):
+        return xp.minimum(a, b)
 
     @staticmethod
     def forward(a, b):
@@ -368,6 +419,10 @@ class Where(Primitive):
     promote_from = 1
 
     @staticmethod
+    def array_forward(xp, condition, a, b):
+        return xp.where(condition, a, b)
+
+    @staticmethod
     def forward(condition, a, b):
         return np.where(condition, a, b)
 
@@ -389,6 +444,10 @@ class Matmul(Primitive):
     name = "matmul"
     saves_output = False
     float_only = True
+
+    @staticmethod
+    def array_forward(xp, a, b):
+        return xp.matmul(a, b)
 
     @staticmethod
     def forward(a, b):
@@ -442,6 +501,10 @@ class Exp(Elementwise):
     saves_inputs = ()
 
     @staticmethod
+    def array_forward(xp, x):
+        return xp.exp(x)
+
+    @staticmethod
     def forward(x):
         return np.exp(x)
 
@@ -455,6 +518,10 @@ class Log(Elementwise):
     saves_output = False
 
     @staticmethod
+    def array_forward(xp, x):
+        return xp.log(x)
+
+    @staticmethod
     def forward(x):
         return np.log(x)
 
@@ -466,6 +533,10 @@ class Log(Elementwise):
 class Sqrt(Elementwise):
     name = "sqrt"
     saves_inputs = ()
+
+    @staticmethod
+    def array_forward(xp, x):
+        return xp.sqrt(x)
 
     @staticmethod
     def forward(x):
@@ -484,6 +555,10 @@ class Abs(Elementwise):
     float_only = False
 
     @staticmethod
+    def array_forward(xp, x):
+        return xp.abs(x)
+
+    @staticmethod
     def forward(x):
         return np.abs(x)
 
@@ -495,6 +570,10 @@ class Abs(Elementwise):
 class Sin(Elementwise):
     name = "sin"
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, x):
+        return xp.sin(x)
 
     @staticmethod
     def forward(x):
@@ -510,6 +589,10 @@ class Cos(Elementwise):
     saves_output = False
 
     @staticmethod
+    def array_forward(xp, x):
+        return xp.cos(x)
+
+    @staticmethod
     def forward(x):
         return np.cos(x)
 
@@ -521,6 +604,10 @@ class Cos(Elementwise):
 class Atan(Elementwise):
     name = "atan"
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, x):
+        return xp.atan(x)
 
     @staticmethod
     def forward(x):
@@ -536,6 +623,10 @@ class Tanh(Elementwise):
     saves_inputs = ()
 
     @staticmethod
+    def array_forward(xp, x):
+        return xp.tanh(x)
+
+    @staticmethod
     def forward(x):
         return np.tanh(x)
 
@@ -549,6 +640,10 @@ class Sigmoid(Elementwise):
 
     name = "sigmoid"
     saves_inputs = ()
+
+    @staticmethod
+    def array_forward(xp, x):
+        return 1.0 / (1.0 + xp.exp(-x))
 
     @staticmethod
     def forward(x):
@@ -598,6 +693,10 @@ class Relu(Elementwise):
     float_only = False
 
     @staticmethod
+    def array_forward(xp, x):
+        return xp.maximum(x, xp.zeros_like(x))
+
+    @staticmethod
     def forward(x):
         return np.maximum(x, 0)
 
@@ -615,6 +714,10 @@ class LeakyRelu(Elementwise):
     saves_output = False
 
     @staticmethod
+    def array_forward(xp, x, *, negative_slope):
+        return xp.where(x > 0, x, x * negative_slope)
+
+    @staticmethod
     def forward(x, *, negative_slope):
         return np.where(x > 0, x, x * negative_slope)
 
@@ -627,6 +730,10 @@ class Elu(Elementwise):
     """``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
 
     name = "elu"
+
+    @staticmethod
+    def array_forward(xp, x, *, alpha):
+        return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, xp.zeros_like(x))))
 
     @staticmethod
     def forward(x, *, alpha):
@@ -642,6 +749,10 @@ class Softplus(Elementwise):
 
     name = "softplus"
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, x):
+        return xp.logaddexp(xp.zeros_like(x), x)
 
     @staticmethod
     def forward(x):
@@ -680,6 +791,10 @@ class Clip(Elementwise):
     float_only = False
 
     @staticmethod
+    def array_forward(xp, x, *, min, max):
+        return xp.clip(x, min, max)
+
+    @staticmethod
     def forward(x, *, min, max):
         return np.clip(x, min, max)
 
@@ -702,6 +817,10 @@ class Cast(Elementwise):
     float_only = False
 
     @staticmethod
+    def array_forward(xp, x, *, dtype):
+        return xp.astype(x, _dtype_in(xp, dtype))
+
+    @staticmethod
     def forward(x, *, dtype):
         return np.asarray(x).astype(dtype, copy=False)
 
@@ -721,6 +840,10 @@ class Sum(Primitive):
     name = "sum"
     saves_inputs = ()
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, x, *, axis=None, keepdims=False):
+        return xp.sum(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
     def forward(x, *, axis=None, keepdims=False):
@@ -865,7 +988,9 @@ def _raw(x: Any) -> Any:
     For the constants of a rule (masks, winners, which piece of a formula applies): they are compared or
     counted, never differentiated, so they are computed on NumPy values whichever namespace runs the rule.
     """
-    return x if isinstance(x, (np.ndarray, int, float)) else np.asarray(x.data)
+    if isinstance(x, (np.ndarray, int, float)):
+        return x
+    return np.asarray(x.data) if hasattr(x, "_ctx") else x  # a tensor; else another array library's array
 
 
 def _group_order(ndim: int, axis: Any) -> tuple[tuple[int, ...], tuple[int, ...], int]:
@@ -910,6 +1035,13 @@ class Logsumexp(Primitive):
     float_only = True
 
     @staticmethod
+    def array_forward(xp, x, *, axis=None, keepdims=False):
+        shift = xp.max(x, axis=axis, keepdims=True)
+        shift = xp.where(xp.isfinite(shift), shift, xp.zeros_like(shift))
+        total = xp.sum(xp.exp(x - shift), axis=axis, keepdims=keepdims)
+        return xp.log(total) + xp.reshape(shift, total.shape)
+
+    @staticmethod
     def forward(x, *, axis=None, keepdims=False):
         if np.size(x) == 0:
             raise ShapeError(f"logsumexp: cannot reduce an empty tensor of shape {np.shape(x)}")
@@ -945,6 +1077,11 @@ class Softmax(Primitive):
     float_only = True
 
     @staticmethod
+    def array_forward(xp, x, *, axis=-1):
+        exps = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+        return exps / xp.sum(exps, axis=axis, keepdims=True)
+
+    @staticmethod
     def forward(x, *, axis=-1):
         with np.errstate(under="ignore"):
             exps = np.exp(x - np.max(x, axis=axis, keepdims=True))
@@ -966,6 +1103,11 @@ class LogSoftmax(Primitive):
     name = "log_softmax"
     saves_inputs = ()
     float_only = True
+
+    @staticmethod
+    def array_forward(xp, x, *, axis=-1):
+        shifted = x - xp.max(x, axis=axis, keepdims=True)
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
     @staticmethod
     def forward(x, *, axis=-1):
@@ -1175,6 +1317,10 @@ class Reshape(Primitive):
     saves_output = False
 
     @staticmethod
+    def array_forward(xp, x, *, shape):
+        return xp.reshape(x, tuple(shape))
+
+    @staticmethod
     def forward(x, *, shape):
         try:
             return np.reshape(x, shape)
@@ -1201,6 +1347,10 @@ class Permute(Primitive):
     saves_output = False
 
     @staticmethod
+    def array_forward(xp, x, *, axes):
+        return xp.permute_dims(x, tuple(axes))
+
+    @staticmethod
     def forward(x, *, axes):
         return np.transpose(x, axes)
 
@@ -1219,6 +1369,10 @@ class BroadcastTo(Primitive):
     saves_output = False
 
     @staticmethod
+    def array_forward(xp, x, *, shape):
+        return xp.broadcast_to(x, tuple(shape))
+
+    @staticmethod
     def forward(x, *, shape):
         try:
             return np.broadcast_to(x, shape)
@@ -1234,6 +1388,14 @@ class BroadcastTo(Primitive):
         return xp.broadcast_to(tangents[0], shape=shape)
 
 
+def _sum_to_axes(x_shape: tuple, shape: tuple) -> tuple[int, ...]:
+    """The axes to sum so that ``x_shape`` (a broadcast of ``shape``) comes back to ``shape``."""
+    lead = len(x_shape) - len(shape)
+    if lead < 0 or any(n != 1 and n != x_shape[lead + i] for i, n in enumerate(shape)):
+        raise ShapeError(f"sum_to: shape {x_shape} is not a broadcast of {shape}")
+    return tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and x_shape[lead + i] != 1)
+
+
 class SumTo(Primitive):
     """Sum a broadcast result back to ``shape``: the adjoint of ``broadcast_to``."""
 
@@ -1242,15 +1404,17 @@ class SumTo(Primitive):
     saves_output = False
 
     @staticmethod
+    def array_forward(xp, x, *, shape):
+        axes = _sum_to_axes(tuple(x.shape), tuple(shape))
+        return xp.reshape(xp.sum(x, axis=axes), tuple(shape)) if axes else xp.reshape(x, tuple(shape))
+
+    @staticmethod
     def forward(x, *, shape):
         shape = tuple(shape)
         x_shape = np.shape(x)
         if x_shape == shape:
             return x
-        lead = len(x_shape) - len(shape)
-        if lead < 0 or any(n != 1 and n != x_shape[lead + i] for i, n in enumerate(shape)):
-            raise ShapeError(f"sum_to: shape {x_shape} is not a broadcast of {shape}")
-        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and x_shape[lead + i] != 1)
+        axes = _sum_to_axes(x_shape, shape)
         return np.sum(x, axis=axes).reshape(shape) if axes else np.reshape(x, shape)
 
     @staticmethod
@@ -1260,6 +1424,14 @@ class SumTo(Primitive):
     @staticmethod
     def jvp(xp, tangents, out, x, *, shape):
         return xp.sum_to(tangents[0], shape=shape)
+
+
+def _spelled_out(index: Any) -> Any:
+    """``index`` as a tuple ending in ``...`` when it names fewer axes (the array API wants every axis named)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(part is Ellipsis or isinstance(part, np.ndarray) for part in parts):
+        return index
+    return (*parts, Ellipsis)
 
 
 def _is_basic_index(index: Any) -> bool:
@@ -1280,6 +1452,10 @@ class Getitem(Primitive):
     name = "getitem"
     saves_inputs = ()
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, x, *, index):
+        return x[_spelled_out(index)]
 
     @staticmethod
     def forward(x, *, index):
@@ -1305,6 +1481,14 @@ class ScatterAdd(Primitive):
     saves_output = False
 
     @staticmethod
+    def array_forward(xp, values, *, index, shape):
+        if not _is_basic_index(index):  # no np.add.at in the standard: repeated indices would not add up
+            raise DTypeError("scatter_add: indexing with arrays or masks runs on NumPy arrays only")
+        result = xp.zeros(tuple(shape), dtype=values.dtype)
+        result[_spelled_out(index)] = values
+        return result
+
+    @staticmethod
     def forward(values, *, index, shape):
         result = np.zeros(shape, dtype=np.result_type(values))
         if _is_basic_index(index):
@@ -1328,6 +1512,10 @@ class Concatenate(Primitive):
     name = "concatenate"
     saves_inputs = ()
     saves_output = False
+
+    @staticmethod
+    def array_forward(xp, *xs, axis=0):
+        return xp.concat(xs, axis=axis)
 
     @staticmethod
     def forward(*xs, axis=0):
@@ -1378,6 +1566,10 @@ class Sign(Primitive):
     differentiable = False
 
     @staticmethod
+    def array_forward(xp, x):
+        return xp.sign(x)
+
+    @staticmethod
     def forward(x):
         return np.sign(x)
 
@@ -1392,6 +1584,11 @@ class Linear(Primitive):
     saves_inputs = (0, 1)
     saves_output = False
     float_only = True
+
+    @staticmethod
+    def array_forward(xp, x, weight, bias=None):
+        out = xp.matmul(x, xp.permute_dims(weight, (1, 0)))
+        return out if bias is None else out + bias
 
     @staticmethod
     def forward(x, weight, bias=None):
@@ -1651,3 +1848,48 @@ def _pool_winner_columns(x: np.ndarray, out: np.ndarray, *, kernel_size, stride,
 # The NumPy namespace: each table name is the primitive's forward.
 # ---------------------------------------------------------------------------------------------------
 numpy_namespace = SimpleNamespace(**{name: op.forward for name, op in OPS.items()})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Another array library's namespace: each table name is the primitive's ``array_forward`` on it.
+# ---------------------------------------------------------------------------------------------------
+_ARRAY_NAMESPACES: dict[Any, SimpleNamespace] = {}
+
+
+def array_namespace(xp: Any) -> SimpleNamespace:
+    """The table's namespace for array library ``xp`` (an array-API namespace other than NumPy).
+
+    Each name is the primitive's ``array_forward`` bound to ``xp``; a primitive without one raises a
+    :class:`~chainrule.errors.DTypeError` naming the op and the library when a rule or forward calls it.
+    """
+    namespace = _ARRAY_NAMESPACES.get(xp)
+    if namespace is None:
+        namespace = SimpleNamespace(**{name: _bound_forward(op, xp) for name, op in OPS.items()})
+        _ARRAY_NAMESPACES[xp] = namespace
+    return namespace
+
+
+def _bound_forward(op: type[Primitive], xp: Any) -> Callable[..., Any]:
+    forward = op.array_forward
+    if forward is not None:
+        return partial(forward, xp)
+
+    def unsupported(*inputs: Any, **attrs: Any) -> Any:
+        raise unsupported_namespace(op, xp)
+
+    return unsupported
+
+
+def unsupported_namespace(op: type[Primitive], xp: Any) -> DTypeError:
+    """The error for ``op`` on arrays of library ``xp``, which it has no ``array_forward`` for."""
+    supported = ", ".join(sorted(name for name, entry in OPS.items() if entry.array_forward is not None))
+    library = getattr(xp, "__name__", type(xp).__name__)
+    return DTypeError(
+        f"{op.name}: runs on NumPy arrays only, not on {library} arrays (ops with a forward on any array-API "
+        f"library: {supported}); convert the data with numpy.asarray first"
+    )
+
+
+def _dtype_in(xp: Any, dtype: Any) -> Any:
+    """``dtype`` (a NumPy dtype, as chainrule spells dtypes, or already one of ``xp``'s) as ``xp``'s dtype."""
+    return getattr(xp, np.dtype(dtype).name) if isinstance(dtype, (np.dtype, type, str)) else dtype

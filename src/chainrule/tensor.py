@@ -21,8 +21,9 @@ import numpy as np
 from chainrule import anomaly, autograd
 from chainrule.anomaly import _AnomalyMode, _format_site
 from chainrule.autograd import _GradMode
+from chainrule.backend import foreign_array, get_namespace, numpy_dtype
 from chainrule.errors import ArgumentError, ChainruleError, DTypeError, GradientError, IndexingError, ShapeError
-from chainrule.ops import OPS, Primitive, numpy_namespace
+from chainrule.ops import OPS, Primitive, array_namespace, numpy_namespace, unsupported_namespace
 
 __all__ = ["Tensor", "apply", "float32", "float64", "int64", "bool_", "as_dtype"]
 
@@ -59,6 +60,8 @@ def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
         data = data.data
     if dtype is not None:
         dtype = as_dtype(dtype)
+    if type(data) is not np.ndarray and foreign_array(data):
+        return _to_foreign(data, dtype, copy)
     try:
         array = np.array(data, copy=copy) if isinstance(data, np.ndarray) else np.asarray(data)
     except (ValueError, TypeError) as error:
@@ -81,6 +84,19 @@ def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
     if kind == "f" and dtype.kind != "f" and array.size and not np.isfinite(array).all():
         raise DTypeError(f"tensor: cannot convert NaN or infinity to {dtype} (the data holds non-finite floats)")
     return array.astype(dtype, copy=False)
+
+
+def _to_foreign(data: Any, dtype: np.dtype | None, copy: bool) -> Any:
+    """Keep an array of another array library in its library, checked and cast as :func:`_to_array` does."""
+    xp = get_namespace(data)
+    have = numpy_dtype(data.dtype)
+    if have.kind not in "fiub" or have.itemsize > 8:
+        raise DTypeError(_unsupported(have, "tensor"))
+    if dtype is None:  # as for NumPy data: other integers become int64, other floats float32
+        dtype = have if have in _SUPPORTED else int64 if have.kind in "iu" else float32
+    if dtype != have:
+        return xp.astype(data, getattr(xp, dtype.name))
+    return xp.asarray(data, copy=True) if copy else data
 
 
 def _unsupported(dtype: np.dtype, where: str) -> str:
@@ -262,6 +278,11 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
     """
     # NumPy scalars count as Python numbers (PyTorch's rule), so np.float64(2) never upcasts a float32 tensor.
     arrays = [a.data if isinstance(a, Tensor) else a.item() if isinstance(a, np.generic) else a for a in args]
+    # Another array library's arrays? Only where neither end is a NumPy array (1.0 - x has x last).
+    if arrays and type(arrays[0]) is not np.ndarray and type(arrays[-1]) is not np.ndarray:
+        xp = get_namespace(*arrays)
+        if xp is not np:
+            return _apply_in(xp, op, args, arrays, attrs)
     if op.float_only or len(arrays) > 1:
         arrays = _promote(op, arrays)
     try:
@@ -286,6 +307,36 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
             return out
     out._requires_grad = False
     out._ctx = None
+    return out
+
+
+def _apply_in(xp: Any, op: type[Primitive], args: tuple, arrays: list, attrs: dict) -> Tensor:
+    """:func:`apply` on arrays of array library ``xp`` (not NumPy): the op's ``array_forward``, no views tracked.
+
+    Promotion is the library's (the array-API rules agree with chainrule's for arrays of one kind); a
+    float-only op turns integer arrays into float32 first, as on NumPy.
+    """
+    forward = op.array_forward
+    if forward is None:
+        raise unsupported_namespace(op, xp)
+    if op.float_only:
+        arrays = [
+            xp.astype(a, xp.float32) if foreign_array(a) and numpy_dtype(a.dtype).kind != "f" else a for a in arrays
+        ]
+    try:
+        data = forward(xp, *arrays, **attrs)
+    except (ValueError, IndexError, TypeError) as error:
+        if isinstance(error, ChainruleError):
+            raise
+        shapes = " and ".join(str(tuple(a.shape)) for a in arrays if foreign_array(a))
+        kind = DTypeError if isinstance(error, TypeError) else ShapeError
+        raise kind(f"{op.name}: {str(error).splitlines()[0]} (input shapes {shapes})") from None
+    out = _wrap(data)
+    if _GradMode.enabled and op.differentiable and numpy_dtype(data.dtype).kind == "f":
+        parents = tuple(a for a in args if isinstance(a, Tensor) and a._requires_grad)
+        if parents:
+            out._requires_grad = True
+            out._ctx = _Node(op, args, attrs, parents, ())
     return out
 
 
@@ -427,8 +478,9 @@ class Tensor:
 
     @property
     def dtype(self) -> np.dtype:
-        """The element type (a NumPy dtype)."""
-        return self.data.dtype
+        """The element type (a NumPy dtype, whichever array library holds the values)."""
+        data = self.data
+        return data.dtype if type(data) is np.ndarray else numpy_dtype(data.dtype)
 
     @property
     def T(self) -> Tensor:  # noqa: N802 - NumPy/PyTorch name
@@ -502,7 +554,10 @@ class Tensor:
         """The value of a one-element tensor as a Python number."""
         if self.data.size != 1:
             raise ShapeError(f"item: only a one-element tensor has an item, this one has shape {self.data.shape}")
-        return self.data.reshape(()).item()
+        data = self.data
+        if type(data) is not np.ndarray:  # another array library: its 0-d array's Python number
+            return {"f": float, "b": bool}.get(self.dtype.kind, int)(get_namespace(data).reshape(data, ()))
+        return data.reshape(()).item()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         """The values as an array, so that ``np.asarray(t)`` works (NumPy 2's protocol).
@@ -599,9 +654,9 @@ class Tensor:
         """Set whether gradients flow to this leaf tensor; returns the tensor."""
         if not isinstance(requires_grad, (bool, np.bool_)):
             raise ArgumentError(f"requires_grad: expected True or False, got {type(requires_grad).__name__}")
-        if requires_grad and self.data.dtype.kind != "f":
+        if requires_grad and self.dtype.kind != "f":
             raise DTypeError(
-                f"requires_grad: only floating-point tensors can require gradients, this one is {self.data.dtype}"
+                f"requires_grad: only floating-point tensors can require gradients, this one is {self.dtype}"
             )
         if not requires_grad and self._ctx is not None:
             raise GradientError("requires_grad_: cannot turn off gradients of a non-leaf tensor; use detach()")
@@ -667,9 +722,14 @@ class Tensor:
             xp, inputs, out = tensor_namespace, args, self
             rule = partial(op.vjp, xp)
         else:
-            xp, out = numpy_namespace, self.data
+            out = self.data
             inputs = tuple(a.data if isinstance(a, Tensor) else a for a in args)
-            rule = op.fast_vjp or partial(op.vjp, xp)
+            if type(out) is np.ndarray:
+                xp = numpy_namespace
+                rule = op.fast_vjp or partial(op.vjp, xp)
+            else:  # another array library: the generic rule on its namespace, never the NumPy fast rule
+                xp = array_namespace(get_namespace(out))
+                rule = partial(op.vjp, xp)
         if _AnomalyMode.enabled:
             grads = anomaly.checked_vjp(ctx, rule, grad_out, needs, out, inputs)
         else:
@@ -697,9 +757,14 @@ class Tensor:
             xp, inputs, out = tensor_namespace, args, self
             rule = partial(op.jvp, xp)
         else:
-            xp, out = numpy_namespace, self.data
+            out = self.data
             inputs = tuple(a.data if isinstance(a, Tensor) else a for a in args)
-            rule = op.fast_jvp or partial(op.jvp, xp)
+            if type(out) is np.ndarray:
+                xp = numpy_namespace
+                rule = op.fast_jvp or partial(op.jvp, xp)
+            else:
+                xp = array_namespace(get_namespace(out))
+                rule = partial(op.jvp, xp)
         tangent = rule(arg_tangents, out, *inputs, **ctx.attrs)
         if tangent.shape != self.data.shape:
             tangent = xp.broadcast_to(tangent, shape=self.data.shape)
@@ -717,6 +782,10 @@ class Tensor:
             elif self._grad is None:
                 grad = apply(_MUL, grad, 1.0)  # a node of its own: other leaves may have received `grad` too
             self._grad = grad if self._grad is None else self._grad + grad
+            return
+        if type(grad) is not np.ndarray and foreign_array(grad):  # another array library: always a copy of its own
+            own = get_namespace(grad).asarray(grad, copy=True)
+            self._grad = _wrap(own if self._grad is None else self._grad.data + grad)
             return
         grad = np.asarray(grad)
         if self._grad is None:
@@ -739,7 +808,13 @@ class Tensor:
                     f"{caller}: a gradient can be implied only for a one-element output; this output has "
                     f"shape {self.data.shape}, so pass grad (dL/doutput) of that shape"
                 )
-            seed = np.ones_like(self.data)
+            data = self.data
+            seed = np.ones_like(data) if type(data) is np.ndarray else get_namespace(data).ones_like(data)
+        elif type(self.data) is not np.ndarray:  # another array library: the seed joins the output's
+            xp = get_namespace(self.data)
+            seed = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.data.dtype)
+            if seed.shape != self.data.shape:
+                raise ShapeError(f"{caller}: grad has shape {seed.shape} but the output has shape {self.data.shape}")
         else:
             seed = _to_array(grad, self.data.dtype, copy=False)
             if seed.shape != self.data.shape:
@@ -890,6 +965,8 @@ class Tensor:
     def _compare(self, other: Any, ufunc: np.ufunc, symbol: str) -> Tensor:
         other_data = other.data if isinstance(other, Tensor) else other
         try:
+            if type(self.data) is not np.ndarray and foreign_array(self.data):  # the library's own comparison
+                return _wrap(getattr(get_namespace(self.data, other_data), ufunc.__name__)(self.data, other_data))
             return _wrap(np.asarray(ufunc(self.data, other_data)))
         except (ValueError, TypeError) as error:
             raise ShapeError(

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from chainrule import _checks as check
+from chainrule.backend import get_namespace
 from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
@@ -45,12 +46,13 @@ def adam_update(
             param *= 1 - lr * weight_decay
         else:
             grad = grad + weight_decay * param
+    xp: Any = np if type(param) is np.ndarray else get_namespace(param)
     if "step" not in state:
         state["step"] = 0
-        state["exp_avg"] = np.zeros_like(param)
-        state["exp_avg_sq"] = np.zeros_like(param)
+        state["exp_avg"] = xp.zeros_like(param)
+        state["exp_avg_sq"] = xp.zeros_like(param)
         if amsgrad:
-            state["max_exp_avg_sq"] = np.zeros_like(param)
+            state["max_exp_avg_sq"] = xp.zeros_like(param)
     state["step"] += 1
     step = state["step"]
     exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
@@ -62,9 +64,12 @@ def adam_update(
     bias_correction2 = 1 - beta2**step
     second = exp_avg_sq
     if amsgrad:
-        np.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
+        if xp is np:
+            np.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
+        else:
+            state["max_exp_avg_sq"] = xp.maximum(state["max_exp_avg_sq"], exp_avg_sq)
         second = state["max_exp_avg_sq"]
-    denominator = np.sqrt(second) / math.sqrt(bias_correction2) + eps
+    denominator = xp.sqrt(second) / math.sqrt(bias_correction2) + eps
     param -= (lr / bias_correction1) * exp_avg / denominator
 
 

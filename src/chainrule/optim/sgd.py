@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from chainrule.backend import get_namespace
 from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
@@ -26,7 +27,7 @@ def sgd_update(
     weight_decay: float,
     maximize: bool,
 ) -> np.ndarray | None:
-    """One SGD step on arrays, in place; returns the momentum buffer.
+    """One SGD step on arrays (NumPy's or another array-API library's), in place; returns the momentum buffer.
 
     .. math::
         g \\leftarrow g + \\lambda w, \\quad b \\leftarrow \\mu b + (1 - \\tau) g, \\quad
@@ -40,7 +41,8 @@ def sgd_update(
         grad = grad + weight_decay * param
     if momentum:
         if buffer is None:
-            buffer = np.array(grad, copy=True)
+            xp = np if type(grad) is np.ndarray else get_namespace(grad)
+            buffer = xp.asarray(grad, copy=True)
         else:
             buffer *= momentum
             buffer += grad if dampening == 0 else (1 - dampening) * grad  # no product by 1: one pass less

@@ -1,0 +1,156 @@
+"""The array-backend seam: the engine runs on a second array library, the array-API reference ``array_api_strict``.
+
+:mod:`chainrule.backend` answers which library holds the arrays; ``apply`` runs a primitive's
+``array_forward`` on that library, the backward runs the generic rules on its namespace (never the NumPy
+fast rules), and SGD/Adam update its arrays in place. Each result is compared with the same computation
+on NumPy.
+
+What runs on ``array_api_strict`` (forward and backward), by op-table entry (``helpers.OP_CASES``):
+add, sub, mul, div, pow (array base), pow_scalar, rsub_scalar, rdiv_scalar, neg, maximum, minimum, matmul,
+linear, exp, log, sqrt, abs, sin, cos, tanh, atan, sigmoid, relu, leaky_relu, elu, softplus, softsign,
+silu, clip, sum, mean, var, std, logsumexp, softmax, log_softmax, reshape, permute, transpose,
+broadcast_to, expand, squeeze_unsqueeze, flatten, concatenate, stack, split; and, outside the table's
+NumPy-condition case, ``where`` with a condition from the library (``x > 0``), comparisons, ``mse_loss``.
+
+What does not (yet), each with a :class:`~chainrule.errors.DTypeError` naming the op and the library
+(``"<op>: runs on NumPy arrays only, not on array_api_strict arrays"``): max, min and prod (their rules
+count winners and zeros with NumPy), unfold, fold, max_pool, pad, softmax_cross_entropy, lstm_cell,
+binary_cross_entropy, erf/gelu. Indexing with integer arrays or masks (getitem) is refused by the library
+(a ShapeError naming getitem); a Python base to an array power (rpow_scalar) fails in its backward with
+the library's TypeError. Also NumPy-only: views and in-place changes are not version-tracked,
+``create_graph=True`` (the tensor namespace reads NumPy constants), anomaly mode, ``Tensor.numpy()``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import chainrule as cr
+import chainrule.nn.functional as F
+from chainrule.backend import get_namespace
+from chainrule.errors import DTypeError, ShapeError
+from helpers import OP_CASES, as_outputs
+
+xs = pytest.importorskip("array_api_strict")
+
+SUPPORTED = (
+    "add sub mul div pow pow_scalar rsub_scalar rdiv_scalar neg maximum minimum matmul linear exp log sqrt abs "
+    "sin cos tanh atan sigmoid relu leaky_relu elu softplus softsign silu clip sum mean var std logsumexp softmax "
+    "log_softmax reshape permute transpose broadcast_to expand squeeze_unsqueeze flatten concatenate stack split"
+).split()
+CASES = {case.name: case for case in OP_CASES}
+CHECK = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _strict(array: np.ndarray, dtype: np.dtype) -> object:
+    return xs.asarray(array.astype(dtype))
+
+
+def _values(array: object) -> np.ndarray:
+    return np.asarray(array)
+
+
+def test_get_namespace():
+    assert get_namespace(np.ones(2), 1.0, None) is np
+    assert get_namespace() is np
+    assert get_namespace(xs.ones(2), 2.0) is xs
+    assert get_namespace(np.ones(2), xs.ones(2)) is xs
+
+
+def test_the_table_lists_every_supported_case():
+    assert set(SUPPORTED) <= set(CASES)
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@CHECK
+@given(data=st.data())
+def test_op_runs_on_array_api_strict(name, dtype, data):
+    drawn = data.draw(CASES[name].inputs)
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
+    on_numpy = [cr.tensor(a.astype(dtype), requires_grad=True) for a in drawn.arrays]
+    on_strict = [cr.tensor(_strict(a, dtype), requires_grad=True) for a in drawn.arrays]
+    expected, outputs = as_outputs(drawn.fn(*on_numpy)), as_outputs(drawn.fn(*on_strict))
+    for out, ref in zip(outputs, expected):
+        assert get_namespace(out.data) is xs, f"{name} left array_api_strict"
+        assert out.dtype == ref.dtype and out.shape == ref.shape
+        np.testing.assert_allclose(_values(out.data), ref.data, rtol=tolerance, atol=tolerance)
+    sum((o * 1.5).sum() for o in as_outputs(drawn.fn(*on_numpy))).backward()
+    sum((o * 1.5).sum() for o in outputs).backward()
+    for leaf, ref in zip(on_strict, on_numpy):
+        assert leaf.grad is not None and get_namespace(leaf.grad.data) is xs
+        assert leaf.grad.dtype == ref.grad.dtype and leaf.grad.shape == ref.grad.shape
+        np.testing.assert_allclose(_values(leaf.grad.data), ref.grad.data, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize(
+    ("call", "op"),
+    [
+        (lambda t: cr.max(t, axis=0), "max"),
+        (lambda t: cr.prod(t), "prod"),
+        (lambda t: cr.erf(t), "erf"),
+        (lambda t: cr.pad(t, 1), "pad"),
+    ],
+)
+def test_an_op_without_array_forward_names_itself_and_the_library(call, op):
+    t = cr.tensor(xs.asarray([[1.0, -2.0], [3.0, 0.5]]))
+    with pytest.raises(DTypeError, match=f"^{op}: runs on NumPy arrays only, not on array_api_strict arrays"):
+        call(t)
+
+
+def test_where_and_comparisons_stay_in_the_library():
+    a = cr.tensor(xs.asarray([1.0, -2.0, 3.0]), requires_grad=True)
+    b = cr.tensor(xs.asarray([0.5, 0.5, 0.5]), requires_grad=True)
+    condition = a > 0
+    assert get_namespace(condition.data) is xs and condition.dtype == np.bool_
+    y = cr.where(condition, a, b)
+    (y * y).sum().backward()
+    np.testing.assert_array_equal(_values(y.data), [1.0, 0.5, 3.0])
+    np.testing.assert_array_equal(_values(a.grad.data), [2.0, 0.0, 6.0])
+    np.testing.assert_array_equal(_values(b.grad.data), [0.0, 1.0, 0.0])
+
+
+def test_tensor_keeps_the_library_and_reports_numpy_dtypes():
+    t = cr.tensor(xs.asarray([1.0, 2.0], dtype=xs.float64))
+    assert get_namespace(t.data) is xs and t.dtype == np.float64
+    assert t.sum().item() == 3.0 and type(t.sum().item()) is float
+    with pytest.raises(DTypeError, match="requires_grad: .* int64"):
+        cr.tensor(xs.asarray([1, 2])).requires_grad_(True)
+    with pytest.raises(ShapeError, match="^matmul: .*input shapes \\(2,\\) and \\(3,\\)"):
+        cr.tensor(xs.asarray([1.0, 2.0])) @ cr.tensor(xs.asarray([1.0, 2.0, 3.0]))
+    assert cr.tensor(xs.asarray([1, 2]), dtype="float32").dtype == np.float32
+    assert cr.tensor(xs.asarray([1, 2], dtype=xs.uint8)).dtype == np.int64  # as from NumPy
+    with pytest.raises(DTypeError, match="tensor"):
+        cr.tensor(xs.asarray([1, 2], dtype=xs.complex64))
+
+
+def _mlp_losses(asarray, optimizer: str, steps: int = 20) -> list[float]:
+    """A 2-8-1 ReLU network fitting 8 points with MSE: the loss after each optimizer step."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (8, 2))
+    y = (x[:, :1] * x[:, 1:] > 0).astype(np.float64)
+    arrays = [rng.normal(0, 0.7, (8, 2)), np.zeros(8), rng.normal(0, 0.7, (1, 8)), np.zeros(1)]
+    params = [cr.tensor(asarray(a), requires_grad=True) for a in arrays]
+    w1, b1, w2, b2 = params
+    inputs, targets = cr.tensor(asarray(x)), cr.tensor(asarray(y))
+    opt = cr.optim.SGD(params, lr=0.1, momentum=0.9) if optimizer == "sgd" else cr.optim.Adam(params, lr=0.05)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = F.mse_loss(F.linear(F.relu(F.linear(inputs, w1, b1)), w2, b2), targets)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(get_namespace(p.data) is get_namespace(asarray(np.ones(1))) for p in params)
+    return losses
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_mlp_trains_on_array_api_strict_as_on_numpy(optimizer):
+    expected = _mlp_losses(np.asarray, optimizer)
+    losses = _mlp_losses(xs.asarray, optimizer)
+    assert expected[-1] < 0.5 * expected[0]  # it learns
+    np.testing.assert_allclose(losses, expected, rtol=1e-10, atol=1e-12)
