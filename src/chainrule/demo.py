@@ -25,7 +25,9 @@ XOR_INPUTS = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
 XOR_TARGETS = [0.0, 1.0, 1.0, 0.0]
 
 
-def gradient_descent(loss_of: Callable[[], Tensor], parameters: Sequence[Tensor], steps: int, lr: float) -> list[float]:
+def gradient_descent(
+    loss_of: Callable[[], Tensor], parameters: Sequence[Tensor], steps: int, lr: float | Callable[[int], float]
+) -> list[float]:
     """Full-batch gradient descent, written out: ``steps`` times loss, backward, ``p -= lr * p.grad``.
 
     Parameters
@@ -36,8 +38,8 @@ def gradient_descent(loss_of: Callable[[], Tensor], parameters: Sequence[Tensor]
         The tensors to update (``requires_grad=True``), changed in place.
     steps : int
         Number of updates.
-    lr : float
-        Learning rate.
+    lr : float or callable
+        Learning rate, or a schedule: a function of the step number (0, 1, ...) giving the rate.
 
     Returns
     -------
@@ -52,15 +54,16 @@ def gradient_descent(loss_of: Callable[[], Tensor], parameters: Sequence[Tensor]
     [1.0, 0.25, 0.0625]
     """
     losses = []
-    for _ in range(steps):
+    for step in range(steps):
         loss = loss_of()
         for p in parameters:
             p.grad = None
         loss.backward()
+        rate = lr(step) if callable(lr) else lr
         with no_grad():
             for p in parameters:
                 if p.grad is not None:
-                    p -= lr * p.grad
+                    p -= rate * p.grad
         losses.append(loss.item())
     return losses
 

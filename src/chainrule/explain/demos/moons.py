@@ -13,6 +13,7 @@ import numpy as np
 from chainrule import data, nn
 from chainrule.autograd import no_grad
 from chainrule.creation import tensor
+from chainrule.demo import gradient_descent
 from chainrule.scalar import MLP, Value
 
 __all__ = ["MoonsResult", "moons_max_margin", "moons_scalar_engine"]
@@ -147,22 +148,17 @@ def moons_max_margin(
     model = _tensor_copy(MLP(2, [16, 16, 1], activation="relu", seed=seed))
     parameters = list(model.parameters())
     x, y = tensor(points), tensor(labels.reshape(-1, 1))  # (N, 2), (N, 1)
-    losses, accuracies = [], []
-    start = time.perf_counter()
-    for k in range(steps):
+    accuracies: list[float] = []
+
+    def max_margin_loss() -> Any:
         scores = model(x)  # (N, 1)
+        accuracies.append(float(np.mean((scores.numpy()[:, 0] > 0) == (labels > 0))))
         hinge = (1.0 - y * scores).relu().mean()
         penalty = alpha * sum((p * p).sum() for p in parameters)
-        loss = hinge + penalty
-        for p in parameters:
-            p.grad = None
-        loss.backward()
-        with no_grad():
-            for p in parameters:
-                if p.grad is not None:
-                    p -= _micrograd_lr(k) * p.grad  # type: ignore[misc]  # a Parameter stays one
-        losses.append(loss.item())
-        accuracies.append(float(np.mean((scores.numpy()[:, 0] > 0) == (labels > 0))))
+        return hinge + penalty
+
+    start = time.perf_counter()
+    losses = gradient_descent(max_margin_loss, parameters, steps, _micrograd_lr)
     seconds = time.perf_counter() - start
     with no_grad():
         final = model(x).numpy()[:, 0]  # (N,)
