@@ -7,11 +7,11 @@ the weights into (``chainrule evaluate RUN_DIR``).
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
 
+from chainrule import _checks as check
 from chainrule import nn
 from chainrule.nn.registry import ACTIVATIONS
 from chainrule.tensor import Tensor
@@ -87,11 +87,8 @@ def estimate_parameter_count(config: dict[str, Any]) -> int:
     """
     kind, input_shape, num_classes, hidden = _size_fields(config)
     features = math.prod(input_shape)
-    if kind == "linear":
-        return (features + 1) * num_classes
-    if kind == "mlp":
-        widths = [features, *hidden, num_classes]
-        return sum((a + 1) * b for a, b in itertools.pairwise(widths))
+    if kind in ("linear", "mlp"):
+        return check.mlp_parameter_count([features, *(hidden if kind == "mlp" else []), num_classes])
     if kind == "cnn":
         channels = input_shape[0] if len(input_shape) == 3 else 1
         height, width = (input_shape[-2], input_shape[-1]) if len(input_shape) >= 2 else (1, 1)
@@ -104,12 +101,8 @@ def estimate_parameter_count(config: dict[str, Any]) -> int:
 
 
 def _memory(count: int) -> str:
-    size = float(count * 4)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if size < 1024 or unit == "PiB":
-            return f"{size:,.1f} {unit}" if unit != "bytes" else f"{int(size)} bytes"
-        size /= 1024
-    return ""  # pragma: no cover
+    """The size of ``count`` float32 values."""
+    return check.format_bytes(4 * count)
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
