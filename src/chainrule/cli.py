@@ -222,6 +222,27 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import chainrule.onnx
+    from chainrule.errors import ArgumentError
+    from chainrule.train.runs import load_run
+
+    if os.path.exists(args.onnx) and not args.force:
+        raise ArgumentError(f"export: {args.onnx!r} already exists; pass --force to replace it")
+    model, config = load_run(args.run_dir)
+    shape = tuple(config["data"]["input_shape"])
+    example = np.zeros((1, *shape), dtype=np.float32)  # fixes every dimension but the batch
+    proto = chainrule.onnx.export(model, example, args.onnx, opset=args.opset, overwrite=args.force)
+    outputs = ", ".join(
+        f"{o.name} ({', '.join(d.dim_param or str(d.dim_value) for d in o.type.tensor_type.shape.dim)})"
+        for o in proto.graph.output
+    )
+    print(f"wrote {args.onnx} (ONNX opset {args.opset}): input (batch, {', '.join(map(str, shape))}) -> {outputs}")
+    return 0
+
+
 def _datasets(args: argparse.Namespace) -> int:
     from chainrule.data import describe
 
@@ -284,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a PNG of what the model saw: each image cropped, centred and scaled like the data set's own",
     )  # fmt: skip
     predict.set_defaults(run=_predict)
+
+    export = commands.add_parser("export", parents=[common], help="write a trained run's model as an ONNX file")
+    export.add_argument("run_dir", help="a directory written by 'chainrule train'")
+    export.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write, e.g. model.onnx")
+    export.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset, 17 or later (default 17)")
+    export.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    export.set_defaults(run=_export)
 
     datasets = commands.add_parser("datasets", parents=[common], help="list the datasets and where each was found")
     datasets.add_argument("--data-dir", default=None)
