@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "save", "load", "load_into", "atomic_write_bytes", "read_json_strict", "temp_suffix", "temp_writer_dead",
-    "FORMAT_VERSION",
+    "FORMAT_VERSION", "load_safetensors",
 ]  # fmt: skip
 
 FORMAT_VERSION = 1
@@ -396,6 +396,12 @@ def load(path: str | os.PathLike[str], *, nonfinite: str = "warn") -> Any:
     if unused:
         raise CheckpointError(f"load: {name!r}: the file holds arrays the structure does not mention: {_short(unused)}")
 
+    _check_finite(name, arrays, nonfinite)
+    return result
+
+
+def _check_finite(name: str, arrays: dict[str, np.ndarray], nonfinite: str) -> None:
+    """Warn about (or refuse, or ignore) floating-point arrays that hold NaN or Inf."""
     if nonfinite != "ignore":
         bad = [key for key, array in arrays.items() if array.dtype.kind == "f" and not np.isfinite(array).all()]
         if bad:
@@ -404,8 +410,60 @@ def load(path: str | os.PathLike[str], *, nonfinite: str = "warn") -> Any:
             )
             if nonfinite == "error":
                 raise CheckpointError(message)
-            warnings.warn(message + " (pass nonfinite='error' to refuse such files)", RuntimeWarning, stacklevel=2)
-    return result
+            warnings.warn(message + " (pass nonfinite='error' to refuse such files)", RuntimeWarning, stacklevel=3)
+
+
+def load_safetensors(path: str | os.PathLike[str], *, nonfinite: str = "warn") -> dict[str, Tensor]:
+    """The tensors of any safetensors file by name, e.g. a PyTorch ``state_dict`` shared as safetensors.
+
+    :func:`load` reads only files that :func:`save` wrote (it needs the structure in their metadata); this
+    reads the flat ``{name: tensor}`` files other tools write, such as ``safetensors.torch.save_file(
+    model.state_dict(), path)``, with the same checks of every header field (the metadata is ignored).
+    chainrule's layers use PyTorch's parameter names and layouts, so the result loads into the equivalent
+    chainrule model with ``load_state_dict``. The file's dtypes are kept (``load_state_dict`` converts to the
+    model's); BF16 and the F8 types have no NumPy dtype and are refused.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A safetensors file.
+    nonfinite : {"warn", "error", "ignore"}
+        As for :func:`load`.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing or corrupt, or holds a dtype NumPy does not have, naming the file and the fault.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import safetensors.numpy
+    >>> import chainrule as cr
+    >>> from chainrule import nn
+    >>> path = os.path.join(tempfile.mkdtemp(), "shared.safetensors")
+    >>> safetensors.numpy.save_file({"weight": np.ones((2, 3), np.float32), "bias": np.zeros(2, np.float32)}, path)
+    >>> state = cr.io.load_safetensors(path)
+    >>> sorted(state)
+    ['bias', 'weight']
+    >>> nn.Linear(3, 2).load_state_dict(state)
+    IncompatibleKeys(missing_keys=[], unexpected_keys=[])
+    """
+    if nonfinite not in _NONFINITE_CHOICES:
+        raise ArgumentError(f"load_safetensors: nonfinite must be one of {_NONFINITE_CHOICES}, got {nonfinite!r}")
+    name = str(path)
+    if not os.path.isfile(name):
+        raise CheckpointError(f"load: {name!r} does not exist or is not a file")
+    try:
+        with open(name, "rb") as handle:
+            _, arrays = _read_container(handle, os.fstat(handle.fileno()).st_size)
+    except _Fault as fault:
+        raise CheckpointError(f"load: {name!r}: {fault}") from None
+    except OSError as error:
+        raise CheckpointError(f"load: could not read {name!r}: {error.strerror or error}") from None
+    _check_finite(name, arrays, nonfinite)
+    return {key: _wrap(arrays[key]) for key in sorted(arrays)}
 
 
 def load_into(
