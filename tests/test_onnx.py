@@ -7,8 +7,12 @@ The table of measured differences (the README's) prints with::
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -166,8 +170,10 @@ def test_onnxruntime_computes_what_chainrule_computes(name):
 
 def test_parity_table():
     """The README's table (``-s`` shows it)."""
-    rows = [f"| {name} | {max_difference(name):.1e} |" for name in CASES]
-    print("\n| layer | max abs difference (float32) |\n|---|---|\n" + "\n".join(rows))
+    cells = [f"{name} | {max_difference(name):.1e}" for name in CASES]
+    half = (len(cells) + 1) // 2
+    rows = [f"| {left} | {right} |" for left, right in zip(cells[:half], [*cells[half:], " | "])]
+    print("\n| layer | max abs diff | layer | max abs diff |\n|---|---|---|---|\n" + "\n".join(rows))
     assert all(max_difference(name) <= TOLERANCE for name in CASES)
 
 
@@ -264,3 +270,20 @@ def test_cli_exports_a_trained_run(tmp_path, capsys):
     assert main(["export", str(run), "--onnx", str(target), "--force"]) == 0
     assert main(["export", str(tmp_path / "nothing"), "--onnx", str(tmp_path / "x.onnx")]) == 1
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def _readme_python(title: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index(f"## {title}\n") :].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    return block
+
+
+def test_the_readme_snippet_runs_as_written_twice(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    snippet = _readme_python("ONNX export")
+    for _ in range(2):  # overwrite=True: a second run replaces the file
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(snippet, "README.md", "exec"), {})
+        assert float(printed.getvalue()) <= TOLERANCE

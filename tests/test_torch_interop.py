@@ -10,8 +10,12 @@ same outputs (float32, max abs difference <= 1e-6); the table prints with::
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -214,3 +218,22 @@ def test_interop_table(tmp_path):
         out = chainrule_to_torch(name, str(tmp_path / f"out{k}.safetensors"))
         rows.append(f"| {name} | {into:.1e} | {out:.1e} |")
     print("\n| layer | PyTorch → chainrule | chainrule → PyTorch |\n|---|---|---|\n" + "\n".join(rows))
+
+
+def test_the_readme_snippet_runs_as_written(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn", reason="the quickstart's run trains on the digits, which ship with scikit-learn")
+    from chainrule.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--epochs", "1", "--quiet", "--no-plots"]) == 0  # the quickstart's runs/digits-mlp
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## PyTorch weights in and out\n") :].split("\n## ", 1)[0]
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    printed = io.StringIO()
+    namespace: dict = {}
+    with contextlib.redirect_stdout(printed):
+        exec(compile(snippet, "README.md", "exec"), namespace)
+    assert float(printed.getvalue()) <= TOLERANCE
+    model, _ = cr.train.load_run("runs/digits-mlp")
+    x = np.random.default_rng(0).standard_normal((5, 1, 8, 8)).astype(np.float32)
+    assert _outputs_differ(model, namespace["mlp"], x) <= TOLERANCE
