@@ -191,6 +191,7 @@ def test_recurrent_weights_are_reordered_to_onnx_gate_order():
     lstm = nn.LSTM(2, 3)
     proto = chainrule.onnx.to_onnx(lstm, _normal(4, 1, 2))
     weights = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    assert [n.op_type for n in proto.graph.node].count("LSTM") == 1  # ONNX's own op, not unrolled steps
     i, f, g, o = np.split(lstm.weight_ih_l0.data, 4)
     np.testing.assert_array_equal(weights["W_l0"][0], np.concatenate([i, o, f, g]))
     gru = nn.GRU(2, 3)
@@ -198,6 +199,13 @@ def test_recurrent_weights_are_reordered_to_onnx_gate_order():
     weights = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
     r, z, n = np.split(gru.weight_hh_l0.data, 3)
     np.testing.assert_array_equal(weights["R_l0"][0], np.concatenate([z, r, n]))
+
+
+def test_an_unbatched_sample_keeps_its_static_shape():
+    proto = chainrule.onnx.to_onnx(nn.Sequential(nn.Linear(3, 2), nn.Tanh()), _normal(3))
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [3]
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"input": _normal(3)})[0].shape == (2,)
 
 
 def test_export_writes_a_file_that_passes_the_full_checker_and_keeps_training_mode(tmp_path):
@@ -235,6 +243,8 @@ def test_an_unsupported_layer_is_named_with_its_path():
         chainrule.onnx.to_onnx(Doubler(), _normal(1, 2))
     with pytest.raises(ArgumentError, match="BatchNorm1d at '0' has no running statistics"):
         chainrule.onnx.to_onnx(nn.Sequential(nn.BatchNorm1d(2, track_running_stats=False)), _normal(3, 2))
+    with pytest.raises(ArgumentError, match="Linear at '1' receives a tuple"):
+        chainrule.onnx.to_onnx(nn.Sequential(nn.GRU(2, 3), nn.Linear(3, 1)), _normal(4, 1, 2))
     with pytest.raises(ArgumentError, match="AdaptiveAvgPool2d at '' pools 9x9 to 2x2"):
         chainrule.onnx.to_onnx(nn.AdaptiveAvgPool2d(2), _normal(*IMAGE))
 

@@ -432,7 +432,7 @@ def _input_dims(model: Module, example: Tensor) -> list[int | str]:
     if isinstance(model, (nn.RNN, nn.LSTM, nn.GRU)) and example.ndim in (2, 3):
         symbols = {2: ["time"], 3: ["batch", "time"] if model.batch_first else ["time", "batch"]}[example.ndim]
         return [*symbols, *dims[len(symbols) :]]
-    if dims:
+    if len(dims) >= 2:  # a 1-d example is one unbatched sample: its only dimension is the features
         dims[0] = "batch"
     return dims
 
