@@ -21,14 +21,20 @@ SKLEARN_MISSING = (
     else None
 )
 
+ONNX_MISSING = "onnx is not installed (pip install -e '.[onnx]')" if importlib.util.find_spec("onnx") is None else None
+
 # Paths relative to this file that pytest does not collect.
 collect_ignore = ["src/chainrule/sklearn.py"] if SKLEARN_MISSING else []
+collect_ignore += ["src/chainrule/onnx/export.py"] if ONNX_MISSING else []  # its doctests export models
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
     if SKLEARN_MISSING:
-        return [f"{SKLEARN_MISSING}: src/chainrule/sklearn.py is not collected, its doctests do not run"]
-    return []
+        lines.append(f"{SKLEARN_MISSING}: src/chainrule/sklearn.py is not collected, its doctests do not run")
+    if ONNX_MISSING:
+        lines.append(f"{ONNX_MISSING}: src/chainrule/onnx/export.py is not collected, its doctests do not run")
+    return lines
 
 
 @pytest.hookimpl(wrapper=True)
