@@ -15,7 +15,7 @@ import numpy as np
 
 from chainrule.curvature import linalg
 from chainrule.curvature.params import ParameterSpace
-from chainrule.errors import ArgumentError, ChainruleError, ShapeError
+from chainrule.errors import ArgumentError, ChainruleError, GradientError, ShapeError
 from chainrule.tensor import Tensor, _wrap
 
 __all__ = ["CurvatureOperator", "DENSE_LIMIT", "EXACT_LIMIT"]
@@ -101,7 +101,12 @@ class CurvatureOperator:
         if not np.all(np.isfinite(flat)):
             raise ArgumentError(f"{self.name}: the vector has a non-finite value")
         self.products += 1
-        return np.asarray(self._matvec(flat), dtype=self.dtype)
+        product = np.asarray(self._matvec(flat), dtype=self.dtype)
+        if not np.all(np.isfinite(product)):
+            raise GradientError(
+                f"{self.name}: a product has a non-finite value (the curvature overflows at these parameters)"
+            )
+        return product
 
     def matvec(self, vector: Any) -> Any:
         """:math:`C v` for ``v`` of shape ``(P,)`` (array or tensor), ``(P, k)`` (k products, column by
