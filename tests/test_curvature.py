@@ -295,3 +295,15 @@ def test_operator_is_a_snapshot_and_the_model_is_unchanged():
     assert all(isinstance(p, nn.Parameter) for p in model.parameters())
     np.testing.assert_array_equal(next(model.parameters()).data, 2 * before[0])
     assert H.products == 2
+
+
+def test_the_readme_curvature_snippet_runs():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Curvature") :].split("\n## ", 1)[0]
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert namespace["step"].converged and namespace["values"].shape == (3,)
