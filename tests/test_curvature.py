@@ -187,6 +187,17 @@ def test_products_take_and_return_every_form():
     assert isinstance(H @ cr.tensor(v), cr.Tensor)
     block = H @ np.stack([v, 2 * v], axis=1)
     np.testing.assert_allclose(block[:, 1], 2 * flat, atol=1e-13)
+    dense = H.to_dense()
+    np.testing.assert_allclose(H.block("0.weight").to_dense(), dense[:12, :12], atol=1e-14)
+    both = H.block("0.bias", "2.bias")
+    index = np.r_[12:16, 24:26]
+    np.testing.assert_allclose(both.to_dense(), dense[np.ix_(index, index)], atol=1e-14)
+    assert both.space.names == ["0.bias", "2.bias"] and [p.shape for p in both @ [np.ones(4), np.ones(2)]] == [
+        (4,),
+        (2,),
+    ]
+    with pytest.raises(ArgumentError, match="unknown parameters"):
+        H.block("3.weight")
     with pytest.raises(ShapeError, match="shape"):
         H @ np.ones(3)
     with pytest.raises(ArgumentError, match="non-finite"):

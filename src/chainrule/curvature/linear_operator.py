@@ -122,6 +122,31 @@ class CurvatureOperator:
     def __matmul__(self, vector: Any) -> Any:
         return self.matvec(vector)
 
+    def block(self, *names: str) -> CurvatureOperator:
+        """The diagonal block of the parameters ``names`` (e.g. ``"0.weight"``): the operator
+        :math:`E^\top C E` over those coordinates alone, :math:`E` the embedding into the full vector.
+
+        Each product embeds the vector with zeros elsewhere, multiplies by the whole operator and keeps
+        the block's rows, so a block costs as much per product as the full operator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from chainrule import nn
+        >>> space = ParameterSpace(nn.Linear(2, 1))
+        >>> C = CurvatureOperator("diag", lambda v: np.arange(1.0, 4.0) * v, space)
+        >>> C.block("bias").to_dense().tolist()
+        [[3.0]]
+        """
+        part, index = self.space.subset(list(names))
+
+        def matvec(v: np.ndarray) -> np.ndarray:
+            full = np.zeros(self.space.size, dtype=self.dtype)
+            full[index] = v
+            return self._product(full)[index]
+
+        return CurvatureOperator(f"{self.name} block {', '.join(part.names)}", matvec, part)
+
     # -- derived quantities -------------------------------------------------------------------------------
     def to_dense(self, limit: int = DENSE_LIMIT) -> np.ndarray:
         """The full matrix, shape ``(P, P)``, from :math:`P` products with unit vectors.

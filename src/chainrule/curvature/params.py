@@ -79,6 +79,25 @@ class ParameterSpace:
         ]
         self._params = [p for _, p in params]
 
+    def subset(self, names: Sequence[str]) -> tuple[ParameterSpace, np.ndarray]:
+        """The space of the parameters ``names`` alone, and their coordinates in this space's flat vector.
+
+        The subset converts vectors like the whole space (``flatten``, ``unflatten``) but cannot
+        :meth:`call` the model; :meth:`CurvatureOperator.block` uses it.
+        """
+        unknown = [name for name in names if name not in self.names]
+        if unknown or not names:
+            raise ArgumentError(f"curvature: unknown parameters {unknown or list(names)}; the model has {self.names}")
+        chosen = [self.names.index(name) for name in dict.fromkeys(names)]
+        part = object.__new__(ParameterSpace)
+        part.model, part.dtype, part._holders = self.model, self.dtype, []
+        part.names = [self.names[i] for i in chosen]
+        part.shapes = [self.shapes[i] for i in chosen]
+        part.offsets = [0, *np.cumsum([self.offsets[i + 1] - self.offsets[i] for i in chosen]).tolist()]
+        part._params = [self._params[i] for i in chosen]
+        index = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in chosen])
+        return part, index
+
     @property
     def size(self) -> int:
         """:math:`P`, the number of trainable scalars."""
