@@ -89,20 +89,19 @@ class LossSpec:
         squares = F.mse_loss(output, targets, reduction="none")
         return squares.reshape(output.shape[0], -1).sum(axis=1)
 
-    def check_batch(self, owner: str, output: np.ndarray, targets: Any) -> None:
-        """The output and targets fit the family (a clear error rather than a wrong matrix)."""
+    def check_batch(self, owner: str, output: np.ndarray, targets: Any = None) -> None:
+        """The output (and the targets, when given) fit the family: a clear error rather than a wrong matrix."""
+        if self.family == "categorical" and output.ndim != 2:
+            raise ShapeError(
+                f"{owner}: {self.name} needs logits of shape (N, C), got {output.shape}; flatten extra axes"
+            )
+        if targets is None:
+            return
         labels = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
-        if self.family == "categorical":
-            if output.ndim != 2:
-                raise ShapeError(
-                    f"{owner}: {self.name} needs logits of shape (N, C), got {output.shape}; flatten extra axes"
-                )
-            ignore_index = getattr(self.fn, "ignore_index", -100)
-            if labels.dtype.kind in "iu" and np.any(labels == ignore_index):
-                raise ArgumentError(
-                    f"{owner}: {self.name}: targets equal to ignore_index={ignore_index} are not supported"
-                )
-        elif labels.shape != output.shape:
+        ignore_index = getattr(self.fn, "ignore_index", -100)
+        if self.family == "categorical" and labels.dtype.kind in "iu" and np.any(labels == ignore_index):
+            raise ArgumentError(f"{owner}: {self.name}: targets equal to ignore_index={ignore_index} are not supported")
+        if self.family == "gaussian" and labels.shape != output.shape:
             raise ShapeError(
                 f"{owner}: {self.name} needs targets of the output's shape {output.shape}, got {labels.shape}"
             )

@@ -252,8 +252,7 @@ def fisher(
         raise ArgumentError("fisher: needs the inputs x")
     problem = _Problem(owner, model, loss_fn, x, y)
     problem.spec.require_family(owner)
-    problem.spec.check_batch(owner, problem.output.data, np.zeros(problem.output.shape[:1], dtype=np.int64)
-                             if problem.spec.family == "categorical" else problem.output.data)  # fmt: skip
+    problem.spec.check_batch(owner, problem.output.data)
     if mc_samples is not None and (
         isinstance(mc_samples, bool) or not isinstance(mc_samples, (int, np.integer)) or mc_samples < 1
     ):
