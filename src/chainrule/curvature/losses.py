@@ -7,12 +7,8 @@ A loss over a batch of :math:`N` samples is read as :math:`L(\\theta) = w \\sum_
 :math:`\\ell_n` the *per-sample* loss (summed over the sample's output elements) and :math:`w` the reduction's
 weight:
 
-============================  ==================================  =========================
-loss                          :math:`\\ell_n`                      :math:`w` (mean / sum)
-============================  ==================================  =========================
-``CrossEntropyLoss``          :math:`-\\log \\mathrm{softmax}(f_n)_{y_n}`  :math:`1/N` / 1
-``MSELoss``                   :math:`\\sum_d (f_{nd} - y_{nd})^2`   :math:`1/(N D)` / 1
-============================  ==================================  =========================
+- ``CrossEntropyLoss``: :math:`\\ell_n = -\\log \\mathrm{softmax}(f_n)_{y_n}`, :math:`w = 1/N` (mean) or 1 (sum);
+- ``MSELoss``: :math:`\\ell_n = \\sum_d (f_{nd} - y_{nd})^2`, :math:`w = 1/(N D)` (mean) or 1 (sum).
 
 (``MSELoss`` with ``reduction="mean"`` averages over all :math:`N D` output elements, as in PyTorch.)
 Every operator carries the same :math:`w`, so the Hessian, GGN, Fisher and empirical Fisher of one loss
