@@ -11,6 +11,7 @@ import chainrule as cr
 
 # Modules that ``import chainrule`` must leave unloaded: chainrule's own extras, and what they pull in.
 LAZY = [
+    "chainrule.curvature",
     "chainrule.data",
     "chainrule.explain",
     "chainrule.func",
@@ -25,6 +26,7 @@ LAZY = [
     "json",
     "matplotlib",
     "safetensors",
+    "scipy",
     "tqdm",
     "urllib.request",
 ]

@@ -55,13 +55,15 @@ from chainrule.tensor import Tensor, bool_, float32, float64, int64
 __version__ = "0.1.0"
 
 # Imported on first access by __getattr__ (PEP 562) rather than here; listed for dir().
-_LAZY = ("data", "explain", "func", "io", "nn", "optim", "scalar", "train", "save", "load", "Value")
+_LAZY = ("curvature", "data", "explain", "func", "io", "nn", "optim", "scalar", "train", "save", "load", "Value")
 
 
 def __getattr__(name: str) -> Any:
     # One fixed import per name, never a module named by a string (tests/test_io_safety.py checks this).
     if name == "data":
         import chainrule.data as value
+    elif name == "curvature":
+        import chainrule.curvature as value  # type: ignore[no-redef]
     elif name == "explain":
         import chainrule.explain as value  # type: ignore[no-redef]
     elif name == "func":

@@ -140,6 +140,22 @@ def _explain_modes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_curvature(args: argparse.Namespace) -> int:
+    from chainrule.errors import ArgumentError
+    from chainrule.explain.curvature import curvature_demo
+
+    try:
+        report = curvature_demo(
+            args.model, loss=args.loss, dataset=args.data, samples=args.samples, steps=args.steps, lr=args.lr,
+            activation=args.activation, seed=args.seed, plot=args.plot,
+        )  # fmt: skip
+    except ArgumentError as error:  # a model that does not fit the data or the loss: a usage error (exit 2)
+        args.curvature_parser.error(str(error).removeprefix("explain curvature: "))
+    renderers = {"text": report.to_text, "markdown": report.to_markdown, "html": report.to_html}
+    print(renderers.get(args.format, report.to_json)(), end="" if args.format != "json" else "\n")
+    return 0
+
+
 def _gradcheck(args: argparse.Namespace) -> int:
     from chainrule.explain import gradcheck_command
 
@@ -510,6 +526,26 @@ def _add_explain(commands: Any, common: argparse.ArgumentParser) -> None:
     modes.add_argument("--sizes", type=_widths, default=[10, 100, 1000, 10000], help="parameter counts")
     modes.add_argument("--repeats", type=_positive_int, default=3, help="timing repeats (default 3)")
     modes.set_defaults(run=_explain_modes)
+
+    curv = examples.add_parser(
+        "curvature",
+        parents=[common],
+        help="Hessian, Gauss-Newton, Fisher and empirical Fisher of a small net, before and after training",
+        description="Train a small network on a toy data set and show its Hessian, generalised Gauss-Newton "
+        "matrix, Fisher and empirical Fisher side by side (at initialisation and after --steps of gradient "
+        "descent), their eigenvalues and their relative distances, all from chainrule.curvature's operators.",
+    )
+    curv.add_argument("--model", type=_widths, default=[2, 3, 1], help="layer widths, 2 inputs first (default 2,3,1)")
+    curv.add_argument("--loss", choices=("mse", "cross_entropy"), default="mse", help="default %(default)s")
+    curv.add_argument("--data", choices=("xor", "moons", "circles", "blobs"), default="xor", help="default xor")
+    curv.add_argument("--samples", type=_positive_int, default=8, help="data points, at least 2 (default 8)")
+    curv.add_argument("--steps", type=_non_negative_int, default=3000, help="gradient-descent steps (default 3000)")
+    curv.add_argument("--lr", type=_finite_float(), default=0.5, help="learning rate (default %(default)s)")
+    curv.add_argument("--activation", choices=tuple(ACTIVATIONS), default="tanh", help="hidden layers (default tanh)")
+    curv.add_argument("--seed", type=_non_negative_int, default=0, help="data and initial weights (default 0)")
+    curv.add_argument("--plot", default=None, metavar="PNG", help="also write heatmaps of the four matrices")
+    curv.add_argument("--format", choices=formats, default=argparse.SUPPRESS, help="default text")
+    curv.set_defaults(run=_explain_curvature, curvature_parser=curv)
 
 
 def _add_gradcheck(commands: Any, common: argparse.ArgumentParser) -> None:

@@ -7,6 +7,8 @@
 - :func:`check_model` compares every parameter's gradient with central differences in float64.
 - :class:`GradientMonitor` watches a training run for vanishing and exploding gradients, dead ReLUs and
   saturated units; :func:`vanishing_demo` shows both on a deep sigmoid net and a ReLU + He net.
+- :func:`curvature_demo` shows the Hessian, Gauss-Newton, Fisher and empirical Fisher of a small net side
+  by side, before and after training (``chainrule explain curvature``).
 - Teaching demos: :func:`activations_demo`, :func:`modes_demo` and the others in :mod:`chainrule.explain.demos`.
 
 Examples
@@ -20,6 +22,7 @@ Examples
 """
 
 from chainrule.explain.check import ModelCheck, ParameterCheck, check_model, gradcheck_command
+from chainrule.explain.curvature import CurvatureReport, curvature_demo
 from chainrule.explain.demos import (
     activations_demo,
     linear_regression_neuron,
@@ -69,4 +72,6 @@ __all__ = [
     "xor_perceptron_vs_mlp",
     "moons_max_margin",
     "moons_scalar_engine",
+    "curvature_demo",
+    "CurvatureReport",
 ]
