@@ -114,8 +114,8 @@ class ProcessGroup:
             now = time.perf_counter()
             if now > deadline:
                 raise DistributedError(
-                    f"rank {self.rank} of {self.size}: {what} timed out after {self.timeout:g} s waiting for the "
-                    "other ranks (one of them died, hangs, or raised without aborting the job)"
+                    f"{what} timed out after {self.timeout:g} s waiting for the other ranks "
+                    "(one of them died, hangs, or raised without aborting the job)"
                 )
             if polls > 200:
                 time.sleep(min(2e-3, 1e-5 * (polls - 200)))
@@ -230,7 +230,7 @@ def init(timeout: float | None = None, abort_on_error: bool = True) -> ProcessGr
     if _group is not None:
         return _group
     timeout = _timeout_from_environment() if timeout is None else timeout
-    if not launched_by_mpi():
+    if not launched_by_mpi() or _launched_size() == 1:  # one process needs no MPI
         _group = ProcessGroup(None, timeout)
         return _group
     try:
@@ -245,6 +245,15 @@ def init(timeout: float | None = None, abort_on_error: bool = True) -> ProcessGr
     if abort_on_error and _group.size > 1:
         _install_abort_hook(_group)
     return _group
+
+
+def _launched_size() -> int:
+    """The number of ranks the launcher's environment announces (1 when it names none)."""
+    for name in _SIZE_VARIABLES:
+        text = os.environ.get(name, "")
+        if text.isdigit():
+            return int(text)
+    return 1
 
 
 def current() -> ProcessGroup | None:

@@ -63,11 +63,10 @@ class DataParallelFit:
         """``loader`` over this rank's share of each epoch (padded to equal shares for training)."""
         from chainrule.data import DataLoader
 
-        if len(loader.dataset) < self.group.size:
-            raise DataError(
-                f"fit: the data has {len(loader.dataset)} samples, fewer than the {self.group.size} ranks training on it"
-            )
-        sampler = DistributedSampler(loader.dataset, self.group.size, self.group.rank, drop_last=loader.drop_last, pad=pad)
+        samples, size = len(loader.dataset), self.group.size
+        if samples < size:
+            raise DataError(f"fit: the data has {samples} samples, fewer than the {size} ranks training on it")
+        sampler = DistributedSampler(loader.dataset, size, self.group.rank, drop_last=loader.drop_last, pad=pad)
         seed = loader._own_generator  # the loader's own generator carries on; None keeps the global one
         return DataLoader(loader.dataset, loader.batch_size, loader.shuffle, loader.drop_last, seed, sampler=sampler)
 
