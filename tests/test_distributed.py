@@ -135,7 +135,8 @@ def test_two_ranks_at_half_the_batch_take_the_steps_of_one_process(tmp_path):
 
 @needs_mpi
 def test_chainrule_train_under_mpiexec_writes_one_run_and_prints_once(tmp_path):
-    result = _run(["-m", "chainrule", "train", "--data", "xor", "--epochs", "2", "--out", "run", "--no-plots"], tmp_path)
+    train = ["-m", "chainrule", "train", "--data", "xor", "--epochs", "2", "--out", "run", "--no-plots"]
+    result = _run(train, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Training mlp on xor") == 1 and result.stdout.count("Wrote ") == 1
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
