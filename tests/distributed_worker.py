@@ -2,8 +2,10 @@
 
 ``python distributed_worker.py MODE BATCH OUT``: trains a small MLP with ``fit(..., distributed=True)`` for 20
 steps (160 samples, 2 epochs of 10 batches) from seed 0 and, on rank 0, saves the weights to OUT (.npz).
-MODE ``train`` just trains; ``raise`` makes rank 1 raise at its 5th step; ``kill`` makes rank 1 kill itself
-(SIGKILL) at its 5th step; ``hang`` makes rank 1 stop calling collectives (sleep) at its 5th step.
+MODE ``train`` just trains; ``loop`` trains the same steps in a hand-written loop with
+``DistributedDataParallel`` and ``DistributedSampler``; ``raise`` makes rank 1 raise at its 5th step;
+``kill`` makes rank 1 kill itself (SIGKILL) at its 5th step; ``hang`` makes rank 1 stop calling collectives
+(sleep) at its 5th step.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 import numpy as np
 
 import chainrule as cr
-from chainrule import distributed, nn
+from chainrule import data, distributed, nn, optim
 from chainrule.train import Callback, fit
 
 
@@ -42,6 +44,31 @@ def main() -> None:
     targets = (inputs[:, 0] * inputs[:, 1] > 0).astype(np.int64)
     cr.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 2))
+    if mode == "loop":
+        _loop(model, inputs, targets, batch)
+    else:
+        _fit(model, inputs, targets, batch, Misbehave(mode, group.rank))
+    if group.rank == 0:
+        np.savez(out, **{name: tensor.data for name, tensor in model.state_dict().items()})
+
+
+def _loop(model, inputs, targets, batch):
+    """The steps fit takes, written out: rank 0's weights, each rank's share of the shuffle, averaged gradients."""
+    parallel = distributed.DistributedDataParallel(model)
+    optimizer = optim.SGD(parallel.parameters(), lr=0.5)
+    cr.manual_seed(1)  # what fit(seed=1) does before shuffling
+    dataset = data.TensorDataset(inputs, targets)
+    loader = data.DataLoader(dataset, batch_size=batch, shuffle=True, sampler=distributed.DistributedSampler(dataset))
+    for _ in range(2):
+        for x, y in loader:
+            loss = nn.functional.cross_entropy(parallel(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            parallel.average_gradients()
+            optimizer.step()
+
+
+def _fit(model, inputs, targets, batch, misbehave):
     fit(
         model,
         (inputs, targets),
@@ -51,11 +78,9 @@ def main() -> None:
         batch_size=batch,
         seed=1,
         verbose=2,
-        callbacks=[Misbehave(mode, group.rank)],
+        callbacks=[misbehave],
         distributed=True,
     )
-    if group.rank == 0:
-        np.savez(out, **{name: tensor.data for name, tensor in model.state_dict().items()})
 
 
 if __name__ == "__main__":

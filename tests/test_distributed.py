@@ -119,18 +119,29 @@ def test_fewer_samples_than_ranks_is_a_data_error():
 
 
 # -- two ranks under mpiexec -----------------------------------------------------------------------------
+def _max_difference(a_path: Path, b_path: Path) -> float:
+    a, b = np.load(a_path), np.load(b_path)
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
 @needs_mpi
 def test_two_ranks_at_half_the_batch_take_the_steps_of_one_process(tmp_path):
     # 160 samples, 2 epochs: 20 SGD steps at batch 16 on one process, at batch 8 on each of two ranks.
     one = _run([str(WORKER), "train", "16", str(tmp_path / "one.npz")], tmp_path, ranks=None)
     two = _run([str(WORKER), "train", "8", str(tmp_path / "two.npz")], tmp_path)
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
-    a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
-    difference = max(float(np.abs(a[k] - b[k]).max()) for k in a)
-    print(f"max |w(1 process, batch 16) - w(2 ranks, batch 8)| after 20 steps: {difference:.2e}")
+    difference = _max_difference(tmp_path / "one.npz", tmp_path / "two.npz")
+    print(f"fit: max |w(1 process, batch 16) - w(2 ranks, batch 8)| after 20 steps: {difference:.2e}")
     assert difference <= 1e-6  # float32: only the order of the sums differs
     assert two.stdout.count("epoch 2/2") == 1  # rank 0 alone prints, with the loss of the whole batch
     assert one.stdout.splitlines()[-1].split("lr")[0] == two.stdout.splitlines()[-1].split("lr")[0]
+
+    # The hand-written loop (DistributedDataParallel, DistributedSampler) takes the same steps as fit.
+    loop = _run([str(WORKER), "loop", "8", str(tmp_path / "loop.npz")], tmp_path)
+    assert loop.returncode == 0, loop.stderr
+    difference = _max_difference(tmp_path / "one.npz", tmp_path / "loop.npz")
+    print(f"loop: max |w(1 process, batch 16) - w(2 ranks, batch 8)| after 20 steps: {difference:.2e}")
+    assert difference <= 1e-6
 
 
 @needs_mpi
@@ -141,8 +152,15 @@ def test_chainrule_train_under_mpiexec_writes_one_run_and_prints_once(tmp_path):
     assert result.stdout.count("Training mlp on xor") == 1 and result.stdout.count("Wrote ") == 1
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
     assert json.loads((tmp_path / "run" / "history.json").read_text())["meta"]["world_size"] == 2
+    # resumed on as many ranks, the run ends as one that never stopped
+    resumed = _run(["-m", "chainrule", "train", "--out", "run", "--resume", "--epochs", "3"], tmp_path)
+    straight = _run([*train[:-5], "--epochs", "3", "--out", "straight", "--no-plots"], tmp_path)
+    assert resumed.returncode == 0 and straight.returncode == 0, resumed.stderr + straight.stderr
+    weights = [cr.load(tmp_path / name / "model.safetensors") for name in ("run", "straight")]
+    for key in weights[0]:
+        np.testing.assert_array_equal(weights[0][key].data, weights[1][key].data)
     # the same run resumed on one process is refused, naming the number of ranks it needs
-    refused = _run(["-m", "chainrule", "train", "--out", "run", "--resume", "--epochs", "3"], tmp_path, ranks=None)
+    refused = _run(["-m", "chainrule", "train", "--out", "run", "--resume", "--epochs", "4"], tmp_path, ranks=None)
     assert refused.returncode == 1 and "resume it with mpiexec -n 2" in refused.stderr
 
 

@@ -2,7 +2,8 @@
 from one process, gathered in one object so the loop itself stays the same.
 
 1. the data: each rank trains on its :class:`DistributedSampler` share of every epoch's order, and evaluates
-   its share of the validation data;
+   its share of the validation data (every rank splits and shuffles with rank 0's random state, so the
+   shares fit together);
 2. the callbacks: rank 0 prints and writes (checkpoints, history); the others run silent, without writers;
 3. the start: a resumed run must have been trained on as many ranks; then every rank takes rank 0's weights,
    buffers and random-generator state;
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chainrule import rng
 from chainrule.errors import CheckpointError, DataError
 from chainrule.nn.module import Module
 
@@ -53,6 +55,8 @@ class DataParallelFit:
         self.group = _group(distributed)
         self.model = model
         self.averager = GradientAverager(model.parameters(), self.group)
+        # Every rank draws what rank 0 draws: the validation split, and then each epoch's order.
+        rng.set_state(self.group.broadcast_json(rng.get_state(), "broadcast of the random generator"))
 
     @property
     def rank(self) -> int:

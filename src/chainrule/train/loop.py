@@ -426,12 +426,13 @@ def fit(
     metric_fns = _metric_functions(metrics, loss_fn)
 
     # 2. The data: a shuffling loader over the training data, and the validation data (given or split off).
-    train_loader, val_loader = _loaders(train_data, val_data, val_split, batch_size)
     parallel = None
-    if distributed:  # data-parallel: each rank trains on its share of every epoch, evaluates its share
+    if distributed:  # data-parallel: rank 0's random state everywhere, so every rank splits and shuffles alike
         from chainrule.distributed.training import DataParallelFit
 
         parallel = DataParallelFit(distributed, model)
+    train_loader, val_loader = _loaders(train_data, val_data, val_split, batch_size)
+    if parallel is not None:  # each rank trains on its share of every epoch and evaluates its share
         train_loader = parallel.shard(train_loader)
         val_loader = None if val_loader is None else parallel.shard(val_loader, pad=False)
     validation = None if val_loader is None else _Validation(val_loader, loss_fn, metric_fns, parallel)
