@@ -6,7 +6,8 @@ measurement runs ``mpiexec -n N python benchmarks/distributed.py --worker`` in a
 BLAS thread (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` set to 1 in the children
 only), so N ranks use N cores. Each rank takes ``--steps`` steps after 5 warm-up steps; the table shows rank 0's
 median step time (forward, backward, allreduce, optimizer step), its mean time inside collectives (waiting for
-the other rank included), the bytes it hands to the allreduce per step, and the collectives per step.
+the other rank included), the median time of the allreduce alone (started right after a barrier, so
+without the waiting), the bytes it hands to the allreduce per step, and the collectives per step.
 
 Usage::
 
@@ -58,12 +59,20 @@ def _worker(steps: int) -> None:
         if step >= 5:
             times.append(time.perf_counter() - started)
             comm.append(group.comm_seconds - waited)
+    # The allreduce alone: each one starts right after a barrier, so waiting for a slower rank is left out.
+    alone = []
+    for _ in range(50 if group.size > 1 else 0):
+        group.comm.Barrier()
+        started = time.perf_counter()
+        model.average_gradients(0.0)
+        alone.append(time.perf_counter() - started)
     if group.rank == 0:
         result = {
             "ranks": group.size,
             "batch_per_rank": batch,
             "step_ms_median": 1e3 * float(np.median(times)),
             "comm_ms_mean": 1e3 * float(np.mean(comm)),
+            "allreduce_ms_median": 1e3 * float(np.median(alone)) if alone else 0.0,
             "bytes_per_step": model.averager.bytes_per_step if group.size > 1 else 0,
             "gradient_bytes": sum(p.data.nbytes for p in model.parameters()),
             "collectives_per_step": model.averager.collectives_per_step if group.size > 1 else 0,
@@ -102,11 +111,12 @@ def main() -> None:
         results.append(json.loads(lines[0][len("RESULT ") :]))
     base = results[0]["step_ms_median"]  # the speed-up is against the first --ranks (1 by default)
     print(f"MLP 784-256-128-10, global batch {GLOBAL_BATCH}, {args.steps} steps, 1 BLAS thread per rank")
-    print(f"{'ranks':>5} {'batch/rank':>10} {'step ms':>8} {'comm ms':>8} {'bytes sent/step':>16} {'collectives':>11}"
-          f" {'speed-up':>8}")  # fmt: skip
+    print(f"{'ranks':>5} {'batch/rank':>10} {'step ms':>8} {'comm ms':>8} {'allreduce ms':>12} {'bytes sent/step':>16}"
+          f" {'collectives':>11} {'speed-up':>8}")  # fmt: skip
     for r in results:
         print(
             f"{r['ranks']:>5} {r['batch_per_rank']:>10} {r['step_ms_median']:>8.2f} {r['comm_ms_mean']:>8.2f} "
+            f"{r['allreduce_ms_median']:>12.2f} "
             f"{r['bytes_per_step']:>16,} {r['collectives_per_step']:>11} "
             f"{base / r['step_ms_median']:>7.2f}x"
         )

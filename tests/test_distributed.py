@@ -97,6 +97,7 @@ def test_without_mpiexec_the_group_has_one_rank_and_fit_is_unchanged():
 
 
 def test_a_run_trained_on_two_ranks_does_not_resume_on_one(tmp_path):
+    pytest.importorskip("safetensors", reason="checkpoints need safetensors (pip install 'chainrule[io]')")
     from chainrule.train import ModelCheckpoint
 
     x, y = np.eye(4, dtype=np.float32), np.arange(4) % 2
@@ -146,6 +147,7 @@ def test_two_ranks_at_half_the_batch_take_the_steps_of_one_process(tmp_path):
 
 @needs_mpi
 def test_chainrule_train_under_mpiexec_writes_one_run_and_prints_once(tmp_path):
+    pytest.importorskip("safetensors", reason="runs write checkpoints (pip install 'chainrule[io]')")
     train = ["-m", "chainrule", "train", "--data", "xor", "--epochs", "2", "--out", "run", "--no-plots"]
     result = _run(train, tmp_path)
     assert result.returncode == 0, result.stderr
