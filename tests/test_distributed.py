@@ -21,7 +21,7 @@ import pytest
 import chainrule as cr
 from chainrule import distributed, nn
 from chainrule.data import DataLoader, TensorDataset
-from chainrule.errors import ArgumentError, CheckpointError, DataError
+from chainrule.errors import ArgumentError, CheckpointError, DataError, DistributedError
 from chainrule.train import fit
 
 HERE = Path(__file__).resolve().parent
@@ -164,6 +164,28 @@ def test_chainrule_train_under_mpiexec_writes_one_run_and_prints_once(tmp_path):
     # the same run resumed on one process is refused, naming the number of ranks it needs
     refused = _run(["-m", "chainrule", "train", "--out", "run", "--resume", "--epochs", "4"], tmp_path, ranks=None)
     assert refused.returncode == 1 and "resume it with mpiexec -n 2" in refused.stderr
+
+
+@needs_mpi
+def test_an_error_every_rank_meets_is_one_line_from_rank_0(tmp_path):
+    (tmp_path / "taken").write_text("a file, not a run directory")
+    result = _run(["-m", "chainrule", "train", "--data", "xor", "--out", "taken"], tmp_path, timeout=30)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("chainrule: error:")]
+    assert errors == ["chainrule: error: rank 0 of 2: train: --out 'taken' is a file, not a directory"]
+
+
+def test_mpiexec_without_mpi4py_is_one_clear_error(monkeypatch):
+    from chainrule.distributed import group
+
+    monkeypatch.setattr(group, "_group", None)
+    monkeypatch.setenv("PMI_RANK", "0")
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py fails
+    with pytest.raises(DistributedError, match="started by mpiexec but mpi4py is not installed"):
+        distributed.init()
+    monkeypatch.setenv("PMI_SIZE", "1")  # mpiexec -n 1: one process, MPI or not
+    assert distributed.init().size == 1
 
 
 @needs_mpi
