@@ -117,6 +117,10 @@ def test_fewer_samples_than_ranks_is_a_data_error():
     parallel.group.size = 3  # as if three ranks trained on two samples
     with pytest.raises(DataError, match="2 samples, fewer than the 3 ranks"):
         parallel.shard(DataLoader(TensorDataset(np.ones((2, 1), np.float32), np.ones(2)), 1))
+    # a loader that already has a sampler is this rank's share already: not sharded twice
+    ds = TensorDataset(np.ones((6, 1), np.float32), np.ones(6))
+    given = DataLoader(ds, 2, sampler=distributed.DistributedSampler(ds, 3, 1))
+    assert parallel.shard(given) is given
 
 
 # -- two ranks under mpiexec -----------------------------------------------------------------------------

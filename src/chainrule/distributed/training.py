@@ -67,6 +67,8 @@ class DataParallelFit:
         """``loader`` over this rank's share of each epoch (padded to equal shares for training)."""
         from chainrule.data import DataLoader
 
+        if loader.sampler is not None:  # already this rank's share (a DataLoader given with a DistributedSampler)
+            return loader
         samples, size = len(loader.dataset), self.group.size
         if samples < size:
             raise DataError(f"fit: the data has {samples} samples, fewer than the {size} ranks training on it")
