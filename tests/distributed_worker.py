@@ -3,7 +3,8 @@
 ``python distributed_worker.py MODE BATCH OUT``: trains a small MLP with ``fit(..., distributed=True)`` for 20
 steps (160 samples, 2 epochs of 10 batches) from seed 0 and, on rank 0, saves the weights to OUT (.npz).
 MODE ``train`` just trains; ``loop`` trains the same steps in a hand-written loop with
-``DistributedDataParallel`` and ``DistributedSampler``; ``raise`` makes rank 1 raise at its 5th step;
+``DistributedDataParallel`` and ``DistributedSampler``; ``bn`` trains a model with BatchNorm and saves every
+rank's state (OUT.rank0.npz, OUT.rank1.npz); ``raise`` makes rank 1 raise at its 5th step;
 ``kill`` makes rank 1 kill itself (SIGKILL) at its 5th step; ``hang`` makes rank 1 stop calling collectives
 (sleep) at its 5th step.
 """
@@ -44,11 +45,14 @@ def main() -> None:
     targets = (inputs[:, 0] * inputs[:, 1] > 0).astype(np.int64)
     cr.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 2))
+    if mode == "bn":
+        model = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 2))
+        out = f"{out}.rank{group.rank}.npz"
     if mode == "loop":
         _loop(model, inputs, targets, batch)
     else:
         _fit(model, inputs, targets, batch, Misbehave(mode, group.rank))
-    if group.rank == 0:
+    if group.rank == 0 or mode == "bn":
         np.savez(out, **{name: tensor.data for name, tensor in model.state_dict().items()})
 
 

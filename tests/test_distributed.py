@@ -150,6 +150,18 @@ def test_two_ranks_at_half_the_batch_take_the_steps_of_one_process(tmp_path):
 
 
 @needs_mpi
+def test_every_rank_ends_with_the_same_weights_and_batchnorm_statistics(tmp_path):
+    # BatchNorm normalises with each rank's own batch, so the ranks' running statistics differ during an
+    # epoch; fit averages them after each one, and the averaged gradients keep the weights identical.
+    result = _run([str(WORKER), "bn", "8", str(tmp_path / "bn")], tmp_path)
+    assert result.returncode == 0, result.stderr
+    ranks = [np.load(tmp_path / f"bn.rank{r}.npz") for r in range(2)]
+    assert any("running_mean" in key for key in ranks[0])
+    for key in ranks[0]:
+        np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
+
+
+@needs_mpi
 def test_chainrule_train_under_mpiexec_writes_one_run_and_prints_once(tmp_path):
     pytest.importorskip("safetensors", reason="runs write checkpoints (pip install 'chainrule[io]')")
     train = ["-m", "chainrule", "train", "--data", "xor", "--epochs", "2", "--out", "run", "--no-plots"]
