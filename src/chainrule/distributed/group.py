@@ -171,13 +171,6 @@ class ProcessGroup:
         self.broadcast(buffer, what)
         return json.loads(buffer.tobytes().decode())
 
-    def same_on_all_ranks(self, values: Sequence[float], what: str) -> bool:
-        """Whether ``values`` are equal on every rank (compares the sum with ``size`` times rank 0's values)."""
-        local = np.asarray(values, np.float64)
-        leader = self.broadcast(local.copy(), what)
-        differs = self.allreduce_sum(np.array([float(np.any(local != leader))]), what)
-        return bool(differs[0] == 0)
-
     # -- failure -------------------------------------------------------------------------------------------
     def abort(self, code: int = 1) -> None:
         """End every rank of the job now (``MPI_Abort``); a group of one process just returns."""
