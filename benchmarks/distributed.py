@@ -7,7 +7,9 @@ BLAS thread (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` 
 only), so N ranks use N cores. Each rank takes ``--steps`` steps after 5 warm-up steps; the table shows rank 0's
 median step time (forward, backward, allreduce, optimizer step), its mean time inside collectives (waiting for
 the other rank included), the median time of the allreduce alone (started right after a barrier, so
-without the waiting), the bytes it hands to the allreduce per step, and the collectives per step.
+without the waiting), the bytes it hands to the allreduce per step (payload: the gradients, plus 8 bytes per
+parameter tensor and for the loss), the bytes each rank sends per step in a ring allreduce (2(N-1)/N of the
+payload), and the collectives per step.
 
 Usage::
 
@@ -74,6 +76,8 @@ def _worker(steps: int) -> None:
             "comm_ms_mean": 1e3 * float(np.mean(comm)),
             "allreduce_ms_median": 1e3 * float(np.median(alone)) if alone else 0.0,
             "bytes_per_step": model.averager.bytes_per_step if group.size > 1 else 0,
+            # what a ring (or reduce-scatter + allgather) allreduce sends from each rank: 2(N-1)/N of the payload
+            "bytes_sent_per_rank": round(2 * (group.size - 1) / group.size * model.averager.bytes_per_step),
             "gradient_bytes": sum(p.data.nbytes for p in model.parameters()),
             "collectives_per_step": model.averager.collectives_per_step if group.size > 1 else 0,
         }
@@ -111,13 +115,13 @@ def main() -> None:
         results.append(json.loads(lines[0][len("RESULT ") :]))
     base = results[0]["step_ms_median"]  # the speed-up is against the first --ranks (1 by default)
     print(f"MLP 784-256-128-10, global batch {GLOBAL_BATCH}, {args.steps} steps, 1 BLAS thread per rank")
-    print(f"{'ranks':>5} {'batch/rank':>10} {'step ms':>8} {'comm ms':>8} {'allreduce ms':>12} {'bytes sent/step':>16}"
-          f" {'collectives':>11} {'speed-up':>8}")  # fmt: skip
+    print(f"{'ranks':>5} {'batch/rank':>10} {'step ms':>8} {'comm ms':>8} {'allreduce ms':>12} {'payload B':>10}"
+          f" {'sent B/rank':>11} {'collectives':>11} {'speed-up':>8}")  # fmt: skip
     for r in results:
         print(
             f"{r['ranks']:>5} {r['batch_per_rank']:>10} {r['step_ms_median']:>8.2f} {r['comm_ms_mean']:>8.2f} "
             f"{r['allreduce_ms_median']:>12.2f} "
-            f"{r['bytes_per_step']:>16,} {r['collectives_per_step']:>11} "
+            f"{r['bytes_per_step']:>10,} {r['bytes_sent_per_rank']:>11,} {r['collectives_per_step']:>11} "
             f"{base / r['step_ms_median']:>7.2f}x"
         )
     if args.json:
