@@ -12,6 +12,7 @@ import chainrule as cr
 # Modules that ``import chainrule`` must leave unloaded: chainrule's own extras, and what they pull in.
 LAZY = [
     "chainrule.data",
+    "chainrule.distributed",
     "chainrule.explain",
     "chainrule.func",
     "chainrule.io",
@@ -24,6 +25,7 @@ LAZY = [
     "hashlib",
     "json",
     "matplotlib",
+    "mpi4py",
     "safetensors",
     "tqdm",
     "urllib.request",

@@ -217,6 +217,8 @@ def _train(args: argparse.Namespace) -> int:
 def _mpi_group(start: bool = False) -> Any:
     """The process group when this command is one of several ranks started by mpiexec, else None. ``start``
     makes the group (importing mpi4py) when the launcher's environment says so; otherwise only an existing one."""
+    if not start and "chainrule.distributed.group" not in sys.modules:
+        return None  # nothing started a group: this is not a data-parallel run
     from chainrule.distributed.group import current, init, launched_by_mpi
 
     group = init() if start and launched_by_mpi() else current()
