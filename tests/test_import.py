@@ -13,6 +13,7 @@ import chainrule as cr
 LAZY = [
     "chainrule.curvature",
     "chainrule.data",
+    "chainrule.distributed",
     "chainrule.explain",
     "chainrule.func",
     "chainrule.io",
@@ -25,6 +26,7 @@ LAZY = [
     "hashlib",
     "json",
     "matplotlib",
+    "mpi4py",
     "safetensors",
     "scipy",
     "tqdm",

@@ -7,9 +7,11 @@ Exit codes: 0 on success, 2 for bad usage (argparse), 1 for an error explained i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -220,8 +222,23 @@ def _train(args: argparse.Namespace) -> int:
 
     given = {name: getattr(args, name) for name in TRAIN_FLAGS}
     given["plots"] = False if args.no_plots else None
-    train_from_flags(given, resume=args.resume, force=args.force, verbose=0 if args.quiet else 1)
+    group = _mpi_group(start=True)  # under mpiexec -n N: data-parallel, rank 0 prints and writes the run
+    with contextlib.ExitStack() as stack:
+        if group is not None and not group.is_leader:  # the other ranks train silently
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+        train_from_flags(given, resume=args.resume, force=args.force, verbose=0 if args.quiet else 1, distributed=group)
     return 0
+
+
+def _mpi_group(start: bool = False) -> Any:
+    """The process group when this command is one of several ranks started by mpiexec, else None. ``start``
+    makes the group (importing mpi4py) when the launcher's environment says so; otherwise only an existing one."""
+    if not start and "chainrule.distributed.group" not in sys.modules:
+        return None  # nothing started a group: this is not a data-parallel run
+    from chainrule.distributed.group import current, init, launched_by_mpi
+
+    group = init() if start and launched_by_mpi() else current()
+    return group if group is not None and group.size > 1 else None
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -587,7 +604,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        print(f"chainrule: error: {_one_line(error)}", file=sys.stderr)
+        group = _mpi_group()
+        if group is not None and not group.is_leader:
+            time.sleep(1.0)  # an error every rank meets is printed once: rank 0's abort ends this rank first
+        where = f"rank {group.rank} of {group.size}: " if group is not None else ""
+        print(f"chainrule: error: {where}{_one_line(error)}", file=sys.stderr)
+        if group is not None:
+            group.abort(1)  # the other ranks stop now instead of waiting for this one in a collective
         return 1
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "AnomalyError",
     "DataError",
     "CheckpointError",
+    "DistributedError",
 ]
 
 
@@ -57,3 +58,8 @@ class DataError(ChainruleError, ValueError):
 
 class CheckpointError(ChainruleError, ValueError):
     """A checkpoint file that is missing, corrupt, or does not match the model."""
+
+
+class DistributedError(ChainruleError, RuntimeError):
+    """Data-parallel training failed across processes: a collective timed out waiting for another rank, the
+    ranks disagree (model shapes, world size of a resumed run), or MPI is missing under ``mpiexec``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,9 @@ class DataLoader:
         Visit the samples in a new random order every epoch.
     drop_last : bool
         Leave out the last batch when it is smaller than ``batch_size``.
+    sampler : DistributedSampler, optional
+        Takes this process's share of each epoch's order (see :class:`chainrule.distributed.DistributedSampler`):
+        any object with ``indices(order) -> indices`` and ``len()`` (the samples it keeps per epoch).
     seed : int, numpy.random.Generator or None
         Source of the shuffling order. An int or a Generator gives the loader its own generator, which
         carries on from epoch to epoch. None uses :func:`chainrule.rng.default_generator`, fetched anew at
@@ -78,6 +82,7 @@ class DataLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         seed: int | np.random.Generator | None = None,
+        sampler: Any = None,
     ) -> None:
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader: dataset must define __len__ and __getitem__, got {type(dataset).__name__}")
@@ -93,6 +98,7 @@ class DataLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.seed = seed
+        self.sampler = sampler
         self._own_generator = None if seed is None else as_generator(seed, "DataLoader")
 
     @property
@@ -103,13 +109,17 @@ class DataLoader:
         return rng.default_generator()
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.dataset), self.batch_size)
+        samples = len(self.dataset) if self.sampler is None else len(self.sampler)
+        full, rest = divmod(samples, self.batch_size)
         return full if self.drop_last or rest == 0 else full + 1
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         # The order is drawn here, when the epoch starts, not at the first next().
         n = len(self.dataset)
         order = self.generator.permutation(n) if self.shuffle else None
+        if self.sampler is not None:  # this process's share of the epoch's order
+            order = self.sampler.indices(np.arange(n) if order is None else order)
+            n = len(order)
         return self._batches(n, order)
 
     def _batches(self, n: int, order: np.ndarray | None) -> Iterator[tuple[Tensor, ...]]:

@@ -355,6 +355,7 @@ def fit(
     verbose: int = 1,
     resume: Any = None,
     config: dict[str, Any] | None = None,
+    distributed: Any = None,
 ) -> History:
     """Train ``model`` on ``train_data`` with mini-batch gradient descent; return the :class:`History`.
 
@@ -392,6 +393,12 @@ def fit(
         A checkpoint written by :class:`ModelCheckpoint`: weights, optimizer, epoch, history, callback and
         random-generator state are restored and training continues with the next epoch, bit for bit as if
         it had not stopped.
+    distributed : True or chainrule.distributed.ProcessGroup, optional
+        Train data-parallel on the ranks ``mpiexec`` started (see :mod:`chainrule.distributed`): each rank
+        takes its share of every epoch's order in batches of ``batch_size`` (the whole step's batch is
+        ``size * batch_size``), gradients and the loss are averaged over the ranks after ``backward()``, the
+        epoch's loss and metrics are computed over all ranks' samples, and only rank 0 prints and writes
+        checkpoints. A run resumes on as many ranks as it was trained on.
 
     Returns
     -------
@@ -419,11 +426,21 @@ def fit(
     metric_fns = _metric_functions(metrics, loss_fn)
 
     # 2. The data: a shuffling loader over the training data, and the validation data (given or split off).
+    parallel = None
+    if distributed:  # data-parallel: rank 0's random state everywhere, so every rank splits and shuffles alike
+        from chainrule.distributed.training import DataParallelFit
+
+        parallel = DataParallelFit(distributed, model)
     train_loader, val_loader = _loaders(train_data, val_data, val_split, batch_size)
-    validation = None if val_loader is None else _Validation(val_loader, loss_fn, metric_fns)
+    if parallel is not None:  # each rank trains on its share of every epoch and evaluates its share
+        train_loader = parallel.shard(train_loader)
+        val_loader = None if val_loader is None else parallel.shard(val_loader, pad=False)
+    validation = None if val_loader is None else _Validation(val_loader, loss_fn, metric_fns, parallel)
 
     # 3. The callbacks and the state they see; a resumed run restores both from its checkpoint.
     callbacks = _arrange_callbacks(callbacks, scheduler, verbose)
+    if parallel is not None:
+        callbacks = parallel.callbacks(callbacks)  # only rank 0 prints and writes files
     state = TrainState(
         model=model,
         optimizer=optimizer,
@@ -435,6 +452,12 @@ def fit(
     )
     if resume is not None:
         _resume(resume, state, callbacks, train_loader)
+    if parallel is not None:
+        parallel.begin(state, resumed=resume is not None)  # rank 0's weights and random state on every rank
+    elif resume is not None and "world_size" in state.history.meta:
+        from chainrule.distributed.training import check_world_size
+
+        check_world_size(state, 1)
     if any(isinstance(cb, EarlyStopping) for cb in callbacks):  # History.diagnosis() then does not suggest it
         state.history.meta["early_stopping"] = True
 
@@ -445,7 +468,10 @@ def fit(
         _begin_epoch(state, callbacks)
         started = time.perf_counter()
         model.train()
-        mean_loss, outputs, targets = _train_epoch(state, train_loader, loss_fn, callbacks)
+        mean_loss, outputs, targets = _train_epoch(state, train_loader, loss_fn, callbacks, parallel)
+        if parallel is not None:  # the whole epoch's numbers, from every rank's samples
+            mean_loss, outputs, targets = parallel.combine(mean_loss, outputs, targets, gather=bool(metric_fns))
+            parallel.end_epoch()
         record: dict[str, Any] = {"epoch": state.epoch, "loss": mean_loss}
         record.update({name: fn(outputs, targets) for name, fn in metric_fns})
         if validation is not None:
@@ -517,7 +543,11 @@ def _begin_epoch(state: TrainState, callbacks: Sequence[Callback]) -> None:
 
 
 def _train_epoch(
-    state: TrainState, loader: DataLoader, loss_fn: Callable[[Tensor, Tensor], Tensor], callbacks: Sequence[Callback]
+    state: TrainState,
+    loader: DataLoader,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    callbacks: Sequence[Callback],
+    parallel: Any = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """One pass over the training batches (forward, loss, backward, step); the mean loss, outputs and targets."""
     model, optimizer = state.model, state.optimizer
@@ -528,12 +558,14 @@ def _train_epoch(
         batch_loss = loss_fn(output, target)
         optimizer.zero_grad()
         batch_loss.backward()
+        state.loss = float(batch_loss.item())
+        if parallel is not None:  # every rank steps with the gradient (and reports the loss) of the whole batch
+            state.loss = parallel.average_gradients(state.loss)
         optimizer.step()
 
         n = len(target)
         state.step += 1
         state.batch += 1
-        state.loss = float(batch_loss.item())
         total, count = total + state.loss * n, count + n
         outputs.append(output.data)
         targets.append(target.data)
@@ -547,8 +579,10 @@ def _train_epoch(
 class _Validation:
     """The validation data of a run, evaluated after each epoch in eval mode without graphs."""
 
-    def __init__(self, loader: DataLoader, loss_fn: Callable, metric_fns: list[tuple[str, Callable]]) -> None:
-        self.loader, self.loss_fn, self.metric_fns = loader, loss_fn, metric_fns
+    def __init__(
+        self, loader: DataLoader, loss_fn: Callable, metric_fns: list[tuple[str, Callable]], parallel: Any = None
+    ) -> None:
+        self.loader, self.loss_fn, self.metric_fns, self.parallel = loader, loss_fn, metric_fns, parallel
         self.warned = False  # NaN/Inf is reported once per run: the first epoch it appears
 
     def evaluate(self, model: Module, epoch: int) -> dict[str, float]:
@@ -556,6 +590,8 @@ class _Validation:
         model.eval()
         nonfinite: list[int] = []
         val_loss, outputs, targets = _run_epoch_outputs(model, self.loader, self.loss_fn, nonfinite)
+        if self.parallel is not None:  # each rank evaluated its share: combine them
+            val_loss, outputs, targets = self.parallel.combine(val_loss, outputs, targets, gather=bool(self.metric_fns))
         values = {"val_loss": val_loss}
         values.update({f"val_{name}": fn(outputs, targets) for name, fn in self.metric_fns})
         if not math.isfinite(val_loss) and not self.warned:

@@ -146,7 +146,9 @@ def _print_table(rows: list[tuple[str, str]]) -> None:
 TRAIN_FLAGS = tuple(f.name for f in fields(TrainConfig) if f.name != "plots")
 
 
-def train_from_flags(given: dict[str, Any], resume: bool = False, force: bool = False, verbose: int = 1) -> RunResult:
+def train_from_flags(
+    given: dict[str, Any], resume: bool = False, force: bool = False, verbose: int = 1, distributed: Any = None
+) -> RunResult:
     """``chainrule train``: the flags the user passed (``None``: not passed) complete the config.
 
     A new run takes what was not passed from the presets of its data and model
@@ -155,12 +157,14 @@ def train_from_flags(given: dict[str, Any], resume: bool = False, force: bool = 
     """
     passed = {k: v for k, v in given.items() if v is not None}
     if not resume:
-        return train_run(TrainConfig(**resolve(passed)), resume=False, force=force, verbose=verbose)
+        return train_run(
+            TrainConfig(**resolve(passed)), resume=False, force=force, verbose=verbose, distributed=distributed
+        )
     defaults = TrainConfig(**resolve(passed))
     saved, _ = _saved_train_config(defaults.run_dir / "last.safetensors")
     merged = {**saved, **passed}
     merged.setdefault("out", str(defaults.run_dir))
-    return train_run(TrainConfig(**merged), resume=True, verbose=verbose)
+    return train_run(TrainConfig(**merged), resume=True, verbose=verbose, distributed=distributed)
 
 
 def _saved_train_config(last: Path) -> tuple[dict[str, Any], int]:
@@ -356,12 +360,16 @@ class _ResumedSettings(Callback):
                 group["lr"] = self.scheduler.lr_at(self.lr, state.epoch)
 
 
-def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force: bool = False) -> RunResult:
+def train_run(
+    config: TrainConfig, resume: bool = False, verbose: int = 1, force: bool = False, distributed: Any = None
+) -> RunResult:
     """Train the model that ``config`` describes, evaluate it on the test split, write the run directory.
 
     An existing, non-empty run directory is refused unless ``resume`` (continue it from ``last.safetensors``;
     the fields of :data:`chainrule.train.config.FIXED` must match the checkpoint's, the others are applied) or
     ``force`` (replace it; the old run stays whole until the new run has written its first checkpoint).
+    With ``distributed`` (a :class:`chainrule.distributed.ProcessGroup`, as ``mpiexec -n N chainrule train``
+    makes) every rank trains and only rank 0 creates and writes the run directory.
 
     Examples
     --------
@@ -402,8 +410,9 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force
     metrics = ["mae", "rmse", "r2"] if regression else ["accuracy"]
     val_split = config.val_split if config.val_split > 0 else None
 
-    created = _missing_parents(run_dir)
-    work_dir = _prepare_run_dir(run_dir, resume, force)
+    leader = distributed is None or distributed.is_leader  # under mpiexec only rank 0 writes the run
+    created = _missing_parents(run_dir) if leader else []
+    work_dir = _prepare_run_dir(run_dir, resume, force) if leader else run_dir
     print(
         f"Training {config.model} on {info.name} ({len(train_set)} training, {len(test_set)} test samples "
         f"of shape {tuple(info.input_shape)}; {model.num_parameters():,} parameters) -> {run_dir}"
@@ -412,7 +421,7 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force
     monitor = "val_loss" if val_split else "loss"
     callbacks: list[Any] = [ModelCheckpoint(work_dir, monitor=monitor), HistoryLogger(work_dir / "history.csv")]
     swap = _SwapIn(work_dir, run_dir, callbacks[:2])
-    callbacks.append(swap)
+    callbacks = callbacks + [swap] if leader else []
     if config.patience:
         callbacks.append(EarlyStopping(monitor=monitor, patience=config.patience, restore_best=True))
     scheduler = None
@@ -435,12 +444,15 @@ def train_run(config: TrainConfig, resume: bool = False, verbose: int = 1, force
             verbose=verbose,
             resume=last if resume else None,
             config={"train": asdict(config), "model": model_config},
+            distributed=distributed,
         )
     except BaseException:
-        if not swap.done:  # the new run never got its first checkpoint: drop it, the old run is untouched
+        if leader and not swap.done:  # the new run never got its first checkpoint: drop it, the old run is untouched
             shutil.rmtree(work_dir, ignore_errors=True)
         _remove_if_empty(created)  # a new --out that never got a file is not left behind
         raise
+    if not leader:
+        return RunResult(model, history, {}, run_dir, [])
     swap.swap()
 
     test = evaluate(model, test_set, loss=loss, metrics=metrics)
