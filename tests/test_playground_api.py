@@ -21,9 +21,9 @@ from chainrule.playground.upload import read_points_csv
 pytest.importorskip("starlette", reason="the playground extra (starlette) is not installed")
 pytest.importorskip("httpx", reason="httpx (for Starlette's TestClient) is not installed")
 
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from chainrule.playground.server import create_app  # noqa: E402
+from chainrule.playground.server import create_app
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -90,7 +90,9 @@ def test_bad_requests_are_json_errors(client: TestClient) -> None:
     assert client.get("/api/session/nope/frame").status_code == 404
     assert "reload the page" in client.get("/api/session/nope/frame").json()["error"]
     key = _create(client, data="xor", hidden="2")["id"]
-    assert client.post(f"/api/session/{key}/step", content=b"{not json").json()["error"] == "the request body is not JSON"
+    assert (
+        client.post(f"/api/session/{key}/step", content=b"{not json").json()["error"] == "the request body is not JSON"
+    )
     assert "step count" in client.post(f"/api/session/{key}/step", json={"count": -1}).json()["error"]
     response = client.post(f"/api/session/{key}/explain", json={"layer": 5, "neuron": 0, "source": 0})
     assert response.status_code == 400 and "layer must be an integer in [1, 2]" in response.json()["error"]
@@ -104,7 +106,11 @@ def _batch_loss(session: Session, model: nn.Module, batch: np.ndarray) -> float:
 
 @pytest.mark.parametrize(
     ("optimizer", "regularization", "loss", "activation"),
-    [("sgd", "none", "cross_entropy", "tanh"), ("momentum", "l2", "mse", "family:erf"), ("adam", "l1", "cross_entropy", "relu")],
+    [
+        ("sgd", "none", "cross_entropy", "tanh"),
+        ("momentum", "l2", "mse", "family:erf"),
+        ("adam", "l1", "cross_entropy", "relu"),
+    ],
 )
 def test_explain_is_trace_per_point_and_its_mean_is_the_batch_gradient(
     client: TestClient, optimizer: str, regularization: str, loss: str, activation: str
@@ -133,7 +139,9 @@ def test_explain_is_trace_per_point_and_its_mean_is_the_batch_gradient(
             row.dnet_dparam,
             row.grad,
         )
-        assert sample["grad"] == pytest.approx(sample["de_dout"] * sample["dout_dnet"] * sample["dnet_dparam"], rel=1e-12)
+        assert sample["grad"] == pytest.approx(
+            sample["de_dout"] * sample["dout_dnet"] * sample["dnet_dparam"], rel=1e-12
+        )
 
     # Their mean plus the penalty's gradient is the batch gradient: check it with central differences.
     model = copy.deepcopy(session.model)
@@ -190,7 +198,9 @@ def test_config_round_trips_through_the_url() -> None:
 
 
 def test_upload_a_csv_and_train_on_it(client: TestClient) -> None:
-    rows = ["x,y,label"] + [f"{x:.3f},{y:.3f},{int(x * y > 0)}" for x, y in np.random.default_rng(0).uniform(-1, 1, (120, 2))]
+    rows = ["x,y,label"] + [
+        f"{x:.3f},{y:.3f},{int(x * y > 0)}" for x, y in np.random.default_rng(0).uniform(-1, 1, (120, 2))
+    ]
     response = client.post("/api/upload", files={"file": ("points.csv", "\n".join(rows).encode(), "text/csv")})
     assert response.status_code == 200, response.text
     uploaded = response.json()
@@ -268,10 +278,12 @@ def test_trace_ignores_gradients_left_on_the_model() -> None:
 
 
 def test_gaussian_and_the_slope_one_family() -> None:
-    train, test, info = gaussian(n_samples=200, noise=0.3, seed=3)
+    train, _, info = gaussian(n_samples=200, noise=0.3, seed=3)
     x, y = train.arrays
     assert info.num_classes == 2 and x.shape == (160, 2) and abs(y.mean() - 0.5) < 0.1
-    assert np.allclose(x[y == 1].mean(axis=0), [1, 1], atol=0.15) and np.allclose(x[y == 0].mean(axis=0), [-1, -1], atol=0.15)
+    assert np.allclose(x[y == 1].mean(axis=0), [1, 1], atol=0.15) and np.allclose(
+        x[y == 0].mean(axis=0), [-1, -1], atol=0.15
+    )
     for name in ("logistic", "arctan", "erf", "algebraic", "gudermannian"):
         point = cr.tensor([0.0], requires_grad=True, dtype=np.float64)
         nn.SigmoidFamily(name)(point).sum().backward()

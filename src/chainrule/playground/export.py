@@ -35,9 +35,7 @@ def _state(session: Session) -> dict[str, np.ndarray]:
 def to_json(session: Session) -> dict[str, Any]:
     """Config, features, the input scale and every weight and bias (nested lists, full precision)."""
     state = _state(session)
-    layers = [
-        {"weight": linear.weight.data.tolist(), "bias": bias_of(linear).tolist()} for linear in session.linears()
-    ]
+    layers = [{"weight": linear.weight.data.tolist(), "bias": bias_of(linear).tolist()} for linear in session.linears()]
     return {
         "config": session.config.to_query(),
         "task": session.task,
@@ -76,9 +74,7 @@ def to_script(session: Session) -> str:
     if session.loss_name == "cross_entropy":
         loss_line = "loss = nn.functional.cross_entropy(out, cr.tensor(np.array(TEST_TARGETS)))"
     elif session.task == "classification":
-        loss_line = (
-            f"loss = nn.functional.mse_loss(out, cr.tensor(np.eye({session.points.num_classes})[TEST_TARGETS]))"
-        )
+        loss_line = f"loss = nn.functional.mse_loss(out, cr.tensor(np.eye({session.points.num_classes})[TEST_TARGETS]))"
     else:
         loss_line = "loss = nn.functional.mse_loss(out, cr.tensor(np.array(TEST_TARGETS)))"
     return f'''"""A network trained in the chainrule playground, rebuilt in chainrule with its trained weights.

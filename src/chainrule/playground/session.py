@@ -62,9 +62,7 @@ _GENERATORS: dict[str, Any] = {
     "blobs": lambda n_samples, noise, test_fraction, seed: toy.blobs(
         n_samples, 2.0 * noise, test_fraction, seed, n_features=2, centers=3
     ),
-    "gaussian": lambda n_samples, noise, test_fraction, seed: toy.gaussian(
-        n_samples, 0.3 + noise, test_fraction, seed
-    ),
+    "gaussian": lambda n_samples, noise, test_fraction, seed: toy.gaussian(n_samples, 0.3 + noise, test_fraction, seed),
     "regression": lambda n_samples, noise, test_fraction, seed: toy.linear_regression(
         n_samples, 2, noise, test_fraction, seed
     ),
