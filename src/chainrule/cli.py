@@ -315,6 +315,10 @@ def _add_playground(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     playground.add_argument("--port", type=_non_negative_int, default=0, help="port on 127.0.0.1 (default: a free one)")
     playground.add_argument("--no-browser", action="store_true", help="print the address without opening a browser")
+    playground.add_argument(
+        "--runs", action="append", default=None, metavar="DIR",
+        help="where the digit pad finds 'chainrule train' runs (default ./runs; repeat for more)",
+    )  # fmt: skip
     playground.set_defaults(run=_playground)
 
 
@@ -328,7 +332,7 @@ def _playground(args: argparse.Namespace) -> int:
         ) from None
     from chainrule.playground.server import serve
 
-    serve(port=args.port, open_browser=not args.no_browser)
+    serve(port=args.port, open_browser=not args.no_browser, runs=args.runs)
     return 0
 
 

@@ -11,6 +11,8 @@ session, 500 otherwise; never a traceback):
 - ``POST .../explain`` ``{"layer": l, "neuron": j, "source": i or null}``: one parameter's chain rule.
 - ``GET .../export/script|json|safetensors``: the trained network.
 - ``POST /api/upload`` (form field ``file``): a CSV of points; returns the id for ``data=csv&upload=ID``.
+- ``GET /api/digits/runs``, ``POST /api/digits/predict`` ``{"run": DIR, "image": {width, height, data}}``:
+  the digit pad (:mod:`chainrule.playground.digits`).
 - ``WS .../stream``: send ``{"cmd": "play"|"pause"|"step"|"reset", "speed": n}``; receive frames,
   ``FPS`` a second while playing (``speed`` mini-batches per frame).
 
@@ -34,6 +36,7 @@ import numpy as np
 from chainrule.errors import ArgumentError, ChainruleError, DataError
 from chainrule.playground import config as cfg
 from chainrule.playground.config import Config
+from chainrule.playground.digits import find_runs, predict_digit, read_pad
 from chainrule.playground.export import to_json, to_safetensors, to_script
 from chainrule.playground.session import Session
 from chainrule.playground.upload import MAX_BYTES, read_points_csv
@@ -135,8 +138,11 @@ def _options() -> dict[str, Any]:
     }
 
 
-def create_app() -> Any:
-    """The Starlette application (needs the ``playground`` extra: ``pip install 'chainrule[playground]'``)."""
+def create_app(runs: list[str | Path] | None = None) -> Any:
+    """The Starlette application (needs the ``playground`` extra: ``pip install 'chainrule[playground]'``).
+
+    ``runs``: where the digit pad looks for ``chainrule train`` run directories (default ``./runs``).
+    """
     from starlette.applications import Starlette
     from starlette.responses import FileResponse, Response
     from starlette.routing import Mount, Route, WebSocketRoute
@@ -144,6 +150,7 @@ def create_app() -> Any:
     from starlette.websockets import WebSocket, WebSocketDisconnect
 
     store = _Store()
+    run_roots = [Path(p) for p in (runs if runs is not None else ["runs"])]
 
     def new_session(query: Any) -> tuple[str, Session]:
         if not isinstance(query, dict):
@@ -224,6 +231,18 @@ def create_app() -> Any:
         classes = 0 if task == "regression" else int(labels.max()) + 1
         return _json({"id": key, "rows": len(labels), "task": task, "classes": classes})
 
+    async def digit_runs(request: Any) -> Any:
+        found = await asyncio.to_thread(find_runs, list(run_roots))
+        return _json({"runs": found, "roots": [str(p) for p in run_roots]})
+
+    async def digit_predict(request: Any) -> Any:
+        body = await _body(request)
+        run = body.get("run")
+        if not isinstance(run, str) or not run.strip():
+            raise ArgumentError("digit pad: choose a run directory (written by 'chainrule train --out DIR')")
+        image = read_pad(body.get("image"))
+        return _json(await asyncio.to_thread(predict_digit, run.strip(), image))
+
     async def stream(websocket: WebSocket) -> None:
         await websocket.accept()
         key = websocket.path_params["key"]
@@ -293,6 +312,8 @@ def create_app() -> Any:
         Route("/api/session/{key}/explain", _handler(explain), methods=["POST"]),
         Route("/api/session/{key}/export/{kind}", _handler(export)),
         Route("/api/upload", _handler(upload), methods=["POST"]),
+        Route("/api/digits/runs", _handler(digit_runs)),
+        Route("/api/digits/predict", _handler(digit_predict), methods=["POST"]),
         WebSocketRoute("/api/session/{key}/stream", stream),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
@@ -312,7 +333,9 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, open_browser: bool = True) -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 0, open_browser: bool = True, runs: list[str | Path] | None = None
+) -> None:
     """Run the app with uvicorn on ``host:port`` (0: a free port), print the address, open the browser."""
     import socket
     import webbrowser
@@ -330,5 +353,5 @@ def serve(host: str = "127.0.0.1", port: int = 0, open_browser: bool = True) -> 
     print(f"chainrule playground: {address}  (Ctrl-C to stop)", flush=True)
     if open_browser:
         webbrowser.open(address)
-    server = uvicorn.Server(uvicorn.Config(create_app(), log_level="warning", ws_ping_interval=None))
+    server = uvicorn.Server(uvicorn.Config(create_app(runs), log_level="warning", ws_ping_interval=None))
     server.run(sockets=[listener])
