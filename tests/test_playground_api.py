@@ -301,3 +301,69 @@ def test_the_command_says_what_to_install_without_the_extra(monkeypatch, capsys)
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     assert main(["playground", "--no-browser"]) == 1
     assert "install chainrule[playground]" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> Path:
+    pytest.importorskip("sklearn", reason="the digits data set ships with scikit-learn")
+    pytest.importorskip("safetensors", reason="runs are saved as safetensors")
+    from chainrule.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    assert main(["train", "--epochs", "2", "--limit", "300", "--quiet", "--no-plots", "--out", str(out)]) == 0
+    return out
+
+
+def _one(width: int = 64) -> dict:
+    """A dark vertical stroke on white, as RGBA pixels from the page."""
+    pixels = np.full((width, width, 4), 255, np.uint8)
+    pixels[8:56, 28:36, :3] = 0
+    return {"width": width, "height": width, "data": __import__("base64").b64encode(pixels.tobytes()).decode()}
+
+
+def test_the_digit_pad_lists_runs_and_traces_the_winner(digits_run: Path) -> None:
+    client = TestClient(create_app(runs=[digits_run.parent]))
+    runs = client.get("/api/digits/runs").json()["runs"]
+    assert [r["path"] for r in runs] == [str(digits_run)] and runs[0]["data"] == "digits"
+    result = client.post("/api/digits/predict", json={"run": str(digits_run), "image": _one()}).json()
+    assert result["input"]["width"] == result["input"]["height"] == 8
+    probabilities = [c["probability"] for c in result["classes"]]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert result["classes"][0]["index"] == result["winner"]
+    # The layer feeding the output: each unit's contribution is exactly W[c, j] · a_j.
+    from chainrule.train import load_run
+
+    model, _ = load_run(digits_run)
+    last = model[-1]
+    hidden = result["layers"][-2]
+    for top in hidden["top"]:
+        expected = float(last.weight.data[result["winner"], top["unit"]]) * top["value"]
+        assert top["contribution"] == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    assert hidden["top"][0]["contribution"] >= hidden["top"][-1]["contribution"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"image": _one()}, "choose a run directory"),
+        ({"run": "/no/such/run", "image": _one()}, "is not a directory"),
+        ({"run": ".", "image": _one()}, "is not an image classification run"),
+        ({"run": "RUN", "image": {"width": 64, "height": 64, "data": "***"}}, "not base64"),
+        ({"run": "RUN", "image": {"width": 5000, "height": 1, "data": ""}}, "width must be an integer"),
+        ({"run": "RUN", "image": {"width": 2, "height": 2, "data": "AAAA"}}, "expected 2×2×4 RGBA bytes"),
+        (
+            {
+                "run": "RUN",
+                "image": {**_one(), "data": __import__("base64").b64encode(bytes([255]) * 64 * 64 * 4).decode()},
+            },
+            "blank",
+        ),
+    ],
+)
+def test_the_digit_pad_refuses_bad_input_with_a_message(digits_run: Path, body: dict, expected: str) -> None:
+    client = TestClient(create_app(runs=[]))
+    if body.get("run") == "RUN":
+        body = {**body, "run": str(digits_run)}
+    response = client.post("/api/digits/predict", json=body)
+    assert response.status_code == 400
+    assert expected in response.json()["error"]

@@ -229,3 +229,40 @@ def test_screenshots_read_well_wide_and_narrow(page: Any, server: tuple[str, Any
     _shot(page, "page-420-wide", full_page=True)
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than a 420px window"
+
+
+def test_the_digit_pad_shows_what_a_trained_run_sees(page: Any, server: tuple[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("sklearn", reason="the digits data set ships with scikit-learn")
+    pytest.importorskip("safetensors", reason="runs are saved as safetensors")
+    import base64
+
+    from chainrule.cli import main
+    from chainrule.playground.digits import predict_digit
+
+    run = tmp_path / "digits"
+    assert main(["train", "--epochs", "2", "--limit", "300", "--quiet", "--no-plots", "--out", str(run)]) == 0
+    _open(page, server)
+    page.fill("#run-path", str(run))
+    page.locator("#digits").scroll_into_view_if_needed()
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + 60, box["y"] + 50)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 160, box["y"] + 50, steps=6)
+    page.mouse.move(box["x"] + 100, box["y"] + 190, steps=6)
+    page.mouse.up()
+    page.wait_for_function("(document.body.dataset.padWinner || '') !== ''", timeout=15_000)
+    pixels = page.evaluate(
+        "(() => { const c = document.getElementById('pad');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let s = ''; for (let i = 0; i < d.length; i += 8192) s += String.fromCharCode(...d.subarray(i, i + 8192));"
+        " return btoa(s); })()"
+    )
+    image = np.frombuffer(base64.b64decode(pixels), np.uint8).reshape(224, 224, 4)
+    expected = predict_digit(run, image)
+    assert page.evaluate("document.body.dataset.padWinner") == str(expected["winner"])
+    assert page.locator("#pad-layers .layer-row").count() == len(expected["layers"])
+    page.locator("#digits").screenshot(path=str(ARTIFACTS / "digit-pad.png"))
+    page.fill("#run-path", str(tmp_path))
+    page.dispatch_event("#run-path", "change")
+    page.wait_for_selector("#pad-result .error")
+    assert "is not an image classification run" in page.locator("#pad-result").inner_text()
