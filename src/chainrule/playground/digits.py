@@ -9,9 +9,8 @@ a first-order share further back). The same product on the input pixels is the s
 
 Examples
 --------
->>> import numpy as np
 >>> from chainrule.playground.digits import read_pad
->>> read_pad({"width": 2, "height": 1, "data": "AAAA/////w=="}).shape
+>>> read_pad({"width": 2, "height": 1, "data": "AAAA//////8="}).shape  # a black and a white pixel
 (1, 2, 4)
 """
 

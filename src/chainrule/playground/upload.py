@@ -7,9 +7,9 @@ targets. Every problem is a :class:`~chainrule.errors.DataError` saying what is 
 Examples
 --------
 >>> from chainrule.playground.upload import read_points_csv
->>> points, labels = read_points_csv("x,y,label\\n0,0,a\\n1,1,b\\n".replace("a", "0").replace("b", "1"))
+>>> points, labels = read_points_csv("x,y,label\\n0,0,3\\n1,1,5\\n2,0,3\\n0,2,5\\n")
 >>> points.shape, labels.tolist()
-((2, 2), [0, 1])
+((4, 2), [0, 1, 0, 1])
 """
 
 from __future__ import annotations
