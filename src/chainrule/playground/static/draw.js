@@ -134,12 +134,13 @@ export function drawChart(canvas, history) {
     context.lineWidth = 1.5;
     context.stroke();
   };
-  line(1, "#888");
-  line(2, "#111");
+  line(1, "#9aa5ad");
+  line(2, "#183d4e");
   context.fillStyle = "#777";
   context.font = "10px system-ui, sans-serif";
   context.fillText(`${top.toPrecision(3)}`, 4, 10);
+  context.fillStyle = "#183d4e";
   context.fillText("— test", width - 90, 10);
-  context.fillStyle = "#888";
+  context.fillStyle = "#9aa5ad";
   context.fillText("— train", width - 46, 10);
 }

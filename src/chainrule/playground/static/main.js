@@ -113,7 +113,10 @@ function showControls() {
   $("csv-button") && ($("csv-button").hidden = c.data !== "csv");
   const hidden = c.hidden ? c.hidden.split(",").length : 0;
   $("layer-count").textContent = String(hidden);
-  $("loss").disabled = c.data === "regression" || (state.points && state.points.task === "regression");
+  $("layer-plural").textContent = hidden === 1 ? "" : "s";
+  const regression = state.points && state.points.task === "regression";
+  $("loss").disabled = regression;
+  if (regression) $("loss").value = "mse"; // regression always trains with MSE
   for (const kind of ["script", "json", "safetensors"]) $(`export-${kind}`).href = `/api/session/${state.id}/export/${kind}`;
 }
 

@@ -51,8 +51,8 @@ export function renderPanel(body, result) {
     <div class="formula">∂E/∂${p} = ∂E/∂out · ∂out/∂net · ∂net/∂${p}      (for each point)
 point 1:   ${first.text.grad} = ${paren(first.text.de_dout)} × ${paren(first.text.dout_dnet)} × ${paren(first.text.dnet_dparam)}</div>
     ${hidden}
-    <table><thead><tr><th></th><th>point</th><th>∂E/∂out</th><th>∂out/∂net</th><th>∂net/∂${p}${weight ? ` (= ${escape(result.source_label)})` : ""}</th><th>∂E/∂${p}</th></tr></thead>
-    <tbody>${rows}</tbody></table>
+    <div class="table-wrap"><table><thead><tr><th></th><th>point</th><th>∂E/∂out</th><th>∂out/∂net</th><th>∂net/∂${p}${weight ? ` (= ${escape(result.source_label)})` : ""}</th><th>∂E/∂${p}</th></tr></thead>
+    <tbody>${rows}</tbody></table></div>
     <div class="formula">∂L/∂${p} = mean over the batch of ∂E/∂${p}${penalty}
         = ${t.data_grad}${penalty ? ` + ${paren(t.penalty)}` : ""} = ${t.grad}   (the engine's batch gradient; |difference| ${result.grad_check.toExponential(1)})</div>
     <h3 style="font-size:14px;margin-top:12px">The update (${escape(result.optimizer.name)}, lr ${result.optimizer.lr})</h3>
