@@ -110,7 +110,7 @@ def test_spirals_train_until_the_test_loss_is_low(page: Any, server: tuple[str, 
     page.wait_for_function("location.search.includes('data=spirals')")
     page.click("#add-layer")
     page.wait_for_function("new URLSearchParams(location.search).get('hidden') === '3,2'")
-    page.click(".layers-control + * , #network .width-control .add-neuron >> nth=0")  # 3 → 4 neurons
+    page.click("#network .width-control .add-neuron >> nth=0")  # 3 → 4 neurons
     page.wait_for_function("new URLSearchParams(location.search).get('hidden') === '4,2'")
     page.wait_for_function("document.body.dataset.step === '0'")
     session = server[1].sessions[page.evaluate("document.body.dataset.session")]
