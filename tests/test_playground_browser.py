@@ -266,3 +266,23 @@ def test_the_digit_pad_shows_what_a_trained_run_sees(page: Any, server: tuple[st
     page.dispatch_event("#run-path", "change")
     page.wait_for_selector("#pad-result .error")
     assert "is not an image classification run" in page.locator("#pad-result").inner_text()
+
+
+def test_gradient_edges_and_monitor_warnings_on_their_layer(page: Any, server: tuple[str, Any]) -> None:
+    session = _open(page, server, "?data=xor&hidden=8,8,8,8,8,8&act=sigmoid&opt=sgd&lr=0.01")
+    session.step(9)
+    page.click("#step")
+    _wait_step(page, 10)
+    page.check("input[name=edges][value=grad]")
+    edge = page.locator("path.edge[data-layer='1'][data-neuron='2'][data-source='1']")
+    assert float(edge.get_attribute("data-grad")) == pytest.approx(
+        float(session.model[0].weight.grad.data[2, 1]), rel=1e-6
+    )
+    widths = {
+        float(w) for w in page.eval_on_selector_all("path.edge", "es => es.map(e => e.getAttribute('stroke-width'))")
+    }
+    assert len(widths) > 10  # drawn by |∂L/∂w|, not all alike
+    badge = page.locator(".layer-warning[data-layer='1']")
+    assert "vanishing" in badge.inner_text()
+    assert page.locator("#neuron-1-0.warn").count() == 1
+    assert "vanishing gradients" in page.locator("#warnings").inner_text()

@@ -378,9 +378,9 @@ class Session:
             grad = linear.weight.grad
             layers.append(
                 {
-                    "weight": np.round(linear.weight.data, 6).tolist(),
-                    "bias": np.round(bias_of(linear), 6).tolist(),
-                    "grad": None if grad is None else np.round(grad.data, 8).tolist(),
+                    "weight": linear.weight.data.tolist(),
+                    "bias": bias_of(linear).tolist(),
+                    "grad": None if grad is None else grad.data.tolist(),
                 }
             )
         return {"features": list(self.config.features), "widths": self._widths(), "layers": layers}
