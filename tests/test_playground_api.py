@@ -164,6 +164,31 @@ def test_explain_is_trace_per_point_and_its_mean_is_the_batch_gradient(
         assert result["new"] == pytest.approx(old - 0.03 * result["grad"], rel=1e-12)
 
 
+@pytest.mark.parametrize("query", [{"data": "spirals", "hidden": "3,2"}, {"data": "xor", "hidden": "2", "loss": "mse"}])
+def test_the_panel_numbers_are_what_chainrule_explain_prints(
+    client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str], query: dict
+) -> None:
+    import shlex
+
+    from chainrule.cli import main
+
+    key = _create(client, **query)["id"]
+    client.post(f"/api/session/{key}/step", json={"count": 5})
+    (tmp_path / "weights.json").write_bytes(client.get(f"/api/session/{key}/export/json").content)
+    result = client.post(f"/api/session/{key}/explain", json={"layer": 1, "neuron": 1, "source": 0}).json()
+    argv = shlex.split(result["command"])
+    assert argv[0] == "chainrule"
+    argv[argv.index("weights.json")] = str(tmp_path / "weights.json")
+    capsys.readouterr()
+    assert main([*argv[1:], "--format", "json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    row = next(r for r in printed["backward"] if r["key"] == "L1.w[1,0]")
+    first = result["samples"][0]
+    assert [row[k] for k in ("de_dout", "dout_dnet", "dnet_dparam", "grad")] == [
+        first[k] for k in ("de_dout", "dout_dnet", "dnet_dparam", "grad")
+    ]
+
+
 def test_explain_a_bias(client: TestClient) -> None:
     key = _create(client, data="regression", hidden="2")["id"]
     result = client.post(f"/api/session/{key}/explain", json={"layer": 1, "neuron": 0, "source": None}).json()

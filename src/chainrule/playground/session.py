@@ -497,11 +497,25 @@ class Session:
                 "data_grad": data_grad,
                 **self._engine_step(linear, neuron, source, batch, data_grad),
             }
+            result["command"] = self._explain_command(inputs[0], samples[0]["target"])
             numbers = {k: result[k] for k in ("data_grad", "grad", "old", "new")}
             numbers["penalty"] = result["penalty"]["grad"]
             numbers.update({f"state.{k}": v for k, v in result["optimizer"]["state"].items()})
             result["text"] = {k: tables.number(v) for k, v in numbers.items()}
             return result
+
+    def _explain_command(self, point: np.ndarray, target: Any) -> str | None:
+        """The ``chainrule explain`` command that prints the first point's tables (with the JSON export as
+        ``weights.json``); None where the command cannot build this network (a slope-1 family activation)."""
+        if self.config.activation not in _REGISTRY_ACTIVATIONS:
+            return None
+        widths = ",".join(str(w) for w in self._widths())
+        values = ",".join(repr(float(v)) for v in point)
+        targets = ",".join(repr(float(v)) for v in np.ravel(target)) if self.loss_name == "mse" else str(int(target))
+        return (
+            f"chainrule explain --model {widths} --activation {self.config.activation} --loss {self.loss_name} "
+            f"--lr {self.config.lr!r} --weights weights.json --input={values} --target={targets}"
+        )
 
     def _engine_step(
         self, linear: nn.Linear, neuron: int, source: int | None, batch: np.ndarray, data_grad: float

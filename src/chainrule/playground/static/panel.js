@@ -57,6 +57,8 @@ point 1:   ${first.text.grad} = ${paren(first.text.de_dout)} × ${paren(first.te
         = ${t.data_grad}${penalty ? ` + ${paren(t.penalty)}` : ""} = ${t.grad}   (the engine's batch gradient; |difference| ${result.grad_check.toExponential(1)})</div>
     <h3 style="font-size:14px;margin-top:12px">The update (${escape(result.optimizer.name)}, lr ${result.optimizer.lr})</h3>
     <div class="formula">${escape(updateLines(result))}</div>
+    ${result.command ? `<p class="note">The same numbers for point 1 in a terminal, with the JSON export saved as weights.json:</p>
+    <div class="formula command">${escape(result.command)}</div>` : ""}
     <p class="note">Press +1 (one step): ${escape(result.name)} becomes ${t.new}.</p>`;
   body.dataset.key = result.key;
   body.dataset.grad = String(result.grad);
