@@ -283,7 +283,9 @@ def create_app(runs: list[str | Path] | None = None) -> Any:
                     await asyncio.to_thread(session.step, 1)
                 elif not state["playing"]:
                     wake.clear()
-                    await asyncio.wait([receiver, asyncio.create_task(wake.wait())], return_when="FIRST_COMPLETED")
+                    waiter = asyncio.create_task(wake.wait())
+                    await asyncio.wait([receiver, waiter], return_when="FIRST_COMPLETED")
+                    waiter.cancel()  # when the page went away, nobody will set the event
                     continue
                 started = asyncio.get_running_loop().time()
                 if not pending:
