@@ -366,7 +366,35 @@ def build_parser() -> argparse.ArgumentParser:
     xor.set_defaults(run=_demo_xor)
     _add_explain(commands, common)
     _add_gradcheck(commands, common)
+    _add_playground(commands, common)
     return parser
+
+
+def _add_playground(commands: Any, common: argparse.ArgumentParser) -> None:
+    playground = commands.add_parser(
+        "playground", parents=[common], help="train a small network in the browser and click any number to see why"
+    )
+    playground.add_argument("--port", type=_non_negative_int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    playground.add_argument("--no-browser", action="store_true", help="print the address without opening a browser")
+    playground.add_argument(
+        "--runs", action="append", default=None, metavar="DIR",
+        help="where the digit pad finds 'chainrule train' runs (default ./runs; repeat for more)",
+    )  # fmt: skip
+    playground.set_defaults(run=_playground)
+
+
+def _playground(args: argparse.Namespace) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise ChainruleError(
+            f"the playground needs {error.name}: install chainrule[playground] (pip install -e '.[playground]')"
+        ) from None
+    from chainrule.playground.server import serve
+
+    serve(port=args.port, open_browser=not args.no_browser, runs=args.runs)
+    return 0
 
 
 def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:

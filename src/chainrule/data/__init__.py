@@ -29,7 +29,7 @@ from chainrule.data.images import digits, fashion_mnist, locate, mnist
 from chainrule.data.loader import DataLoader
 from chainrule.data.preprocess import prepare_image, prepare_samples, read_array, read_image, save_image
 from chainrule.data.splits import DatasetInfo, Splits
-from chainrule.data.toy import blobs, circles, linear_regression, moons, spirals, xor
+from chainrule.data.toy import blobs, circles, gaussian, linear_regression, moons, spirals, xor
 from chainrule.data.transforms import Standardize, flatten, one_hot, scale_to_unit
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "circles",
     "spirals",
     "blobs",
+    "gaussian",
     "linear_regression",
     "digits",
     "mnist",

@@ -13,7 +13,7 @@ import numpy as np
 
 from chainrule.data.splits import DatasetInfo, Splits, split_arrays
 
-__all__ = ["xor", "moons", "circles", "spirals", "blobs", "linear_regression"]
+__all__ = ["xor", "moons", "circles", "spirals", "blobs", "gaussian", "linear_regression"]
 
 
 def _check(where: str, n_samples: int, noise: float, minimum: int = 2) -> None:
@@ -263,6 +263,43 @@ def blobs(
     points = centres[labels] + noise * generator.standard_normal((n_samples, n_features))
     metadata = {"n_samples": n_samples, "noise": noise, "centers": centres.tolist()}
     return _classification("blobs", points, labels, int(centers), test_fraction, seed, metadata)
+
+
+def gaussian(n_samples: int = 400, noise: float = 0.5, test_fraction: float = 0.2, seed: int = 0) -> Splits:
+    """Two round Gaussian clusters centred at ``(1, 1)`` (label 1) and ``(-1, -1)`` (label 0).
+
+    TensorFlow Playground's "Gaussian" set: linearly separable when ``noise`` (the clusters' standard
+    deviation) is small, overlapping as it grows.
+
+    Parameters
+    ----------
+    n_samples : int
+        Total samples; label 0 gets ``N // 2``.
+    noise : float
+        Standard deviation of each cluster.
+    test_fraction : float
+        Share of samples held out for testing.
+    seed : int
+        Seeds both the points and the split.
+
+    Returns
+    -------
+    Splits
+        Inputs ``(N, 2)`` float32, labels ``(N,)`` int64 in {0, 1}.
+
+    Examples
+    --------
+    >>> train, test, info = gaussian(n_samples=100, noise=0.1)
+    >>> x, y = train.arrays
+    >>> bool(((x.sum(axis=1) > 0) == (y == 1)).all())
+    True
+    """
+    _check("gaussian", n_samples, noise)
+    generator = np.random.default_rng(seed)
+    labels = (np.arange(n_samples) >= n_samples // 2).astype(np.int64)  # (N,)
+    centres = np.where(labels[:, None] == 1, 1.0, -1.0)  # (N, 2)
+    points = centres + noise * generator.standard_normal((n_samples, 2))
+    return _classification("gaussian", points, labels, 2, test_fraction, seed, {"n_samples": n_samples, "noise": noise})
 
 
 def linear_regression(

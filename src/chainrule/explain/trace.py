@@ -432,6 +432,7 @@ def _prepare(model: Any, x: Any, target: Any, loss: Any, lr: float) -> _Setup:
         raise ArgumentError(f"explain.trace: lr must be a finite number >= 0, got {lr!r}")
     _layers(model)  # errors name the user's modules before anything is copied
     work = copy.deepcopy(model).double()
+    work.zero_grad()  # a model in the middle of training carries .grad; the traced step must start from none
     layers = _layers(work)
     name, formula, loss_fn, terms_fn, class_index = _loss(loss)
     return _Setup(

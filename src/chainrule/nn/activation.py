@@ -19,6 +19,7 @@ __all__ = [
     "SiLU",
     "Softplus",
     "Softsign",
+    "SigmoidFamily",
     "Softmax",
     "LogSoftmax",
 ]
@@ -108,6 +109,34 @@ class Softsign(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.softsign(x)
+
+
+class SigmoidFamily(Module):
+    """A member of the sigmoid family scaled to :math:`f(0) = 0`, :math:`f'(0) = 1` (see
+    :func:`chainrule.nn.functional.sigmoid_family`): ``logistic`` (:math:`4\\sigma(x) - 2`), ``tanh``, ``arctan``,
+    ``erf``, ``algebraic``, ``softsign`` or ``gudermannian``.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> from chainrule import nn
+    >>> f = nn.SigmoidFamily("logistic")
+    >>> [round(v, 6) for v in f(cr.tensor([0.0, 1e-4])).tolist()]
+    [0.0, 0.0001]
+    """
+
+    def __init__(self, name: str = "logistic") -> None:
+        super().__init__()
+        members = F.sigmoid_family()
+        check.one_of("SigmoidFamily", "name", name, tuple(members))
+        self.name = name
+        self._function = members[name]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._function(x)
+
+    def extra_repr(self) -> str:
+        return repr(self.name)
 
 
 class Softmax(Module):
