@@ -73,7 +73,10 @@ def test_conv_and_linear_match_torch_func(reduction):
     x = rng.normal(size=(7, 2, 6, 6))
     y = rng.integers(0, 4, size=7)
     ours = per_sample_gradients(
-        model, lambda out, t: F.cross_entropy(out, t, reduction=reduction), cr.tensor(x), cr.tensor(y),
+        model,
+        lambda out, t: F.cross_entropy(out, t, reduction=reduction),
+        cr.tensor(x),
+        cr.tensor(y),
         reduction=reduction,
     )
     theirs = _torch_per_sample(
