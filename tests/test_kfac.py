@@ -217,3 +217,16 @@ def test_bad_hyperparameters_and_misuse_raise():
     F.cross_entropy(model(cr.randn(3, 2)), cr.tensor([0, 1, 0])).backward()
     with pytest.raises(GradientError, match=r"opt.backward\(loss, output\)"):
         opt.step()
+
+
+def test_readme_snippet_runs_and_trains():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("## Hooks, per-sample gradients and K-FAC")
+    section = readme[start:].split("\n## ", 1)[0]
+    (snippet,) = [block for block in section.split("```python\n")[1:]]
+    namespace: dict = {}
+    exec(compile(snippet.split("```")[0], "README.md", "exec"), namespace)
+    assert namespace["grads"]["3.weight"].shape == (32, 3, 144)
+    assert namespace["loss"].item() < 0.5 * 1.0986  # from about log 3 at the start

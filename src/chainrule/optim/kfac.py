@@ -141,7 +141,7 @@ def sample_labels(output: np.ndarray, likelihood: str, generator: np.random.Gene
         draws = generator.random((output.shape[0], 1))
         return np.minimum((draws > cumulative).sum(axis=1), output.shape[1] - 1).astype(np.int64)
     if likelihood == "bernoulli":
-        probabilities = 1.0 / (1.0 + np.exp(-output))
+        probabilities = 0.5 * (1.0 + np.tanh(0.5 * output))  # the logistic function, without overflow
         return (generator.random(output.shape) < probabilities).astype(output.dtype)
     return output + generator.standard_normal(output.shape).astype(output.dtype)
 
