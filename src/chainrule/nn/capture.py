@@ -71,7 +71,11 @@ def weight_matrix_shape(module: Module) -> tuple[int, int]:
 
 
 class LayerRecorder:
-    """Records each call's input (forward hook) and output gradient (full backward hook) of chosen layers.
+    """Records each call's input and output gradient of chosen layers, with hooks.
+
+    A forward hook keeps the input :math:`a` (and the output tensor) of every call made with grad enabled and
+    puts a gradient hook (:meth:`chainrule.Tensor.register_hook`) on the output, which keeps
+    :math:`g = \\partial L / \\partial s` when a backward pass reaches it.
 
     Parameters
     ----------
@@ -80,15 +84,16 @@ class LayerRecorder:
 
     Attributes
     ----------
-    inputs, output_grads : dict
-        ``id(layer) -> list`` of arrays, one per call since the last :meth:`clear`, in call order (a layer
-        used twice in a forward has two entries). Inputs are recorded while ``record_inputs`` is true and
-        grad mode is on; gradients while ``record_grads`` is true.
+    inputs, output_grads, outputs : dict
+        ``id(layer) -> list`` of arrays (outputs: tensors), one per call since the last :meth:`clear`, in call
+        order (a layer used twice in a forward has two entries). Inputs are recorded while ``record_inputs`` is
+        true, gradients while ``record_grads`` is true.
     """
 
     def __init__(self, layers: Iterable[Module]) -> None:
         self.layers = list(layers)
         self.inputs: dict[int, list[np.ndarray]] = {id(m): [] for m in self.layers}
+        self.outputs: dict[int, list[Tensor]] = {id(m): [] for m in self.layers}
         self.output_grads: dict[int, list[np.ndarray]] = {id(m): [] for m in self.layers}
         self.record_inputs = True
         self.record_grads = True
@@ -97,9 +102,7 @@ class LayerRecorder:
     def attach(self) -> LayerRecorder:
         """Register the hooks (idempotent); returns self."""
         if not self._handles:
-            for layer in self.layers:
-                self._handles.append(layer.register_forward_hook(self._keep_input))
-                self._handles.append(layer.register_full_backward_hook(self._keep_output_grad))
+            self._handles = [layer.register_forward_hook(self._keep_input) for layer in self.layers]
         return self
 
     def detach(self) -> None:
@@ -112,6 +115,7 @@ class LayerRecorder:
         """Forget what was recorded."""
         for key in self.inputs:
             self.inputs[key] = []
+            self.outputs[key] = []
             self.output_grads[key] = []
 
     def pairs(self, layer: Module) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -119,10 +123,22 @@ class LayerRecorder:
         inputs, grads = self.inputs[id(layer)], self.output_grads[id(layer)]
         return list(zip(inputs[len(inputs) - len(grads) :], grads))
 
-    def _keep_input(self, module: Module, args: tuple, output: Any) -> None:
-        if self.record_inputs and is_grad_enabled() and args and isinstance(args[0], Tensor):
-            self.inputs[id(module)].append(args[0].data)
+    def all_outputs(self) -> list[Tensor]:
+        """Every recorded output tensor (what a backward pass must reach to give every ``g``)."""
+        return [output for outputs in self.outputs.values() for output in outputs]
 
-    def _keep_output_grad(self, module: Module, grad_input: tuple, grad_output: tuple) -> None:
-        if self.record_grads and grad_output and grad_output[0] is not None:
-            self.output_grads[id(module)].insert(0, grad_output[0].data)
+    def _keep_input(self, module: Module, args: tuple, output: Any) -> None:
+        if not (self.record_inputs and is_grad_enabled() and args and isinstance(args[0], Tensor)):
+            return
+        if not isinstance(output, Tensor) or not output.requires_grad:
+            return
+        key = id(module)
+        self.inputs[key].append(args[0].data)
+        self.outputs[key].append(output)
+        grads = self.output_grads[key]
+
+        def keep_output_grad(grad: Tensor) -> None:
+            if self.record_grads:
+                grads.insert(0, grad.data)
+
+        output.register_hook(keep_output_grad)

@@ -83,12 +83,17 @@ def kfac_factors(inputs: np.ndarray, output_grads: np.ndarray, bias: bool) -> tu
     >>> A.shape, float(A[0, 0]), float(G[0, 0])
     ((4, 4), 1.0, 4.0)
     """
-    batch, positions = inputs.shape[0], inputs.shape[1]
-    rows = inputs.reshape(batch * positions, inputs.shape[2])
-    if bias:
-        rows = np.concatenate([rows, np.ones((rows.shape[0], 1), dtype=rows.dtype)], axis=1)
+    batch, positions, width = inputs.shape
+    rows = inputs.reshape(batch * positions, width)
+    a_factor = np.empty((width + bias, width + bias), dtype=rows.dtype)
+    a_factor[:width, :width] = rows.T @ rows
+    if bias:  # the homogeneous coordinate's row and column, without copying the rows to append a 1 to each
+        sums = rows.sum(axis=0)
+        a_factor[:width, width] = sums
+        a_factor[width, :width] = sums
+        a_factor[width, width] = batch * positions
     grads = output_grads.reshape(-1, output_grads.shape[2])
-    return rows.T @ rows / batch, grads.T @ grads / (batch * positions)
+    return a_factor / batch, grads.T @ grads / (batch * positions)
 
 
 def damped_inverses(a_factor: np.ndarray, g_factor: np.ndarray, damping: float) -> tuple[np.ndarray, np.ndarray]:
@@ -328,7 +333,11 @@ class KFAC(Optimizer):
         nll = _negative_log_likelihood(output, labels, self.likelihood)
         self._recorder.record_grads = True
         try:
-            grad(nll, [layer.weight for layer in self.layers], retain_graph=True, allow_unused=True)
+            # Backpropagate only as far as the layers' outputs: their gradients g are all the factors need,
+            # so the weight-gradient products of this pass are skipped.
+            outputs = self._recorder.all_outputs()
+            if outputs:
+                grad(nll, outputs, retain_graph=True, allow_unused=True)
         finally:
             self._recorder.record_grads = False
         for layer, state in zip(self.layers, self.layer_state):
