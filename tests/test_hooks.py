@@ -205,3 +205,12 @@ def test_forward_pre_hook_changes_arguments_and_order_of_hooks():
     assert not layer._forward_hooks
     with pytest.raises(ArgumentError, match="register_full_backward_hook"):
         layer.register_full_backward_hook("not a function")
+
+
+def test_hook_may_return_an_array_of_another_dtype():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)  # float32
+    y = x * 2
+    y.register_hook(lambda grad: np.array([1.0, -1.0]))  # float64 NumPy array
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.data, [2.0, -2.0])

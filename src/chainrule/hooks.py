@@ -19,6 +19,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from chainrule.errors import ShapeError
 
 __all__ = ["RemovableHandle", "register_grad_hook", "has_grad_hooks", "run_grad_hooks"]
@@ -108,15 +110,23 @@ def run_grad_hooks(node: Any, grad: Any, create_graph: bool) -> Any:
     hooks = _GRAD_HOOKS.get(id(node))
     if not hooks:
         return grad
+    from chainrule.tensor import Tensor  # here: tensor.py imports this module
+
     for hook in list(hooks.values()):
         result = hook(node._wrap_grad(grad))
         if result is None:
             continue
-        data = getattr(result, "data", result)
+        data = result.data if isinstance(result, Tensor) else np.asarray(result)
         if tuple(data.shape) != tuple(node.data.shape):
             raise ShapeError(
                 f"gradient hook {getattr(hook, '__name__', hook)!r} returned a gradient of shape {tuple(data.shape)} "
                 f"for a tensor of shape {tuple(node.data.shape)}; return None or an array of the tensor's shape"
             )
-        grad = result if create_graph else data
+        if isinstance(data, np.ndarray) and data.dtype != node.data.dtype:
+            data = data.astype(node.data.dtype)
+            result = data
+        if create_graph:
+            grad = result if isinstance(result, Tensor) else node._wrap_grad(data)
+        else:
+            grad = data
     return grad
