@@ -230,3 +230,20 @@ def test_readme_snippet_runs_and_trains():
     exec(compile(snippet.split("```")[0], "README.md", "exec"), namespace)
     assert namespace["grads"]["3.weight"].shape == (32, 3, 144)
     assert namespace["loss"].item() < 0.5 * 1.0986  # from about log 3 at the start
+
+
+def test_adam_fallback_moves_other_parameters_by_adams_first_step():
+    _ = cr.manual_seed(6)
+    model = nn.Sequential(
+        nn.Linear(3, 4, dtype=np.float64), nn.LayerNorm(4, dtype=np.float64), nn.Linear(4, 2, dtype=np.float64)
+    )
+    opt = optim.KFAC(model, lr=0.1, fallback="adam", fallback_lr=0.01, seed=0)
+    norm_bias = model[1].bias
+    before = norm_bias.data.copy()
+    x, y = cr.randn(6, 3, dtype=cr.float64), cr.tensor([0, 1, 0, 1, 1, 0])
+    output = model(x)
+    opt.zero_grad()
+    opt.backward(F.cross_entropy(output, y), output)
+    opt.step()
+    # Adam's first step is lr * g / (|g| + eps): the sign of the gradient, times the learning rate.
+    np.testing.assert_allclose(before - norm_bias.data, 0.01 * np.sign(norm_bias.grad.data), rtol=1e-6)

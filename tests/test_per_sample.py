@@ -156,3 +156,19 @@ def test_unsupported_layers_and_bad_arguments_raise():
         batch.gradients()
     with pytest.raises(ArgumentError, match="ddof"):
         gradient_variance(nn.Linear(2, 1), F.mse_loss, cr.randn(3, 2), cr.randn(3, 1), ddof=3)
+
+
+@needs_torch
+def test_conv1d_with_dilation_matches_torch_func():
+    _ = cr.manual_seed(5)
+    model = nn.Sequential(nn.Conv1d(2, 3, 3, stride=2, padding=1, dilation=2, dtype=np.float64), nn.Flatten())
+    conv = model[0]
+    twin = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 3, stride=2, padding=1, dilation=2), torch.nn.Flatten()).double()
+    with torch.no_grad():
+        twin[0].weight.copy_(torch.from_numpy(conv.weight.data))
+        twin[0].bias.copy_(torch.from_numpy(conv.bias.data))
+    x = np.random.default_rng(5).normal(size=(4, 2, 9))
+    ours = per_sample_gradients(model, lambda out, t: (out**2).sum(), cr.tensor(x), None, reduction="sum")
+    theirs = _torch_per_sample(twin, lambda out, t: (out**2).sum(), torch.tensor(x), torch.zeros(4))
+    for name in theirs:
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-10, atol=1e-12, err_msg=name)
