@@ -52,6 +52,7 @@ NATIVE_METHODS = {
     "clone": "graph",
     "backward": "graph",
     "retain_grad": "graph (documented absence)",
+    "register_hook": "graph (gradient hooks)",
     "requires_grad_": "graph",
     "to": "dtype",
     "astype": "dtype",

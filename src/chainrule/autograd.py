@@ -27,6 +27,7 @@ from typing import Any
 
 from chainrule.anomaly import detect_anomaly, is_anomaly_enabled
 from chainrule.errors import GradientError
+from chainrule.hooks import _GRAD_HOOKS, run_grad_hooks
 
 __all__ = [
     "no_grad",
@@ -194,10 +195,13 @@ def backpropagate(
     _push(grads, zip(roots, root_grads))
 
     captured: dict[int, Any] = {}
+    hooked = bool(_GRAD_HOOKS)  # gradient hooks (chainrule.hooks): looked up per node only when some exist
     with set_grad_enabled(create_graph):
         for node in reversed(order):
             grad_out = grads.pop(id(node), None)  # consumed: freed once pushed on
             if grad_out is not None:
+                if hooked and id(node) in _GRAD_HOOKS and (needed is None or id(node) in needed):
+                    grad_out = run_grad_hooks(node, grad_out, create_graph)
                 if needed is None:
                     if not node._graph_parents():
                         node._accumulate(grad_out)

@@ -23,6 +23,7 @@ from chainrule.anomaly import _AnomalyMode, _format_site
 from chainrule.autograd import _GradMode
 from chainrule.backend import foreign_array, get_namespace, numpy_dtype
 from chainrule.errors import ArgumentError, ChainruleError, DTypeError, GradientError, IndexingError, ShapeError
+from chainrule.hooks import RemovableHandle, register_grad_hook
 from chainrule.ops import OPS, Primitive, array_namespace, numpy_namespace, unsupported_namespace
 
 __all__ = ["Tensor", "apply", "float32", "float64", "int64", "bool_", "as_dtype"]
@@ -689,6 +690,31 @@ class Tensor:
         seed = self._seed_grad(grad, create_graph, "backward")
         retain = create_graph if retain_graph is None else retain_graph
         autograd.backpropagate([self], [seed], retain_graph=retain, create_graph=create_graph)
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
+        """Call ``hook(grad)`` with this tensor's gradient during every backward pass; returns a removable handle.
+
+        ``grad`` is the complete :math:`\\partial L / \\partial \\text{self}` (a Tensor of this tensor's shape),
+        passed before it flows further back (or, for a leaf, before it is added to ``.grad``). Returning a
+        tensor replaces the gradient; returning None keeps it. Hooks run in registration order, also in
+        :func:`chainrule.autograd.grad` and under ``create_graph=True`` (then ``grad`` is differentiable).
+
+        Examples
+        --------
+        >>> import chainrule as cr
+        >>> x = cr.tensor([1.0, 2.0], requires_grad=True)
+        >>> y = x * x
+        >>> handle = y.register_hook(lambda grad: grad * 10)  # scale dL/dy
+        >>> y.sum().backward()
+        >>> x.grad
+        tensor([20., 40.])
+        >>> handle.remove()
+        """
+        if not self._requires_grad:
+            raise GradientError("register_hook: this tensor does not require grad, so no gradient will reach it")
+        if not callable(hook):
+            raise ArgumentError(f"register_hook: expected a function hook(grad), got {type(hook).__name__}")
+        return register_grad_hook(self, hook)
 
     def retain_grad(self) -> None:  # pragma: no cover - documented absence
         raise GradientError("retain_grad is not supported; use chainrule.autograd.grad(loss, tensor)")

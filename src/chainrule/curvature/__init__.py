@@ -6,6 +6,8 @@ a model's flattened parameters, their spectra and traces, and conjugate-gradient
 - An operator multiplies vectors (``C @ v``), and gives ``to_dense()``, ``diagonal()``, ``trace()``,
   ``eigh(k)`` and ``to_scipy()``; :func:`cg` solves :math:`(C + \\lambda I)x = b`
   (:mod:`chainrule.curvature.linalg`).
+- :class:`BatchGrad`, :func:`per_sample_gradients`, :func:`gradient_variance`: one gradient per sample for
+  Linear and Conv layers without a loop over samples (:mod:`chainrule.curvature.per_sample`).
 
 Examples
 --------
@@ -26,6 +28,7 @@ from chainrule.curvature.linalg import CGResult, cg, hutchinson_diagonal, hutchi
 from chainrule.curvature.linear_operator import CurvatureOperator
 from chainrule.curvature.operators import empirical_fisher, fisher, ggn, hessian
 from chainrule.curvature.params import ParameterSpace
+from chainrule.curvature.per_sample import BatchGrad, gradient_variance, per_sample_gradients
 
 __all__ = [
     "hessian",
@@ -40,4 +43,7 @@ __all__ = [
     "hutchinson_trace",
     "hutchpp_trace",
     "hutchinson_diagonal",
+    "BatchGrad",
+    "per_sample_gradients",
+    "gradient_variance",
 ]

@@ -130,6 +130,23 @@ def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) 
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def conv_padding(
+    name: str, padding: Any, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
+) -> tuple[int, ...]:
+    """The zero padding per side of each spatial axis: ``padding`` as given, or resolved from "same"/"valid"."""
+    spatial = len(kernel)
+    if padding == "valid":
+        padding = (0,) * spatial
+    elif padding == "same":
+        if any(s != 1 for s in stride):
+            raise ArgumentError(f"{name}: padding='same' needs stride 1, got {tuple(stride)}")
+        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        if any(t % 2 for t in total):
+            raise ArgumentError(f"{name}: padding='same' with an even kernel {kernel} is not supported; pad explicitly")
+        padding = tuple(t // 2 for t in total)
+    return check.int_tuple(name, "padding", padding, spatial)
+
+
 def _conv(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: Any, spatial: int, name: str) -> Tensor:
     x, weight = as_tensor(x), as_tensor(weight)
     if x.ndim != spatial + 2:
@@ -147,16 +164,7 @@ def _conv(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: A
     kernel = weight.shape[2:]
     stride = check.int_tuple(name, "stride", stride, spatial, 1)
     dilation = check.int_tuple(name, "dilation", dilation, spatial, 1)
-    if padding == "valid":
-        padding = (0,) * spatial
-    elif padding == "same":
-        if any(s != 1 for s in stride):
-            raise ArgumentError(f"{name}: padding='same' needs stride 1, got {stride}")
-        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
-        if any(t % 2 for t in total):
-            raise ArgumentError(f"{name}: padding='same' with an even kernel {kernel} is not supported; pad explicitly")
-        padding = tuple(t // 2 for t in total)
-    padding = check.int_tuple(name, "padding", padding, spatial)
+    padding = conv_padding(name, padding, kernel, stride, dilation)
     out_sizes = [_out_size(n, k, s, p, d) for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation)]
     if any(n < 1 for n in out_sizes):
         raise ShapeError(

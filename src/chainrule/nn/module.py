@@ -13,7 +13,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from chainrule.errors import CheckpointError, ShapeError
+from chainrule.autograd import is_grad_enabled
+from chainrule.errors import ArgumentError, CheckpointError, ShapeError
+from chainrule.hooks import RemovableHandle
+from chainrule.nn.hooks import BackwardHookCall
 from chainrule.tensor import Tensor, _to_array, as_dtype
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList", "ModuleDict", "Identity", "Flatten", "Unflatten"]
@@ -51,6 +54,14 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
+def _add_hook(table: dict[int, Any], hook: Callable[..., Any], name: str) -> RemovableHandle:
+    if not callable(hook):
+        raise ArgumentError(f"{name}: expected a function, got {type(hook).__name__}")
+    handle = RemovableHandle(table)
+    table[handle.id] = hook
+    return handle
+
+
 class Module:
     """Base class of every layer and model: holds parameters, buffers and child modules.
 
@@ -82,7 +93,9 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
-        object.__setattr__(self, "_forward_hooks", [])
+        object.__setattr__(self, "_forward_hooks", {})  # handle id -> hook, in registration order
+        object.__setattr__(self, "_forward_pre_hooks", {})
+        object.__setattr__(self, "_backward_hooks", {})
         object.__setattr__(self, "training", True)
 
     # -- registration -----------------------------------------------------------------------------------
@@ -158,22 +171,60 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        for pre_hook in list(self._forward_pre_hooks.values()):
+            changed = pre_hook(self, args)
+            if changed is not None:
+                args = changed if isinstance(changed, tuple) else (changed,)
+        backward_call = None
+        if self._backward_hooks and is_grad_enabled():
+            backward_call = BackwardHookCall(self)
+            args = backward_call.wrap_inputs(args)
         output = self.forward(*args, **kwargs)
-        for hook in self._forward_hooks:
+        for hook in list(self._forward_hooks.values()):
             result = hook(self, args, output)
             if result is not None:
                 output = result
+        if backward_call is not None:
+            output = backward_call.wrap_outputs(output)
         return output
 
-    def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> Callable[[], None]:
-        """Call ``hook(module, inputs, output)`` after every forward; returns a function that removes it."""
-        self._forward_hooks.append(hook)
+    def register_forward_pre_hook(self, hook: Callable[[Module, tuple], Any]) -> RemovableHandle:
+        """Call ``hook(module, args)`` before every forward; a non-None result replaces the positional args.
 
-        def remove() -> None:
-            if hook in self._forward_hooks:
-                self._forward_hooks.remove(hook)
+        Returns a handle: ``handle.remove()`` takes the hook off.
+        """
+        return _add_hook(self._forward_pre_hooks, hook, "register_forward_pre_hook")
 
-        return remove
+    def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after every forward; a non-None result replaces the output.
+
+        Returns a handle: ``handle.remove()`` (or ``handle()``) takes the hook off.
+        """
+        return _add_hook(self._forward_hooks, hook, "register_forward_hook")
+
+    def register_full_backward_hook(self, hook: Callable[[Module, tuple, tuple], Any]) -> RemovableHandle:
+        """Call ``hook(module, grad_input, grad_output)`` when the gradients of a call's inputs are complete.
+
+        As in PyTorch: ``grad_output`` holds :math:`\\partial L/\\partial y` for each tensor output,
+        ``grad_input`` :math:`\\partial L/\\partial x` for each positional tensor input (None for an input
+        that needs no gradient, such as the data entering the first layer; parameters are not inputs). A
+        non-None result (a tuple like ``grad_input``) replaces the input gradients. Hooks see Tensors; under
+        ``create_graph=True`` these are differentiable. Calls made under ``no_grad`` are not hooked.
+
+        Examples
+        --------
+        >>> import chainrule as cr
+        >>> from chainrule import nn
+        >>> layer = nn.Linear(3, 2)
+        >>> shapes = []
+        >>> handle = layer.register_full_backward_hook(
+        ...     lambda module, grad_input, grad_output: shapes.append((grad_input[0], grad_output[0].shape)))
+        >>> layer(cr.ones(4, 3)).sum().backward()
+        >>> shapes
+        [(None, (4, 2))]
+        >>> handle.remove()
+        """
+        return _add_hook(self._backward_hooks, hook, "register_full_backward_hook")
 
     # -- traversal ----------------------------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
