@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from chainrule.cli import main
-from chainrule.data import datasets, write_idx
+from chainrule.data import catalog, write_idx
 from chainrule.errors import CheckpointError, DataError
 from chainrule.train import NonFiniteLossError
 
@@ -103,14 +103,14 @@ def test_a_nan_batch_stops_training_and_keeps_the_last_checkpoint(isolated, caps
     run = isolated / "run"
     assert main([*TRAIN_XOR, "--epochs", "1", "--out", str(run)]) == 0
     before = (run / "last.safetensors").read_bytes()
-    clean_xor = datasets.DATASETS["xor"]
+    clean_xor = catalog.DATASETS["xor"]
 
     def poisoned_xor(**kwargs):
         splits = clean_xor(**kwargs)
         splits.train.arrays[0][5] = np.nan  # one sample: one batch of the next epoch
         return splits
 
-    monkeypatch.setitem(datasets.DATASETS, "xor", poisoned_xor)
+    monkeypatch.setitem(catalog.DATASETS, "xor", poisoned_xor)
     capsys.readouterr()
     argv = [*TRAIN_XOR, "--epochs", "2", "--out", str(run), "--resume"]
     assert main(argv) == 1

@@ -22,8 +22,8 @@ Examples
 
 from __future__ import annotations
 
-from chainrule.data.dataset import Dataset, Subset, TensorDataset, random_split
 from chainrule.data.catalog import DATASETS, DatasetStatus, available, describe, load
+from chainrule.data.dataset import Dataset, Subset, TensorDataset, random_split
 from chainrule.data.idx import read_idx, sha256_of_idx, write_idx
 from chainrule.data.images import digits, fashion_mnist, locate, mnist
 from chainrule.data.loader import DataLoader
