@@ -85,9 +85,11 @@ class ParameterSpace:
         The subset converts vectors like the whole space (``flatten``, ``unflatten``) but cannot
         :meth:`call` the model; :meth:`CurvatureOperator.block` uses it.
         """
+        if not names:
+            raise ArgumentError(f"curvature: block() needs at least one parameter name, one of {self.names}")
         unknown = [name for name in names if name not in self.names]
-        if unknown or not names:
-            raise ArgumentError(f"curvature: unknown parameters {unknown or list(names)}; the model has {self.names}")
+        if unknown:
+            raise ArgumentError(f"curvature: unknown parameters {unknown}; the model has {self.names}")
         chosen = [self.names.index(name) for name in dict.fromkeys(names)]
         part = object.__new__(ParameterSpace)
         part.model, part.dtype, part._holders = self.model, self.dtype, []
