@@ -39,8 +39,10 @@ def _as_matvec(operator: Any, owner: str, symmetric: bool = False) -> tuple[Matv
         dtype = matrix.dtype if matrix.dtype.kind == "f" else np.dtype(np.float64)
         if not np.all(np.isfinite(matrix)):
             raise ArgumentError(f"{owner}: the matrix has a non-finite value (NaN or Inf)")
-        if symmetric and not np.allclose(matrix, matrix.T, rtol=1e-6, atol=1e-12 * max(1.0, float(np.abs(matrix).max(initial=0)))):
-            raise ArgumentError(f"{owner}: the matrix is not symmetric (|A - Aᵀ| up to {np.abs(matrix - matrix.T).max():.3g})")
+        scale = max(1.0, float(np.abs(matrix).max(initial=0)))
+        if symmetric and not np.allclose(matrix, matrix.T, rtol=1e-6, atol=1e-12 * scale):
+            gap = float(np.abs(matrix - matrix.T).max())
+            raise ArgumentError(f"{owner}: the matrix is not symmetric (|A - Aᵀ| up to {gap:.3g})")
         raw: Matvec = lambda v: matrix @ v  # noqa: E731
     else:
         shape = getattr(operator, "shape", None)
