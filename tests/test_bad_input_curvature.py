@@ -245,9 +245,14 @@ def test_odd_but_valid_products() -> None:
     dense = H.to_dense()
     assert C.cg(H, np.ones(P), damping=np.int64(1)).converged  # NumPy integers are numbers
     # the Hessian is indefinite here: CG stops at the first direction of non-positive curvature and says so
-    assert np.linalg.eigvalsh(dense)[0] < 0
-    result = C.cg(H, np.ones(P))
+    smallest = np.linalg.eigvalsh(dense)[0]
+    assert smallest < 0
+    with pytest.warns(RuntimeWarning, match=r"cg: stopped .* not positive definite.*raise damping above") as caught:
+        result = C.cg(H, np.ones(P))
     assert not result.converged and result.reason == "non-positive curvature"
+    bound = float(str(caught[0].message).split("raise damping above ")[1].split(" ")[0])
+    assert 0 < bound <= -smallest + 1e-12  # a true lower bound on the damping needed
+    assert C.cg(H, np.ones(P), damping=-smallest + 1e-3, maxiter=10_000).converged
 
 
 def test_missing_scipy_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

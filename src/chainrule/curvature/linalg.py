@@ -10,6 +10,7 @@ products with vectors are used, so the matrix is never formed.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -351,7 +352,9 @@ def cg(
     semi-definite, so any :math:`\\lambda > 0` works (a natural-gradient step is
     :math:`x = (F + \\lambda I)^{-1} \\nabla L`); the Hessian may be indefinite away from a minimum, and then
     CG stops at the first direction of non-positive curvature and says so in ``reason``. In exact
-    arithmetic CG finishes in at most :math:`P` steps; each step costs one product.
+    arithmetic CG finishes in at most :math:`P` steps; each step costs one product. Stopping at non-positive
+    curvature also issues a ``RuntimeWarning`` (the returned ``x`` is then no solution), with a lower bound on the
+    damping the operator would need.
 
     Parameters
     ----------
@@ -423,6 +426,15 @@ def cg(
             if not curvature > 0:
                 reason = "non-positive curvature"
                 iterations -= 1
+                rayleigh = curvature / float(direction @ direction) - damping  # pᵀCp / pᵀp >= λmin(C)
+                warnings.warn(
+                    f"cg: stopped after {iterations} iterations at a direction of non-positive curvature: "
+                    f"C + λI (damping={damping:g}) is not positive definite, so x does not solve the system; C has "
+                    f"an eigenvalue <= {rayleigh:.3g}: raise damping above {-rayleigh:.3g} at least, or use the GGN "
+                    "or the Fisher, which are positive semi-definite",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 break
             step = rho / curvature
             x = x + step * direction
