@@ -198,6 +198,8 @@ OPERATOR_ROWS = [
     bad("@ list of wrong count", lambda: H @ PARTS[:1], ShapeError, "got 1 arrays for 4 parameters"),
     bad("@ list of wrong shapes", lambda: H @ [np.ones((3, 4)), *PARTS[1:]], ShapeError, "'0.weight'", "(3, 4)"),
     bad("@ empty list", lambda: H @ [], ShapeError, "got 0 arrays"),
+    bad("@ list with complex", lambda: H @ [PARTS[0] * 1j, *PARTS[1:]], DTypeError, "'0.weight'", "complex"),
+    bad("@ list with strings", lambda: H @ [np.full((4, 3), "a"), *PARTS[1:]], DTypeError, "'0.weight'", "<U1"),
     bad("to_dense over the limit", lambda: H.to_dense(limit=5), ArgumentError, "over the limit of 5", "diagonal()"),
     bad("to_dense limit -1", lambda: H.to_dense(limit=-1), ArgumentError, "limit", "got -1"),
     bad("to_dense limit str", lambda: H.to_dense(limit="x"), ArgumentError, "limit", "'x'"),

@@ -319,3 +319,24 @@ def test_strict_keys_that_do_not_match(state: dict[str, np.ndarray], parts: tupl
     for part in parts:
         assert part in str(caught.value)
     np.testing.assert_array_equal(layer.weight.numpy(), before)  # nothing half-loaded
+
+
+def test_a_graph_onnx_rejects_is_one_chainrule_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def reject(*args: Any, **kwargs: Any) -> None:
+        raise onnx.checker.ValidationError("Field 'shape' of 'type' is required but missing.")
+
+    monkeypatch.setattr(onnx.checker, "check_model", reject)
+    with pytest.raises(ChainruleError, match=r"onnx.export: the graph for Sequential failed onnx's checker"):
+        export(_linear(), _x(2, 4), tmp_path / "a.onnx")
+    assert not (tmp_path / "a.onnx").exists()
+
+
+def test_a_failed_write_names_onnx_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = sys.modules["chainrule.onnx.export"]
+
+    def fail(path: Any, data: bytes) -> None:
+        raise CheckpointError(f"save: could not write {str(path)!r}: Permission denied [EACCES]")
+
+    monkeypatch.setattr(module, "atomic_write_bytes", fail)
+    with pytest.raises(CheckpointError, match=r"^onnx.export: save: could not write .*EACCES"):
+        export(_linear(), _x(2, 4), tmp_path / "a.onnx")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.curvature.linalg import real_array
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
 from chainrule.functions import as_tensor
 from chainrule.nn.module import Module
@@ -115,7 +116,7 @@ class ParameterSpace:
             raise ShapeError(f"curvature: got {len(values)} arrays for {len(self.shapes)} parameters {self.names}")
         parts = []
         for name, shape, value in zip(self.names, self.shapes, values):
-            array = np.asarray(value.data if isinstance(value, Tensor) else value, dtype=self.dtype)
+            array = real_array("curvature", f"the array for {name!r}", value, self.dtype)
             if array.shape != shape:
                 raise ShapeError(f"curvature: the array for {name!r} has shape {array.shape}, expected {shape}")
             parts.append(array.ravel())

@@ -517,8 +517,15 @@ def to_onnx(model: Module, example_input: Any, *, opset: int = DEFAULT_OPSET) ->
         graph_proto, opset_imports=[helper.make_opsetid("", opset)], producer_name="chainrule",
         producer_version=__version__,
     )  # fmt: skip
-    proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
-    onnx.checker.check_model(proto, full_check=True)
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as error:  # onnx's own exceptions: a converter wrote a graph onnx rejects
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ChainruleError(
+            f"onnx.export: the graph for {type(model).__name__} failed onnx's checker ({type(error).__name__}: "
+            f"{first}); nothing was written. This is a bug in a converter: please report it with the model"
+        ) from error
     return proto
 
 
@@ -586,5 +593,8 @@ def export(
     if target.exists() and not overwrite:
         raise ArgumentError(f"onnx.export: {str(target)!r} already exists; pass overwrite=True to replace it")
     proto = to_onnx(model, example_input, opset=opset)
-    atomic_write_bytes(target, proto.SerializeToString())
+    try:
+        atomic_write_bytes(target, proto.SerializeToString())
+    except ChainruleError as error:
+        raise type(error)(f"onnx.export: {error}") from None
     return proto
