@@ -565,9 +565,13 @@ def export(
     ------
     ArgumentError
         For a layer without a converter (naming its type and its path in the model, e.g. ``'features.3'``),
-        an opset out of range, or an existing ``path`` without ``overwrite``.
-    DTypeError
-        If the example's dtype differs from the parameters'.
+        an opset out of range, a ``path`` that is a directory or in a missing directory, an existing ``path``
+        without ``overwrite``, or an ``overwrite`` that is not a bool.
+    ShapeError, DTypeError
+        If the example does not fit the model (``onnx.export: example_input of shape ... does not fit the
+        model: `` and the layer's own message), or its dtype differs from the parameters'.
+    CheckpointError
+        If the file cannot be written.
 
     Examples
     --------
