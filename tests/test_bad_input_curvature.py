@@ -352,3 +352,26 @@ def test_plot_replaces_an_existing_png_and_needs_matplotlib(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "chainrule[plot]" in err
     assert not (tmp_path / "new.png").exists()
+
+
+DEMO_ROWS = [
+    ("seed str", {"seed": "x"}, ("--seed", "'x'")),
+    ("seed negative", {"seed": -1}, ("--seed", "-1")),
+    ("widths a string", {"widths": "2,3,1"}, ("--model", "'2,3,1'")),
+    ("widths floats", {"widths": (2, 3.5, 1)}, ("--model", "3.5")),
+    ("lr NaN", {"lr": float("nan")}, ("--lr", "nan")),
+    ("lr negative", {"lr": -1.0}, ("--lr", "-1.0")),
+    ("steps float", {"steps": 2.5}, ("--steps", "2.5")),
+    ("plot an int", {"plot": 3}, ("--plot", "3")),
+]
+
+
+@pytest.mark.parametrize("row", DEMO_ROWS, ids=lambda r: r[0])
+def test_curvature_demo_bad_arguments(row: Any) -> None:
+    from chainrule.explain.curvature import curvature_demo
+
+    _, kwargs, parts = row
+    with pytest.raises(ArgumentError) as caught:
+        curvature_demo(**{"steps": 0, **kwargs})
+    for part in ("explain curvature:", *parts):
+        assert part in str(caught.value), str(caught.value)

@@ -326,7 +326,23 @@ def curvature_demo(
     >>> report.stages[0].distances["Fisher vs GGN"] < 1e-12
     True
     """
+    if isinstance(widths, (str, bytes)) or not all(
+        isinstance(w, (int, np.integer)) and not isinstance(w, bool) for w in widths
+    ):
+        raise ArgumentError(
+            f"explain curvature: --model must be layer widths (integers) such as (2, 3, 1), got {widths!r}"
+        )
     widths = [int(w) for w in widths]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ArgumentError(f"explain curvature: --seed must be a non-negative integer, got {seed!r}")
+    if (
+        isinstance(lr, bool)
+        or not isinstance(lr, (int, float, np.integer, np.floating))
+        or not (math.isfinite(lr) and lr > 0)
+    ):
+        raise ArgumentError(f"explain curvature: --lr must be a finite number > 0, got {lr!r}")
+    if plot is not None and not isinstance(plot, (str, os.PathLike)):
+        raise ArgumentError(f"explain curvature: --plot must be a file name such as curvature.png, got {plot!r}")
     if loss not in ("mse", "cross_entropy"):
         raise ArgumentError(f"explain curvature: --loss must be mse or cross_entropy, got {loss!r}")
     if dataset not in CURVATURE_DATASETS:
