@@ -426,11 +426,12 @@ def cg(
             if not curvature > 0:
                 reason = "non-positive curvature"
                 iterations -= 1
-                rayleigh = curvature / float(direction @ direction) - damping  # pᵀCp / pᵀp >= λmin(C)
+                rayleigh = (curvature / float(direction @ direction) - damping) or 0.0  # pᵀCp/pᵀp >= λmin(C)
+                needed = max(0.0, -rayleigh)
                 warnings.warn(
                     f"cg: stopped after {iterations} iterations at a direction of non-positive curvature: "
                     f"C + λI (damping={damping:g}) is not positive definite, so x does not solve the system; C has "
-                    f"an eigenvalue <= {rayleigh:.3g}: raise damping above {-rayleigh:.3g} at least, or use the GGN "
+                    f"an eigenvalue <= {rayleigh:.3g}: raise damping above {needed:.3g} at least, or use the GGN "
                     "or the Fisher, which are positive semi-definite",
                     RuntimeWarning,
                     stacklevel=2,
