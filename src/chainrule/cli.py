@@ -69,6 +69,14 @@ def _widths(text: str) -> list[int]:
     return values
 
 
+def _onnx_file(text: str) -> str:
+    """An ONNX file name: ends in .onnx, so that a slip such as ``--onnx RUN/model.safetensors --force`` cannot
+    replace a file of another kind."""
+    if not text.strip() or text.endswith(("/", os.sep)) or not text.lower().endswith(".onnx"):
+        raise argparse.ArgumentTypeError(f"expected a file name ending in .onnx, such as model.onnx, got {text!r}")
+    return text
+
+
 def _floats(text: str) -> list[float]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
@@ -260,8 +268,19 @@ def _export(args: argparse.Namespace) -> int:
 
     import chainrule.onnx
     from chainrule.errors import ArgumentError
+    from chainrule.onnx.export import _onnx
     from chainrule.train.runs import load_run
 
+    usage = args.export_parser.error  # a bad --onnx or --opset: one line, exit 2, before the run is read
+    if os.path.isdir(args.onnx):
+        usage(f"--onnx {args.onnx!r} is a directory; give a file such as model.onnx")
+    parent = os.path.dirname(args.onnx) or "."
+    if not os.path.isdir(parent):
+        usage(f"--onnx {args.onnx!r}: the directory {parent!r} does not exist")
+    newest = _onnx().defs.onnx_opset_version()  # a ChainruleError naming the extra when onnx is missing
+    if not chainrule.onnx.MIN_OPSET <= args.opset <= newest:
+        lowest = chainrule.onnx.MIN_OPSET
+        usage(f"--opset must be from {lowest} to {newest} (the installed onnx's newest), got {args.opset}")
     if os.path.exists(args.onnx) and not args.force:
         raise ArgumentError(f"export: {args.onnx!r} already exists; pass --force to replace it")
     model, config = load_run(args.run_dir)
@@ -341,10 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", parents=[common], help="write a trained run's model as an ONNX file")
     export.add_argument("run_dir", help="a directory written by 'chainrule train'")
-    export.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write, e.g. model.onnx")
+    export.add_argument(
+        "--onnx", required=True, type=_onnx_file, metavar="FILE", help="the ONNX file to write, e.g. model.onnx"
+    )
     export.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset, 17 or later (default 17)")
     export.add_argument("--force", action="store_true", help="replace FILE if it exists")
-    export.set_defaults(run=_export)
+    export.set_defaults(run=_export, export_parser=export)
 
     datasets = commands.add_parser("datasets", parents=[common], help="list the datasets and where each was found")
     datasets.add_argument("--data-dir", default=None)
@@ -583,12 +604,16 @@ def _add_explain(commands: Any, common: argparse.ArgumentParser) -> None:
     curv.add_argument("--model", type=_widths, default=[2, 3, 1], help="layer widths, 2 inputs first (default 2,3,1)")
     curv.add_argument("--loss", choices=("mse", "cross_entropy"), default="mse", help="default %(default)s")
     curv.add_argument("--data", choices=("xor", "moons", "circles", "blobs"), default="xor", help="default xor")
-    curv.add_argument("--samples", type=_positive_int, default=8, help="data points, at least 2 (default 8)")
-    curv.add_argument("--steps", type=_non_negative_int, default=3000, help="gradient-descent steps (default 3000)")
+    curv.add_argument("--samples", type=_positive_int, default=8, help="data points, 2 to 10000 (default 8)")
+    curv.add_argument(
+        "--steps", type=_non_negative_int, default=3000, help="gradient-descent steps, at most 100000 (default 3000)"
+    )
     curv.add_argument("--lr", type=_finite_float(), default=0.5, help="learning rate (default %(default)s)")
     curv.add_argument("--activation", choices=tuple(ACTIVATIONS), default="tanh", help="hidden layers (default tanh)")
     curv.add_argument("--seed", type=_non_negative_int, default=0, help="data and initial weights (default 0)")
-    curv.add_argument("--plot", default=None, metavar="PNG", help="also write heatmaps of the four matrices")
+    curv.add_argument(
+        "--plot", default=None, metavar="PNG", help="also write heatmaps of the four matrices (a .png file)"
+    )
     curv.add_argument("--format", choices=formats, default=argparse.SUPPRESS, help="default text")
     curv.set_defaults(run=_explain_curvature, curvature_parser=curv)
 

@@ -452,16 +452,24 @@ def load_safetensors(path: str | os.PathLike[str], *, nonfinite: str = "warn") -
     """
     if nonfinite not in _NONFINITE_CHOICES:
         raise ArgumentError(f"load_safetensors: nonfinite must be one of {_NONFINITE_CHOICES}, got {nonfinite!r}")
-    name = str(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ArgumentError(f"load_safetensors: path must be a file name, got {type(path).__name__} {path!r}")
+    name = str(os.fspath(path))
     if not os.path.isfile(name):
-        raise CheckpointError(f"load: {name!r} does not exist or is not a file")
+        raise CheckpointError(f"load_safetensors: {name!r} does not exist or is not a file")
     try:
         with open(name, "rb") as handle:
             _, arrays = _read_container(handle, os.fstat(handle.fileno()).st_size)
     except _Fault as fault:
-        raise CheckpointError(f"load: {name!r}: {fault}") from None
+        hint = ""
+        if "dtype 'BF16'" in str(fault) or "dtype 'F8" in str(fault):
+            hint = (
+                "; NumPy has no such dtype: convert in PyTorch before saving, e.g. "
+                "save_file({k: v.float() for k, v in state_dict.items()}, path)"
+            )
+        raise CheckpointError(f"load_safetensors: {name!r}: {fault}{hint}") from None
     except OSError as error:
-        raise CheckpointError(f"load: could not read {name!r}: {error.strerror or error}") from None
+        raise CheckpointError(f"load_safetensors: could not read {name!r}: {error.strerror or error}") from None
     _check_finite(name, arrays, nonfinite)
     return {key: _wrap(arrays[key]) for key in sorted(arrays)}
 

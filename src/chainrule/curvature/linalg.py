@@ -10,41 +10,96 @@ products with vectors are used, so the matrix is never formed.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from chainrule.errors import ArgumentError, ShapeError
+from chainrule.errors import ArgumentError, DTypeError, ShapeError
+from chainrule.tensor import Tensor
 
-__all__ = ["lanczos", "hutchinson_trace", "hutchpp_trace", "hutchinson_diagonal", "cg", "CGResult"]
+__all__ = ["lanczos", "hutchinson_trace", "hutchpp_trace", "hutchinson_diagonal", "cg", "CGResult", "check_seed"]
 
 Matvec = Callable[[np.ndarray], np.ndarray]
 
 
-def _as_matvec(operator: Any, owner: str) -> tuple[Matvec, int, np.dtype]:
-    """``(matvec on flat vectors, P, dtype)`` for an array or an operator object."""
+def _as_matvec(operator: Any, owner: str, symmetric: bool = False) -> tuple[Matvec, int, np.dtype]:
+    """``(matvec on flat vectors, P, dtype)`` for an array or an operator object.
+
+    The matvec refuses a product with NaN or Inf (``ArgumentError``) rather than letting it spread into the
+    result; with ``symmetric=True`` an array must be symmetric (Lanczos and CG assume it).
+    """
     if isinstance(operator, np.ndarray):
         if operator.ndim != 2 or operator.shape[0] != operator.shape[1]:
             raise ShapeError(f"{owner}: expected a square matrix, got shape {operator.shape}")
+        if operator.dtype.kind not in "biuf":
+            raise DTypeError(f"{owner}: expected a real matrix (float, int or bool), got dtype {operator.dtype}")
         matrix = operator
         dtype = matrix.dtype if matrix.dtype.kind == "f" else np.dtype(np.float64)
-        return (lambda v: matrix @ v), matrix.shape[0], dtype
-    shape = getattr(operator, "shape", None)
-    if not callable(getattr(operator, "matvec", None)) or shape is None or len(shape) != 2 or shape[0] != shape[1]:
-        raise ArgumentError(
-            f"{owner}: expected a square array or an operator with shape (P, P) and matvec(), "
-            f"got {type(operator).__name__}"
-        )
-    dtype = np.dtype(getattr(operator, "dtype", None) or np.float64)
-    return (lambda v: np.asarray(operator.matvec(v)).reshape(-1)), int(shape[0]), dtype
+        if not np.all(np.isfinite(matrix)):
+            raise ArgumentError(f"{owner}: the matrix has a non-finite value (NaN or Inf)")
+        scale = max(1.0, float(np.abs(matrix).max(initial=0)))
+        if symmetric and not np.allclose(matrix, matrix.T, rtol=1e-6, atol=1e-12 * scale):
+            gap = float(np.abs(matrix - matrix.T).max())
+            raise ArgumentError(f"{owner}: the matrix is not symmetric (|A - Aᵀ| up to {gap:.3g})")
+        raw: Matvec = lambda v: matrix @ v  # noqa: E731
+    else:
+        shape = getattr(operator, "shape", None)
+        if not callable(getattr(operator, "matvec", None)) or shape is None or len(shape) != 2 or shape[0] != shape[1]:
+            raise ArgumentError(
+                f"{owner}: expected a square array or an operator with shape (P, P) and matvec(), "
+                f"got {type(operator).__name__}"
+            )
+        dtype = np.dtype(getattr(operator, "dtype", None) or np.float64)
+        if dtype.kind not in "f":
+            dtype = np.dtype(np.float64)
+        raw = lambda v: np.asarray(operator.matvec(v)).reshape(-1)  # noqa: E731
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        product = raw(v)
+        if not np.all(np.isfinite(product)):
+            raise ArgumentError(f"{owner}: a product with the operator has a non-finite value (NaN or Inf)")
+        return product
+
+    return matvec, int(operator.shape[0]), dtype
+
+
+def real_array(owner: str, name: str, value: Any, dtype: np.dtype) -> np.ndarray:
+    """``value`` (array-like or tensor) as an array of ``dtype``; refuses complex, string and object data
+    (``DTypeError``) instead of dropping imaginary parts or failing inside NumPy."""
+    data = value.data if isinstance(value, Tensor) else value
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError) as error:  # ragged nested lists
+        raise ShapeError(f"{owner}: {name} is not a rectangular array ({error})") from None
+    if array.dtype.kind not in "biuf":
+        raise DTypeError(f"{owner}: {name} must be real numbers (float, int or bool), got dtype {array.dtype}")
+    return array.astype(dtype, copy=False)
+
+
+def check_seed(owner: str, seed: Any) -> int:
+    """``seed`` as an ``int``, or an ``ArgumentError`` unless it is a non-negative integer (as for
+    :func:`chainrule.manual_seed`)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ArgumentError(f"{owner}: seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
 
 
 def _positive_int(owner: str, name: str, value: Any, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ArgumentError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+def _finite_number(owner: str, name: str, value: Any) -> float:
+    """``value`` as a float, or an ``ArgumentError`` unless it is a finite real number >= 0 (bools refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ArgumentError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ArgumentError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def _rademacher(generator: np.random.Generator, size: int, count: int, dtype: np.dtype) -> np.ndarray:
@@ -72,6 +127,7 @@ def hutchinson_trace(operator: Any, samples: int = 30, seed: int = 0) -> float:
     """
     matvec, size, dtype = _as_matvec(operator, "hutchinson_trace")
     samples = _positive_int("hutchinson_trace", "samples", samples)
+    seed = check_seed("hutchinson_trace", seed)
     probes = _rademacher(np.random.default_rng(seed), size, samples, dtype)  # (P, m)
     return float(np.sum(probes * _apply(matvec, probes)) / samples)
 
@@ -97,6 +153,7 @@ def hutchpp_trace(operator: Any, samples: int = 30, seed: int = 0) -> float:
     """
     matvec, size, dtype = _as_matvec(operator, "hutchpp_trace")
     samples = _positive_int("hutchpp_trace", "samples", samples, low=3)
+    seed = check_seed("hutchpp_trace", seed)
     generator = np.random.default_rng(seed)
     third = samples // 3
     sketch = _rademacher(generator, size, third, dtype)  # (P, m/3)
@@ -120,6 +177,7 @@ def hutchinson_diagonal(operator: Any, samples: int = 30, seed: int = 0) -> np.n
     """
     matvec, size, dtype = _as_matvec(operator, "hutchinson_diagonal")
     samples = _positive_int("hutchinson_diagonal", "samples", samples)
+    seed = check_seed("hutchinson_diagonal", seed)
     probes = _rademacher(np.random.default_rng(seed), size, samples, dtype)
     return np.asarray(np.mean(probes * _apply(matvec, probes), axis=1))
 
@@ -179,7 +237,7 @@ def lanczos(
     >>> np.round(lanczos(np.diag([3.0, -5.0, 1.0, 2.0]), k=1, which="magnitude")[0], 12).tolist()
     [-5.0]
     """
-    matvec, size, dtype = _as_matvec(operator, "lanczos")
+    matvec, size, dtype = _as_matvec(operator, "lanczos", symmetric=True)
     k = _positive_int("lanczos", "k", k)
     if k > size:
         raise ArgumentError(f"lanczos: k={k} exceeds the operator's size {size}")
@@ -187,8 +245,8 @@ def lanczos(
         raise ArgumentError(f"lanczos: which must be one of {', '.join(_WHICH)}, got {which!r}")
     steps = min(size, max(4 * k, 40)) if maxiter is None else _positive_int("lanczos", "maxiter", maxiter)
     steps = max(min(steps, size), k)
-    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
-        raise ArgumentError(f"lanczos: tol must be a finite number >= 0, got {tol!r}")
+    tol = _finite_number("lanczos", "tol", tol)
+    seed = check_seed("lanczos", seed)
     work = np.float64 if dtype.itemsize >= 8 else dtype
     generator = np.random.default_rng(seed)
     basis = np.zeros((steps + 1, size), dtype=work)  # rows q_0 … q_m
@@ -294,7 +352,9 @@ def cg(
     semi-definite, so any :math:`\\lambda > 0` works (a natural-gradient step is
     :math:`x = (F + \\lambda I)^{-1} \\nabla L`); the Hessian may be indefinite away from a minimum, and then
     CG stops at the first direction of non-positive curvature and says so in ``reason``. In exact
-    arithmetic CG finishes in at most :math:`P` steps; each step costs one product.
+    arithmetic CG finishes in at most :math:`P` steps; each step costs one product. Stopping at non-positive
+    curvature also issues a ``RuntimeWarning`` (the returned ``x`` is then no solution), with a lower bound on the
+    damping the operator would need.
 
     Parameters
     ----------
@@ -325,17 +385,15 @@ def cg(
     >>> print(result)
     CG converged in 2 iterations, relative residual 0
     """
-    matvec, size, dtype = _as_matvec(operator, "cg")
-    if not (isinstance(damping, (int, float, np.floating)) and math.isfinite(damping) and damping >= 0):
-        raise ArgumentError(f"cg: damping must be a finite number >= 0, got {damping!r}")
-    if not (isinstance(tol, (int, float, np.floating)) and math.isfinite(tol) and tol >= 0):
-        raise ArgumentError(f"cg: tol must be a finite number >= 0, got {tol!r}")
+    matvec, size, dtype = _as_matvec(operator, "cg", symmetric=True)
+    damping = _finite_number("cg", "damping", damping)
+    tol = _finite_number("cg", "tol", tol)
     maxiter = 10 * size if maxiter is None else _positive_int("cg", "maxiter", maxiter)
     # a CurvatureOperator converts lists of parameter-shaped arrays; an array or SciPy operator takes flat vectors
     converts = not isinstance(operator, np.ndarray) and callable(getattr(operator, "like", None))
     to_flat = operator.flat if converts else None
     from_flat = operator.like if converts else None
-    rhs = to_flat(b) if to_flat else np.asarray(b, dtype=dtype)
+    rhs = to_flat(b) if to_flat else real_array("cg", "b", b, dtype)
     if rhs.shape != (size,):
         raise ShapeError(f"cg: b has shape {rhs.shape}, the operator is {size} × {size}")
     if not np.all(np.isfinite(rhs)):
@@ -344,7 +402,11 @@ def cg(
     def damped(v: np.ndarray) -> np.ndarray:
         return np.asarray(matvec(v), dtype=dtype) + damping * v
 
-    x = np.zeros(size, dtype=dtype) if x0 is None else (to_flat(x0) if to_flat else np.asarray(x0, dtype=dtype))
+    x = np.zeros(size, dtype=dtype) if x0 is None else (to_flat(x0) if to_flat else real_array("cg", "x0", x0, dtype))
+    if x.shape != (size,):
+        raise ShapeError(f"cg: x0 has shape {x.shape}, the operator is {size} × {size}")
+    if not np.all(np.isfinite(x)):
+        raise ArgumentError("cg: x0 has a non-finite value")
     b_norm = float(np.linalg.norm(rhs))
     result = CGResult(x, True, 0, 0.0)
     if b_norm == 0:
@@ -364,6 +426,16 @@ def cg(
             if not curvature > 0:
                 reason = "non-positive curvature"
                 iterations -= 1
+                rayleigh = (curvature / float(direction @ direction) - damping) or 0.0  # pᵀCp/pᵀp >= λmin(C)
+                needed = max(0.0, -rayleigh)
+                warnings.warn(
+                    f"cg: stopped after {iterations} iterations at a direction of non-positive curvature: "
+                    f"C + λI (damping={damping:g}) is not positive definite, so x does not solve the system; C has "
+                    f"an eigenvalue <= {rayleigh:.3g}: raise damping above {needed:.3g} at least, or use the GGN "
+                    "or the Fisher, which are positive semi-definite",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 break
             step = rho / curvature
             x = x + step * direction

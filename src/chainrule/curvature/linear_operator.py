@@ -80,7 +80,7 @@ class CurvatureOperator:
         """``value`` (flat vector, tensor or list of parameter-shaped arrays) as a flat array of shape ``(P,)``."""
         if isinstance(value, (list, tuple)):
             return self.space.flatten(value)
-        array = np.asarray(value.data if isinstance(value, Tensor) else value, dtype=self.dtype)
+        array = linalg.real_array(self.name, "the vector", value, self.dtype)
         if array.shape != (self.space.size,):
             raise ShapeError(
                 f"{self.name}: expected a vector of shape ({self.space.size},) or a list of arrays shaped like "
@@ -112,10 +112,11 @@ class CurvatureOperator:
         """:math:`C v` for ``v`` of shape ``(P,)`` (array or tensor), ``(P, k)`` (k products, column by
         column) or a list of parameter-shaped arrays; the result has the same form."""
         if not isinstance(vector, (list, tuple)):
-            array = np.asarray(vector.data if isinstance(vector, Tensor) else vector)
+            array = linalg.real_array(self.name, "the vector", vector, self.dtype)
             if array.ndim == 2 and array.shape[0] == self.space.size:
-                block = array.astype(self.dtype, copy=False)
-                result = np.stack([self._product(block[:, j]) for j in range(block.shape[1])], axis=1)
+                block = array
+                columns = [self._product(block[:, j]) for j in range(block.shape[1])]
+                result = np.stack(columns, axis=1) if columns else np.zeros((self.space.size, 0), self.dtype)
                 return _wrap(result) if isinstance(vector, Tensor) else result
         return self.like(self._product(self.flat(vector)), vector)
 
@@ -155,6 +156,7 @@ class CurvatureOperator:
         or :meth:`eigh` instead, which need far fewer products.
         """
         size = self.space.size
+        limit = linalg._positive_int(f"{self.name}.to_dense", "limit", limit)
         if size > limit:
             raise ArgumentError(
                 f"{self.name}.to_dense: the model has {size:,} parameters, over the limit of {limit:,} "
@@ -214,15 +216,26 @@ class CurvatureOperator:
             return linalg.lanczos(self, k=k, which=which, maxiter=maxiter, tol=tol, seed=seed)
         if method != "scipy":
             raise ArgumentError(f"{self.name}.eigh: method must be 'lanczos' or 'scipy', got {method!r}")
-        from scipy.sparse.linalg import eigsh
-
+        owner = f"{self.name}.eigh"
         if which not in ("largest", "smallest", "magnitude"):
-            raise ArgumentError(f"{self.name}.eigh: which must be largest, smallest or magnitude, got {which!r}")
-        if not 1 <= k < self.space.size:
-            raise ArgumentError(f"{self.name}.eigh: method='scipy' needs 1 <= k < {self.space.size}, got k={k}")
-        start = np.random.default_rng(seed).standard_normal(self.space.size)
+            raise ArgumentError(f"{owner}: which must be largest, smallest or magnitude, got {which!r}")
+        k = linalg._positive_int(owner, "k", k)
+        if not k < self.space.size:
+            raise ArgumentError(f"{owner}: method='scipy' needs 1 <= k < {self.space.size}, got k={k}")
+        maxiter = None if maxiter is None else linalg._positive_int(owner, "maxiter", maxiter)
+        tol = linalg._finite_number(owner, "tol", tol)
+        start = np.random.default_rng(linalg.check_seed(owner, seed)).standard_normal(self.space.size)
         code = {"largest": "LA", "smallest": "SA", "magnitude": "LM"}[which]
-        values, vectors = eigsh(self.to_scipy(), k=k, which=code, v0=start, maxiter=maxiter, tol=tol)
+        try:
+            from scipy.sparse.linalg import ArpackNoConvergence, eigsh
+        except ImportError:
+            raise ChainruleError(f"{owner}(method='scipy') needs SciPy: pip install 'chainrule[curvature]'") from None
+        try:
+            values, vectors = eigsh(self.to_scipy(), k=k, which=code, v0=start, maxiter=maxiter, tol=tol)
+        except ArpackNoConvergence as error:
+            raise ChainruleError(
+                f"{owner}: ARPACK did not converge ({error}); pass a larger maxiter= or use method='lanczos'"
+            ) from None
         order = linalg._select(values, k, which)
         return values[order], vectors[:, order]
 

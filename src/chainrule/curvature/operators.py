@@ -20,8 +20,9 @@ exactly; the empirical Fisher uses the data's labels instead of the model's, and
 
 Every product runs the engine: :func:`chainrule.func.jvp` (forward mode) and :func:`chainrule.func.vjp`
 (reverse mode) on the model evaluated at a flat parameter vector (:class:`ParameterSpace`). The operator
-is a snapshot: it uses the parameter values at the time it was built. Put models with dropout or batch
-normalisation in ``eval()`` mode first, so that every product sees the same function.
+is a snapshot: it uses the parameter values at the time it was built. A model in training mode with
+active dropout or batch normalisation is refused (``ArgumentError``): put it in ``eval()`` mode first, so
+that every product sees the same function. So is a batch with NaN or Inf in ``x`` or ``y``.
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ from typing import Any
 import numpy as np
 
 from chainrule import func
+from chainrule.curvature.linalg import check_seed
 from chainrule.curvature.linear_operator import CurvatureOperator
 from chainrule.curvature.losses import LossSpec, loss_spec, scalar_loss
 from chainrule.curvature.params import ParameterSpace
-from chainrule.errors import ArgumentError
+from chainrule.errors import ArgumentError, ChainruleError
 from chainrule.functions import as_tensor
+from chainrule.nn.dropout import Dropout
 from chainrule.nn.module import Module
+from chainrule.nn.normalization import _BatchNorm
+from chainrule.nn.recurrent import _RecurrentBase
 from chainrule.tensor import Tensor, _wrap
 
 __all__ = ["hessian", "ggn", "fisher", "empirical_fisher"]
@@ -50,17 +55,25 @@ class _Problem:
     def __init__(self, owner: str, model: Module, loss: Any, x: Any, y: Any) -> None:
         self.owner = owner
         self.space = ParameterSpace(model)
+        _check_deterministic(owner, model)
         self.spec: LossSpec = loss_spec(loss, owner)
-        self.x = x if isinstance(x, Tensor) else as_tensor(np.asarray(x))
         self.y = y
         self.theta = _wrap(self.space.vector())  # (P,)
-        self.output = self.space.call(self.theta, self.x).detach()  # (N, C)
-        if self.output.ndim < 1 or self.output.shape[0] == 0:
-            raise ArgumentError(f"{owner}: the model's output has shape {self.output.shape}; need a batch (N, ...)")
-        if not np.all(np.isfinite(self.output.data)):
-            raise ArgumentError(f"{owner}: the model's output on this batch has a non-finite value")
-        if y is not None:  # the loss is evaluated once here, so a loss that does not fit fails now
-            scalar_loss(self.spec, owner, self.output, y)
+        try:  # the model and the loss run once here, so a batch that does not fit fails now, naming the owner
+            self.x = x if isinstance(x, Tensor) else as_tensor(np.asarray(x))
+            _check_finite("x", self.x)
+            if y is not None:
+                _check_finite("y", y if isinstance(y, Tensor) else as_tensor(np.asarray(y)))
+            self.output = self.space.call(self.theta, self.x).detach()  # (N, C)
+            if self.output.ndim < 1 or self.output.shape[0] == 0:
+                raise ArgumentError(f"the model's output has shape {self.output.shape}; need a batch (N, ...)")
+            if not np.all(np.isfinite(self.output.data)):
+                raise ArgumentError("the model's output on this batch has a non-finite value")
+            if y is not None:
+                scalar_loss(self.spec, owner, self.output, y)
+        except ChainruleError as error:
+            message = str(error)
+            raise type(error)(message if message.startswith(f"{owner}:") else f"{owner}: {message}") from None
 
     def vector(self, v: np.ndarray) -> Tensor:
         return _wrap(np.asarray(v, dtype=self.space.dtype))
@@ -70,6 +83,40 @@ class _Problem:
 
     def output_of_theta(self, theta: Tensor) -> Tensor:
         return self.space.call(theta, self.x)
+
+
+def _check_finite(name: str, value: Tensor) -> None:
+    """NaN or Inf in the batch would turn every product into NaN: refuse it up front, with the count."""
+    if value.dtype.kind == "f":
+        bad = int(np.size(value.data) - np.count_nonzero(np.isfinite(value.data)))
+        if bad:
+            raise ArgumentError(f"{name} has {bad} non-finite value{'s' if bad > 1 else ''} (NaN or Inf)")
+
+
+def _check_deterministic(owner: str, model: Module) -> None:
+    """Refuse a model whose forward is random or changes state in training mode.
+
+    The operators assume one fixed function: every product must see the same model. In ``train()`` mode a
+    ``Dropout`` draws a new mask per product (a random, non-symmetric "matrix" on which Lanczos and CG give
+    wrong numbers), a recurrent layer's inter-layer dropout does the same, and a ``BatchNorm`` that tracks
+    running statistics overwrites them on every product. Refusing (rather than warning) is the safe
+    choice: ``model.eval()`` gives the deterministic function the curvature is meant for.
+    """
+    for name, module in model.named_modules():
+        if not module.training:
+            continue
+        if isinstance(module, Dropout) and module.p > 0:
+            why = "draws a new dropout mask for every product, so the operator would not be one matrix"
+        elif isinstance(module, _RecurrentBase) and module.dropout > 0 and module.num_layers > 1:
+            why = "applies dropout between its layers for every product, so the operator would not be one matrix"
+        elif isinstance(module, _BatchNorm) and module.track_running_stats:
+            why = "normalises with batch statistics and overwrites its running statistics on every product"
+        else:
+            continue
+        where = f" at {name!r}" if name else ""
+        raise ArgumentError(
+            f"{owner}: {type(module).__name__}{where} is in training mode: it {why}; call model.eval() first"
+        )
 
 
 def _check_batch(x: Any, y: Any, owner: str) -> None:
@@ -229,7 +276,7 @@ def fisher(
     mc_samples : int, optional
         Sampled labels per sample; None for the exact expectation.
     seed : int
-        Seeds the sampled labels.
+        Seeds the sampled labels (a non-negative integer).
 
     Returns
     -------
@@ -257,7 +304,7 @@ def fisher(
         isinstance(mc_samples, bool) or not isinstance(mc_samples, (int, np.integer)) or mc_samples < 1
     ):
         raise ArgumentError(f"fisher: mc_samples must be a positive integer or None, got {mc_samples!r}")
-    generator = np.random.default_rng(seed)
+    generator = np.random.default_rng(check_seed("fisher", seed))
     rows, labels, weights = problem.spec.expected_labels(problem.output.data, mc_samples, generator)
     name = "Fisher" if mc_samples is None else f"Fisher (MC, {mc_samples} samples)"
     return _outer_products(name, problem, rows, labels, weights)

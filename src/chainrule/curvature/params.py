@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.curvature.linalg import real_array
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
 from chainrule.functions import as_tensor
 from chainrule.nn.module import Module
@@ -85,9 +86,11 @@ class ParameterSpace:
         The subset converts vectors like the whole space (``flatten``, ``unflatten``) but cannot
         :meth:`call` the model; :meth:`CurvatureOperator.block` uses it.
         """
+        if not names:
+            raise ArgumentError(f"curvature: block() needs at least one parameter name, one of {self.names}")
         unknown = [name for name in names if name not in self.names]
-        if unknown or not names:
-            raise ArgumentError(f"curvature: unknown parameters {unknown or list(names)}; the model has {self.names}")
+        if unknown:
+            raise ArgumentError(f"curvature: unknown parameters {unknown}; the model has {self.names}")
         chosen = [self.names.index(name) for name in dict.fromkeys(names)]
         part = object.__new__(ParameterSpace)
         part.model, part.dtype, part._holders = self.model, self.dtype, []
@@ -113,7 +116,7 @@ class ParameterSpace:
             raise ShapeError(f"curvature: got {len(values)} arrays for {len(self.shapes)} parameters {self.names}")
         parts = []
         for name, shape, value in zip(self.names, self.shapes, values):
-            array = np.asarray(value.data if isinstance(value, Tensor) else value, dtype=self.dtype)
+            array = real_array("curvature", f"the array for {name!r}", value, self.dtype)
             if array.shape != shape:
                 raise ShapeError(f"curvature: the array for {name!r} has shape {array.shape}, expected {shape}")
             parts.append(array.ravel())

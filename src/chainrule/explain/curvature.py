@@ -39,6 +39,8 @@ MATRICES = ("Hessian", "GGN", "Fisher", "empirical Fisher")
 #: (matrix, reference) pairs whose relative Frobenius distance ‖A − B‖ / ‖B‖ is reported.
 PAIRS = (("Hessian", "GGN"), ("Fisher", "GGN"), ("empirical Fisher", "Fisher"), ("Hessian", "empirical Fisher"))
 _MAX_PARAMETERS = 200  # dense P × P tables: beyond this they stop being readable
+_MAX_STEPS = 100_000  # about a minute of full-batch descent on a toy net; a typo such as 3000000 would run for hours
+_MAX_SAMPLES = 10_000  # the Fisher enumerates every sample's labels: beyond this the view takes minutes
 
 
 @dataclass
@@ -300,14 +302,16 @@ def curvature_demo(
     dataset : str
         One of :data:`CURVATURE_DATASETS` (from :mod:`chainrule.data`), ``samples`` points, seeded.
     steps, lr :
-        Full-batch gradient descent (``optim.SGD``) between the two stages; ``steps=0`` shows one stage.
+        Full-batch gradient descent (``optim.SGD``) between the two stages; ``steps=0`` shows one stage,
+        at most 100,000 (``samples`` at most 10,000).
     activation : str
         Hidden activation (a name in :data:`chainrule.nn.registry.ACTIVATIONS`).
     seed : int
         Seeds the data and the initial weights.
     plot : path, optional
         Write a PNG of heatmaps: one row per stage, the four matrices side by side on a shared,
-        symmetric colour scale (needs matplotlib).
+        symmetric colour scale (needs matplotlib). The name must end in ``.png``; an existing PNG is
+        replaced, any other existing file is refused. Checked before any work is done.
 
     Returns
     -------
@@ -322,7 +326,23 @@ def curvature_demo(
     >>> report.stages[0].distances["Fisher vs GGN"] < 1e-12
     True
     """
+    if isinstance(widths, (str, bytes)) or not all(
+        isinstance(w, (int, np.integer)) and not isinstance(w, bool) for w in widths
+    ):
+        raise ArgumentError(
+            f"explain curvature: --model must be layer widths (integers) such as (2, 3, 1), got {widths!r}"
+        )
     widths = [int(w) for w in widths]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ArgumentError(f"explain curvature: --seed must be a non-negative integer, got {seed!r}")
+    if (
+        isinstance(lr, bool)
+        or not isinstance(lr, (int, float, np.integer, np.floating))
+        or not (math.isfinite(lr) and lr > 0)
+    ):
+        raise ArgumentError(f"explain curvature: --lr must be a finite number > 0, got {lr!r}")
+    if plot is not None and not isinstance(plot, (str, os.PathLike)):
+        raise ArgumentError(f"explain curvature: --plot must be a file name such as curvature.png, got {plot!r}")
     if loss not in ("mse", "cross_entropy"):
         raise ArgumentError(f"explain curvature: --loss must be mse or cross_entropy, got {loss!r}")
     if dataset not in CURVATURE_DATASETS:
@@ -331,8 +351,12 @@ def curvature_demo(
         )
     if len(widths) < 2 or any(w < 1 for w in widths) or widths[0] != 2:
         raise ArgumentError(f"explain curvature: --model must start with 2 inputs (the toy data is 2-D), got {widths}")
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2:
-        raise ArgumentError(f"explain curvature: --samples must be at least 2, got {samples!r}")
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 2 <= samples <= _MAX_SAMPLES:
+        raise ArgumentError(f"explain curvature: --samples must be from 2 to {_MAX_SAMPLES}, got {samples!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 0 <= steps <= _MAX_STEPS:
+        raise ArgumentError(f"explain curvature: --steps must be from 0 to {_MAX_STEPS}, got {steps!r}")
+    if plot is not None:  # before minutes of work: a plot that cannot be written fails now
+        _check_plot(plot)
     count = _checks.mlp_parameter_count(widths)
     if count > _MAX_PARAMETERS:
         raise ArgumentError(
@@ -387,8 +411,40 @@ def curvature_demo(
             ) from None
     report = CurvatureReport(widths, loss, dataset, len(x), _short_names(model), stages)
     if plot is not None:
-        report.plot_path = _plot(report, plot)
+        try:
+            report.plot_path = _plot(report, plot)
+        except (ChainruleError, OSError) as error:
+            raise ChainruleError(f"explain curvature: --plot {os.fspath(plot)!r}: {error}") from None
     return report
+
+
+def _check_plot(path: str | os.PathLike[str]) -> None:
+    """``--plot`` names a PNG file that can be written: not a directory, in an existing directory, and not
+    some other file (an existing PNG is replaced, as by every ``--plot``); then matplotlib must be there."""
+    text = os.fspath(path)
+    target = Path(text)
+    if not text.strip():
+        raise ArgumentError("explain curvature: --plot needs a file name such as curvature.png")
+    if target.is_dir() or text.endswith(("/", os.sep)):
+        raise ArgumentError(f"explain curvature: --plot {text!r} is a directory; give a file such as curvature.png")
+    if target.suffix.lower() != ".png":
+        raise ArgumentError(f"explain curvature: --plot writes a PNG; give a file name ending in .png, got {text!r}")
+    parent = target.parent
+    if not parent.is_dir():
+        raise ArgumentError(f"explain curvature: --plot {text!r}: the directory {str(parent)!r} does not exist")
+    if target.exists():
+        try:
+            with open(target, "rb") as handle:
+                is_png = handle.read(8) == b"\x89PNG\r\n\x1a\n"
+        except OSError as error:
+            raise ArgumentError(f"explain curvature: --plot {text!r} cannot be read ({error.strerror})") from None
+        if not is_png:
+            raise ArgumentError(
+                f"explain curvature: --plot {text!r} exists and is not a PNG image; refusing to overwrite it"
+            )
+    from chainrule.plotting import pyplot
+
+    pyplot()  # a ChainruleError naming the 'plot' extra when matplotlib is missing
 
 
 def _plot(report: CurvatureReport, path: str | os.PathLike[str]) -> Path:

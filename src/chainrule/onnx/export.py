@@ -36,7 +36,7 @@ import numpy as np
 from chainrule import _checks as check
 from chainrule import nn
 from chainrule.autograd import no_grad
-from chainrule.errors import ArgumentError, ChainruleError, DTypeError
+from chainrule.errors import ArgumentError, ChainruleError, DTypeError, ShapeError
 from chainrule.functions import as_tensor
 from chainrule.io import atomic_write_bytes
 from chainrule.nn.module import Module
@@ -475,7 +475,10 @@ def to_onnx(model: Module, example_input: Any, *, opset: int = DEFAULT_OPSET) ->
         raise ArgumentError(
             f"onnx.export: opset must be between {MIN_OPSET} and {newest} (this onnx package's newest), got {opset}"
         )
-    example = as_tensor(example_input)
+    try:
+        example = as_tensor(example_input)
+    except ChainruleError as error:
+        raise type(error)(f"onnx.export: example_input: {error}") from None
     _check_dtypes(model, example)
     modes = [(module, module.training) for _, module in model.named_modules()]
     model.eval()  # BatchNorm on running statistics, Dropout the identity
@@ -483,6 +486,14 @@ def to_onnx(model: Module, example_input: Any, *, opset: int = DEFAULT_OPSET) ->
     graph.unique("input")
     try:
         result = _convert(model, graph, _Value("input", example), "")
+    except (ShapeError, DTypeError) as error:  # a layer refused the example: say it is the example that is wrong
+        message = str(error)
+        if message.startswith("onnx.export:"):
+            raise
+        raise type(error)(
+            f"onnx.export: example_input of shape {tuple(example.shape)} ({example.dtype}) does not fit the model: "
+            f"{message}"
+        ) from None
     finally:
         for module, training in modes:
             object.__setattr__(module, "training", training)
@@ -506,8 +517,15 @@ def to_onnx(model: Module, example_input: Any, *, opset: int = DEFAULT_OPSET) ->
         graph_proto, opset_imports=[helper.make_opsetid("", opset)], producer_name="chainrule",
         producer_version=__version__,
     )  # fmt: skip
-    proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
-    onnx.checker.check_model(proto, full_check=True)
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as error:  # onnx's own exceptions: a converter wrote a graph onnx rejects
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ChainruleError(
+            f"onnx.export: the graph for {type(model).__name__} failed onnx's checker ({type(error).__name__}: "
+            f"{first}); nothing was written. This is a bug in a converter: please report it with the model"
+        ) from error
     return proto
 
 
@@ -547,9 +565,13 @@ def export(
     ------
     ArgumentError
         For a layer without a converter (naming its type and its path in the model, e.g. ``'features.3'``),
-        an opset out of range, or an existing ``path`` without ``overwrite``.
-    DTypeError
-        If the example's dtype differs from the parameters'.
+        an opset out of range, a ``path`` that is a directory or in a missing directory, an existing ``path``
+        without ``overwrite``, or an ``overwrite`` that is not a bool.
+    ShapeError, DTypeError
+        If the example does not fit the model (``onnx.export: example_input of shape ... does not fit the
+        model: `` and the layer's own message), or its dtype differs from the parameters'.
+    CheckpointError
+        If the file cannot be written.
 
     Examples
     --------
@@ -563,11 +585,20 @@ def export(
     >>> [node.op_type for node in proto.graph.node][:4]
     ['Conv', 'Relu', 'Reshape', 'Gemm']
     """
-    target = Path(path)
-    if target.is_dir():
-        raise ArgumentError(f"onnx.export: {str(target)!r} is a directory; give a file name such as model.onnx")
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ArgumentError(f"onnx.export: path must be a file name such as 'model.onnx', got {path!r}")
+    overwrite = check.flag("onnx.export", "overwrite", overwrite)
+    text = str(os.fspath(path))
+    target = Path(text)
+    if target.is_dir() or text.endswith(("/", os.sep)):
+        raise ArgumentError(f"onnx.export: {text!r} is a directory; give a file name such as model.onnx")
+    if not target.parent.is_dir():
+        raise ArgumentError(f"onnx.export: the directory {str(target.parent)!r} of {text!r} does not exist")
     if target.exists() and not overwrite:
         raise ArgumentError(f"onnx.export: {str(target)!r} already exists; pass overwrite=True to replace it")
     proto = to_onnx(model, example_input, opset=opset)
-    atomic_write_bytes(target, proto.SerializeToString())
+    try:
+        atomic_write_bytes(target, proto.SerializeToString())
+    except ChainruleError as error:
+        raise type(error)(f"onnx.export: {error}") from None
     return proto
