@@ -94,6 +94,13 @@ CASES: dict[str, tuple[Callable[[], Any], Any, int]] = {
     "Softplus": (lambda: nn.Softplus(), VECTOR, 17),
     "Softplus(beta=2)": (lambda: nn.Softplus(beta=2.0), VECTOR, 17),
     "Softsign": (lambda: nn.Softsign(), VECTOR, 17),
+    "SigmoidFamily(logistic)": (lambda: nn.SigmoidFamily("logistic"), VECTOR, 17),
+    "SigmoidFamily(tanh)": (lambda: nn.SigmoidFamily("tanh"), VECTOR, 17),
+    "SigmoidFamily(arctan)": (lambda: nn.SigmoidFamily("arctan"), VECTOR, 17),
+    "SigmoidFamily(erf)": (lambda: nn.SigmoidFamily("erf"), VECTOR, 17),
+    "SigmoidFamily(algebraic)": (lambda: nn.SigmoidFamily("algebraic"), VECTOR, 17),
+    "SigmoidFamily(softsign)": (lambda: nn.SigmoidFamily("softsign"), VECTOR, 17),
+    "SigmoidFamily(gudermannian)": (lambda: nn.SigmoidFamily("gudermannian"), VECTOR, 17),
     "Softmax(dim=1)": (lambda: nn.Softmax(dim=1), SEQUENCE, 17),
     "LogSoftmax": (lambda: nn.LogSoftmax(), VECTOR, 17),
     "Sequential (conv, BN, pool, MLP)": (

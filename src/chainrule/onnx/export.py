@@ -320,6 +320,34 @@ def _softplus(module: Module, graph: _Graph, x: _Value, path: str) -> _Value:
     return _Value(y, out)
 
 
+def _sigmoid_family(module: Module, graph: _Graph, x: _Value, path: str) -> _Value:
+    """The slope-1 sigmoid family (``nn.SigmoidFamily``), each member composed of ONNX ops as chainrule composes it."""
+    out = _run(module, x)
+
+    def times(name: str, value: float, y: str) -> str:
+        return graph.op1("Mul", [y, _scalar(graph, path, name, value, out)], path)
+
+    name = module.name
+    if name == "logistic":  # 4σ(x) − 2
+        four_sigma = times("four", 4.0, graph.op1("Sigmoid", [x.name], path))
+        y = graph.op1("Sub", [four_sigma, _scalar(graph, path, "two", 2.0, out)], path)
+    elif name in ("tanh", "softsign"):
+        y = graph.op1({"tanh": "Tanh", "softsign": "Softsign"}[name], [x.name], path)
+    elif name == "arctan":
+        y = graph.op1("Atan", [x.name], path)
+    elif name == "erf":  # (√π / 2) erf(x)
+        y = times("sqrt_pi_half", math.sqrt(math.pi) / 2.0, graph.op1("Erf", [x.name], path))
+    elif name == "algebraic":  # x / √(1 + x²)
+        square = graph.op1("Mul", [x.name, x.name], path)
+        root = graph.op1("Sqrt", [graph.op1("Add", [square, _scalar(graph, path, "one", 1.0, out)], path)], path)
+        y = graph.op1("Div", [x.name, root], path)
+    elif name == "gudermannian":  # 2 arctan(tanh(x / 2))
+        y = times("two", 2.0, graph.op1("Atan", [graph.op1("Tanh", [times("half", 0.5, x.name)], path)], path))
+    else:  # pragma: no cover - SigmoidFamily validates its name
+        raise ArgumentError(f"onnx.export: SigmoidFamily member {name!r} at {path!r} has no ONNX form")
+    return _Value(y, out)
+
+
 # -- recurrent layers --------------------------------------------------------------------------------------
 #: The order in which chainrule's gate blocks are stacked in ONNX's weights (see the module docstring).
 _GATE_ORDER = {"RNN": (0,), "LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2)}
@@ -415,6 +443,7 @@ CONVERTERS: dict[type[Module], Converter] = {
     nn.SiLU: _silu,
     nn.Softplus: _softplus,
     nn.Softsign: _elementwise("Softsign"),
+    nn.SigmoidFamily: _sigmoid_family,
     nn.Softmax: _elementwise("Softmax", axis=lambda m: int(m.dim)),
     nn.LogSoftmax: _elementwise("LogSoftmax", axis=lambda m: int(m.dim)),
     nn.RNN: _recurrent,
