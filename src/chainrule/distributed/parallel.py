@@ -2,9 +2,15 @@
 
 Gradients are averaged with Horovod's *tensor fusion*: the gradients of consecutive parameters are copied
 into flat buffers of at most ``bucket_bytes`` each (one per dtype, float32 for a float32 model), every buffer
-is summed over the ranks by one ``Iallreduce`` (all of them in flight together), then divided by the number of
-ranks and copied back. A 784-256-128-10 MLP (0.9 MB of gradients) costs two collectives per step: one buffer,
-and a small float64 one holding which parameters had a gradient and the losses to average.
+is summed over the ranks by one ``Iallreduce``, then divided by the number of ranks and copied back. A
+784-256-128-10 MLP (0.9 MB of gradients) costs two collectives per step: one buffer, and a small float64 one
+holding which parameters had a gradient (and, for :class:`GradientAverager`, the losses to average).
+
+Two ways to run it: :class:`DistributedDataParallel` starts each buffer's ``Iallreduce`` from gradient hooks
+*during* ``backward()``, as soon as the buffer is full, and waits at the end of the sweep (communication
+overlaps the rest of the backward); :class:`GradientAverager` (what ``fit`` uses, and
+``DistributedDataParallel.average_gradients`` after a backward under ``no_sync``) packs and sums every buffer in
+one call after ``backward()``.
 """
 
 from __future__ import annotations
@@ -244,7 +250,7 @@ class DistributedDataParallel(Module):
     >>> from chainrule import nn, optim
     >>> model = DistributedDataParallel(nn.Linear(3, 1))  # under mpiexec: rank 0's weights everywhere
     >>> optimizer = optim.SGD(model.parameters(), lr=0.1)
-    >>> loss = (model(cr.ones(4, 3)) ** 2).mean()
+    >>> loss = (model(cr.ones(4, 3)) ** 2).mean()  # each rank's own batch
     >>> optimizer.zero_grad()
     >>> loss.backward()  # under mpiexec: returns with the gradients averaged over the ranks
     >>> optimizer.step()
