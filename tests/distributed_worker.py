@@ -147,10 +147,9 @@ def _hooks(group, out):
         local_loss(ddp, slice(4 * rank, 4 * rank + 2), rank).backward()
     report["no_sync_sent_bytes"] = ddp.group.bytes_sent - counted
     local_loss(ddp, slice(4 * rank + 2, 4 * rank + 4), rank).backward()
-    micro = [
-        sum(local_loss(plain, slice(4 * r + k, 4 * r + k + 2), r) for r in range(size) for k in (0, 2)) / size
-    ]
-    grads = cr.autograd.grad(micro[0], list(plain.parameters())[:6], allow_unused=True)
+    # the sum of the two micro-batches' losses of every rank, over the ranks
+    accumulated = sum(local_loss(plain, slice(4 * r + k, 4 * r + k + 2), r) for r in range(size) for k in (0, 2))
+    grads = cr.autograd.grad(accumulated / size, list(plain.parameters())[:6], allow_unused=True)
     unused = {"unused.weight": None, "unused.bias": None}
     report["no_sync"] = errors({**{n: g.data for n, g in zip(names, grads)}, **unused})
     # 4. create_graph: .grad is the average and differentiable; the gradient of |grad|^2 through DDP is the
