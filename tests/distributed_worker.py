@@ -2,13 +2,14 @@
 
 ``python distributed_worker.py MODE BATCH OUT``: trains a small MLP with ``fit(..., distributed=True)`` for 20
 steps (160 samples, 2 epochs of 10 batches) from seed 0 and, on rank 0, saves the weights to OUT (.npz).
-MODE ``train`` just trains; ``loop`` trains the same steps in a hand-written loop with
-``DistributedDataParallel`` and ``DistributedSampler``; ``bn`` trains a model with BatchNorm and saves every
-rank's state (OUT.rank0.npz, OUT.rank1.npz); ``raise`` makes rank 1 raise at its 5th step;
-``kill`` makes rank 1 kill itself (SIGKILL) at its 5th step; ``hang`` makes rank 1 stop calling collectives
-(sleep) at its 5th step; ``hooks`` checks what one ``backward()`` of ``DistributedDataParallel`` leaves in
-``.grad`` (overlap, unused parameters, ``no_sync``, ``retain_graph``, ``create_graph``) against the gradients
-of the whole batch computed on this rank alone, in float64, and saves the errors and counters as JSON (OUT.rankR.json).
+MODE ``train`` just trains; ``fit-ddp`` trains a ``DistributedDataParallel`` with fit; ``loop`` trains the
+same steps in a hand-written loop with ``DistributedDataParallel`` and ``DistributedSampler``; ``bn`` trains a
+model with BatchNorm and saves every rank's state (OUT.rank0.npz, OUT.rank1.npz); ``raise`` makes rank 1 raise
+at its 5th step; ``kill`` makes rank 1 kill itself (SIGKILL) at its 5th step; ``hang`` makes rank 1 stop
+calling collectives (sleep) at its 5th step; ``hooks`` checks what one ``backward()`` of
+``DistributedDataParallel`` leaves in ``.grad`` (overlap, unused parameters, ``no_sync``, ``retain_graph``,
+``create_graph``, a backward that raised) against the gradients of the whole batch computed on this rank alone,
+in float64, and saves the errors and counters as JSON (OUT.rankR.json).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def main() -> None:
         return
     if mode == "loop":
         _loop(model, inputs, targets, batch)
+    elif mode == "fit-ddp":  # fit given the wrapped model: backward averages, fit averages only the loss
+        _fit(distributed.DistributedDataParallel(model), inputs, targets, batch, Misbehave(mode, group.rank))
     else:
         _fit(model, inputs, targets, batch, Misbehave(mode, group.rank))
     if group.rank == 0 or mode == "bn":
@@ -172,6 +175,20 @@ def _hooks(group, out):
     counted = ddp.group.bytes_sent
     cr.autograd.grad(local_loss(ddp, half, rank), list(ddp.parameters())[:2])
     report["grad_sweep"] = {"sent": ddp.group.bytes_sent - counted, "grads": [p.grad is None for p in ddp.parameters()]}
+    # 6. a backward that raises half-way (some buckets started) leaves the next backward averaging correctly
+    def fail(grad):
+        raise ValueError("told to fail")
+
+    zero()
+    handle = ddp.module.hidden.weight.register_hook(fail)
+    try:
+        local_loss(ddp, half, rank).backward()
+    except ValueError:
+        report["failed_overlap"] = dict(ddp.overlap)
+    handle.remove()
+    zero()
+    local_loss(ddp, half, rank).backward()
+    report["after_failure"] = errors(reference)
     with open(out, "w") as file:
         json.dump(report, file)
 

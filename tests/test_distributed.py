@@ -167,6 +167,12 @@ def test_two_ranks_at_half_the_batch_take_the_steps_of_one_process(tmp_path):
     print(f"loop: max |w(1 process, batch 16) - w(2 ranks, batch 8)| after 20 steps: {difference:.2e}")
     assert difference <= 1e-6
 
+    # fit given the wrapped model: backward averages the gradients, fit only the loss
+    wrapped = _run([str(WORKER), "fit-ddp", "8", str(tmp_path / "wrapped.npz")], tmp_path)
+    assert wrapped.returncode == 0, wrapped.stderr
+    assert _max_difference(tmp_path / "two.npz", tmp_path / "wrapped.npz") == 0.0
+    assert two.stdout.splitlines()[-1].split("(")[0] == wrapped.stdout.splitlines()[-1].split("(")[0]
+
 
 @needs_mpi
 def test_backward_of_the_wrapped_model_returns_with_the_average_of_the_ranks_gradients(tmp_path):
@@ -176,7 +182,9 @@ def test_backward_of_the_wrapped_model_returns_with_the_average_of_the_ranks_gra
     assert result.returncode == 0, result.stderr
     for rank in range(2):
         report = json.loads((tmp_path / f"h.rank{rank}.json").read_text())
-        for check in ("backward", "backward_again", "retain_graph", "no_sync", "create_graph", "double_backward"):
+        checks = ("backward", "backward_again", "retain_graph", "no_sync", "create_graph", "double_backward")
+        assert report["failed_overlap"]["buckets"] > 0  # some were in flight when the hook raised
+        for check in (*checks, "after_failure"):
             for name, error in report[check].items():
                 if name.startswith("unused"):
                     assert error == "both None", (rank, check, name)

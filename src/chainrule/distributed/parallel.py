@@ -363,6 +363,7 @@ class DistributedDataParallel(Module):
 
     def _reset(self) -> None:
         self._active = False  # a backward is filling the buckets and has queued _finish
+        self._sweep: object = None  # that backward (its list of callbacks in chainrule.autograd)
         self._present = np.zeros(len(self._params), np.float64)  # which parameters have a gradient here
         self._ready = [0] * len(self._buckets)
         self._next = 0  # the next bucket to start (buckets start in order on every rank)
@@ -375,8 +376,13 @@ class DistributedDataParallel(Module):
         if not self._sync:
             self._synced = False
             return
+        sweep = autograd._SWEEPS[-1]
+        if self._active and self._sweep is not sweep:  # an earlier backward raised before its end: start afresh,
+            # once the buckets it started are summed (the buffers are MPI's until then)
+            self.group.wait(self._requests, "the gradient allreduce of a backward that raised")
+            self._reset()
         if not self._active:
-            self._active = True
+            self._active, self._sweep = True, sweep
             self.overlap = {"buckets": 0, "started_in_backward": 0, "pending_at_first_start": 0}
             autograd.queue_callback(self._finish)
         param = self._params[index]
