@@ -109,7 +109,7 @@ def test_with_one_rank_the_wrapper_is_the_plain_model():
     assert ddp.average_gradients(0.5) == 0.5 and ddp.group.mean(0.25) == 0.25
     for a, b in zip(plain.parameters(), ddp.parameters()):
         np.testing.assert_array_equal(a.grad.data, b.grad.data)
-    assert ddp.overlap["buckets"] == 0 and ddp.collectives_per_step == 2  # 108 bytes: one bucket and the flags
+    assert ddp.overlap["buckets"] == 0 and ddp.collectives_per_step == 2  # one bucket and the flags
     with pytest.raises(ArgumentError, match="bucket_bytes must be a positive integer, got 0"):
         distributed.DistributedDataParallel(nn.Linear(1, 1), bucket_bytes=0)
 
