@@ -3,7 +3,7 @@
 Run it with ``mpiexec -n 2 python examples/data_parallel.py`` (``pip install 'chainrule[distributed]'``
 brings mpi4py and mpiexec), or with ``python examples/data_parallel.py`` as one process. Every process runs
 this whole script; each is one *rank*, trains on its share of every batch, and averages its gradients with the
-others after ``backward()``. Only rank 0 prints.
+others during ``backward()``. Only rank 0 prints.
 """
 
 import chainrule as cr
@@ -19,7 +19,8 @@ splits = data.spirals(n_samples=1200, seed=0)
 
 # 1. The loop by hand. Each rank takes its share of every epoch's shuffle (the shuffle itself comes from the
 #    global generator, which DistributedDataParallel made the same on every rank) in batches of 32, so one
-#    step sees 32 * size samples.
+#    step sees 32 * size samples. The loop is the one-process loop: backward() returns with the gradients
+#    averaged over the ranks (their allreduces start during backward, as each bucket of gradients fills up).
 model = distributed.DistributedDataParallel(nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 3)))
 optimizer = optim.Adam(model.parameters(), lr=0.02)
 loss_fn = nn.CrossEntropyLoss()
@@ -30,11 +31,11 @@ for epoch in range(1, 11):
     for points, labels in loader:
         loss = loss_fn(model(points), labels)
         optimizer.zero_grad()
-        loss.backward()
-        total += model.average_gradients(loss.item())  # the gradients and the loss of the whole step's batch
+        loss.backward()  # the gradients of the whole step's batch
         optimizer.step()
-    if epoch % 5 == 0:
-        say(f"epoch {epoch}  training loss {total / len(loader):.4f}")
+        total += loss.item()
+    if epoch % 5 == 0:  # this rank's mean loss, averaged over the ranks: the loss of the whole data
+        say(f"epoch {epoch}  training loss {group.mean(total / len(loader)):.4f}")
 say("hand-written loop, test:", evaluate(model.module, splits.test, loss="cross_entropy"))
 
 # 2. The same with fit: distributed=True shards the data, averages gradients, loss and metrics over the ranks,

@@ -96,6 +96,24 @@ def test_without_mpiexec_the_group_has_one_rank_and_fit_is_unchanged():
         np.testing.assert_array_equal(a, b)
 
 
+def test_with_one_rank_the_wrapper_is_the_plain_model():
+    # No mpiexec: no hook is registered, backward is the plain one, no_sync and average_gradients do nothing.
+    cr.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    ddp = distributed.DistributedDataParallel(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)))
+    ddp.module.load_state_dict(plain.state_dict())
+    x = cr.tensor(np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32))
+    (plain(x) ** 2).mean().backward()
+    with ddp.no_sync():
+        (ddp(x) ** 2).mean().backward()
+    assert ddp.average_gradients(0.5) == 0.5 and ddp.group.mean(0.25) == 0.25
+    for a, b in zip(plain.parameters(), ddp.parameters()):
+        np.testing.assert_array_equal(a.grad.data, b.grad.data)
+    assert ddp.overlap["buckets"] == 0 and ddp.collectives_per_step == 2  # one bucket and the flags
+    with pytest.raises(ArgumentError, match="bucket_bytes must be a positive integer, got 0"):
+        distributed.DistributedDataParallel(nn.Linear(1, 1), bucket_bytes=0)
+
+
 def test_a_run_trained_on_two_ranks_does_not_resume_on_one(tmp_path):
     pytest.importorskip("safetensors", reason="checkpoints need safetensors (pip install 'chainrule[io]')")
     from chainrule.train import ModelCheckpoint
@@ -141,12 +159,48 @@ def test_two_ranks_at_half_the_batch_take_the_steps_of_one_process(tmp_path):
     assert two.stdout.count("epoch 2/2") == 1  # rank 0 alone prints, with the loss of the whole batch
     assert one.stdout.splitlines()[-1].split("lr")[0] == two.stdout.splitlines()[-1].split("lr")[0]
 
-    # The hand-written loop (DistributedDataParallel, DistributedSampler) takes the same steps as fit.
+    # The hand-written loop (DistributedDataParallel, DistributedSampler, no averaging call: backward averages)
+    # takes the same steps as fit.
     loop = _run([str(WORKER), "loop", "8", str(tmp_path / "loop.npz")], tmp_path)
     assert loop.returncode == 0, loop.stderr
     difference = _max_difference(tmp_path / "one.npz", tmp_path / "loop.npz")
     print(f"loop: max |w(1 process, batch 16) - w(2 ranks, batch 8)| after 20 steps: {difference:.2e}")
     assert difference <= 1e-6
+
+    # fit given the wrapped model: backward averages the gradients, fit only the loss
+    wrapped = _run([str(WORKER), "fit-ddp", "8", str(tmp_path / "wrapped.npz")], tmp_path)
+    assert wrapped.returncode == 0, wrapped.stderr
+    assert _max_difference(tmp_path / "two.npz", tmp_path / "wrapped.npz") == 0.0
+    assert two.stdout.splitlines()[-1].split("(")[0] == wrapped.stdout.splitlines()[-1].split("(")[0]
+
+
+@needs_mpi
+def test_backward_of_the_wrapped_model_returns_with_the_average_of_the_ranks_gradients(tmp_path):
+    # float64, each rank's half of 8 samples vs the whole batch on one rank alone (see the worker's _hooks):
+    # rank 0 also uses a branch rank 1 does not, and a layer nobody uses keeps grad None.
+    result = _run([str(WORKER), "hooks", "8", str(tmp_path / "h")], tmp_path)
+    assert result.returncode == 0, result.stderr
+    for rank in range(2):
+        report = json.loads((tmp_path / f"h.rank{rank}.json").read_text())
+        checks = ("backward", "backward_again", "retain_graph", "no_sync", "create_graph", "double_backward")
+        assert report["failed_overlap"]["buckets"] > 0  # some were in flight when the hook raised
+        for check in (*checks, "after_failure"):
+            for name, error in report[check].items():
+                if name.startswith("unused"):
+                    assert error == "both None", (rank, check, name)
+                else:
+                    assert error <= 1e-12, (rank, check, name, error)
+        assert report["no_sync_sent_bytes"] == 0 and report["grad_requires_grad"]
+        assert report["grad_sweep"] == {"sent": 0, "grads": [True] * 8}  # autograd.grad: nothing averaged
+        # Overlap, counted: one bucket per parameter (8). The first backward cuts them in registration order,
+        # so the unused layer's bucket, first in line, holds every bucket back to the end of the sweep.
+        # Then they are rebuilt in the order rank 0's gradients arrived, unused last: 6 buckets start inside
+        # the sweep on rank 0, the first while 5 used parameters still wait for their gradients. Rank 1 does
+        # not use the branch (2 parameters): their buckets start at the end, and the ones after them with them.
+        assert report["first_overlap"] == {"buckets": 8, "started_in_backward": 0, "pending_at_first_start": 0}
+        overlap = report["overlap"]
+        assert overlap["buckets"] == 8 and overlap["pending_at_first_start"] == 7
+        assert overlap["started_in_backward"] == 6 if rank == 0 else 1 <= overlap["started_in_backward"] < 6
 
 
 @needs_mpi

@@ -214,3 +214,39 @@ def test_hook_may_return_an_array_of_another_dtype():
     y.sum().backward()
     assert x.grad.dtype == np.float32
     np.testing.assert_allclose(x.grad.data, [2.0, -2.0])
+
+
+# -- queue_callback: code that runs when backward() has accumulated every leaf's .grad ---------------------
+def test_a_queued_callback_runs_once_after_every_leaf_gradient_is_accumulated():
+    w = cr.tensor([1.0, 2.0], requires_grad=True)
+    b = cr.tensor([0.5], requires_grad=True)
+    seen = []
+
+    def hook(grad):  # w's gradient is complete here, but b's is not accumulated yet
+        seen.append(("hook", b.grad))
+        cr.autograd.queue_callback(lambda: seen.append(("end", w.grad.tolist(), b.grad.tolist())))
+
+    w.register_hook(hook)
+    ((w * 3).sum() + b.sum() * 2).backward()
+    assert len(seen) == 2 and seen[-1] == ("end", [3.0, 3.0], [2.0])
+
+
+def test_callbacks_belong_to_backward_only_and_a_failed_sweep_runs_none():
+    x = cr.tensor([1.0], requires_grad=True)
+    flags, ran = [], []
+    x.register_hook(lambda grad: flags.append(cr.autograd.in_backward()))
+    cr.autograd.grad((x * 2).sum(), x)  # grad() accumulates nothing: no callbacks there
+    (x * 2).sum().backward()
+    assert flags == [False, True] and not cr.autograd.in_backward()
+    with pytest.raises(GradientError, match="queue_callback: no backward\\(\\) sweep is running"):
+        cr.autograd.queue_callback(lambda: None)
+
+    def failing(grad):
+        cr.autograd.queue_callback(lambda: ran.append(True))
+        raise ValueError("hook failed")
+
+    y = cr.tensor([1.0], requires_grad=True)
+    y.register_hook(failing)
+    with pytest.raises(ValueError, match="hook failed"):
+        (y * 2).sum().backward()
+    assert ran == [] and not cr.autograd.in_backward()

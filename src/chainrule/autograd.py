@@ -40,6 +40,8 @@ __all__ = [
     "backpropagate",
     "forward_sweep",
     "grad",
+    "queue_callback",
+    "in_backward",
 ]
 
 
@@ -196,25 +198,84 @@ def backpropagate(
 
     captured: dict[int, Any] = {}
     hooked = bool(_GRAD_HOOKS)  # gradient hooks (chainrule.hooks): looked up per node only when some exist
-    with set_grad_enabled(create_graph):
-        for node in reversed(order):
-            grad_out = grads.pop(id(node), None)  # consumed: freed once pushed on
-            if grad_out is not None:
-                if hooked and id(node) in _GRAD_HOOKS and (needed is None or id(node) in needed):
-                    grad_out = run_grad_hooks(node, grad_out, create_graph)
-                if needed is None:
-                    if not node._graph_parents():
-                        node._accumulate(grad_out)
-                    else:
-                        _push(grads, node._vjp(grad_out, create_graph, None))
-                elif id(node) in needed:
-                    if id(node) in targets:
-                        captured[id(node)] = grad_out
-                    _push(grads, node._vjp(grad_out, create_graph, needed))
-            del grad_out  # hold no reference: a leaf may then keep the array without a copy
-            if not retain_graph:
-                node._release()
+    callbacks: list[Callable[[], None]] | None = [] if capture is None else None
+    _SWEEPS.append(callbacks)  # queue_callback adds to it; a grad() sweep (nothing accumulated) takes none
+    try:
+        with set_grad_enabled(create_graph):
+            for node in reversed(order):
+                grad_out = grads.pop(id(node), None)  # consumed: freed once pushed on
+                if grad_out is not None:
+                    if hooked and id(node) in _GRAD_HOOKS and (needed is None or id(node) in needed):
+                        grad_out = run_grad_hooks(node, grad_out, create_graph)
+                    if needed is None:
+                        if not node._graph_parents():
+                            node._accumulate(grad_out)
+                        else:
+                            _push(grads, node._vjp(grad_out, create_graph, None))
+                    elif id(node) in needed:
+                        if id(node) in targets:
+                            captured[id(node)] = grad_out
+                        _push(grads, node._vjp(grad_out, create_graph, needed))
+                del grad_out  # hold no reference: a leaf may then keep the array without a copy
+                if not retain_graph:
+                    node._release()
+    finally:
+        _SWEEPS.pop()
+    while callbacks:  # queued by hooks during the sweep, run now that every leaf's .grad is complete
+        callbacks.pop(0)()
     return captured
+
+
+# The callback lists of the backward sweeps running now (innermost last); None for a grad() sweep.
+_SWEEPS: list[list[Callable[[], None]] | None] = []
+
+
+def in_backward() -> bool:
+    """True while a ``backward()`` sweep (one that accumulates into ``.grad``) runs, e.g. inside its hooks.
+
+    False inside :func:`grad`, which returns gradients instead of accumulating them.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> x = cr.tensor([1.0], requires_grad=True)
+    >>> seen = []
+    >>> _ = x.register_hook(lambda grad: seen.append(in_backward()))
+    >>> (x * 2).sum().backward(); _ = grad((x * 2).sum(), x)
+    >>> seen, in_backward()
+    ([True, False], False)
+    """
+    return bool(_SWEEPS) and _SWEEPS[-1] is not None
+
+
+def queue_callback(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` once the running ``backward()`` sweep has accumulated every leaf's ``.grad``.
+
+    For gradient hooks that must act on the finished gradients, as PyTorch's
+    ``Variable._execution_engine.queue_callback`` (what its DistributedDataParallel uses to wait for the
+    last allreduce). Callbacks run in the order queued, before ``backward()`` returns, and only when the
+    sweep succeeded.
+
+    Raises
+    ------
+    GradientError
+        Outside a ``backward()`` sweep (:func:`in_backward` is False).
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> w = cr.tensor([1.0, 2.0], requires_grad=True)
+    >>> _ = w.register_hook(lambda grad: queue_callback(lambda: print("after:", w.grad)))
+    >>> (w * 3).sum().backward()
+    after: tensor([3., 3.])
+    """
+    if not in_backward():
+        raise GradientError(
+            "queue_callback: no backward() sweep is running; call it from a gradient hook during backward()"
+        )
+    sweeps = _SWEEPS[-1]
+    assert sweeps is not None
+    sweeps.append(callback)
 
 
 def _push(grads: dict[int, Any], pairs: Iterable[tuple[Any, Any]]) -> None:

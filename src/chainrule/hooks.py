@@ -9,7 +9,8 @@ these.
 A hook is called once per backward pass with the *complete* gradient of its tensor (after every consumer has
 added its share, before the gradient is pushed further back or accumulated into a leaf's ``.grad``), as a
 Tensor. It may return None (keep the gradient) or a replacement of the same shape, which is what flows on.
-Under ``create_graph=True`` the gradient it receives is itself differentiable.
+Under ``create_graph=True`` the gradient it receives is itself differentiable. A hook that must act once every
+leaf's ``.grad`` is complete queues a callback with :func:`chainrule.autograd.queue_callback`.
 """
 
 from __future__ import annotations

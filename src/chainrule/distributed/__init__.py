@@ -6,8 +6,9 @@ holds the whole model, trains on its share of each batch, and the ranks average 
 
 - :func:`init`: the :class:`ProcessGroup` (rank, size) from ``MPI.COMM_WORLD``; one rank without ``mpiexec``.
 - :class:`DistributedSampler`: each rank's share of every epoch's shuffle, for ``DataLoader(sampler=...)``.
-- :class:`DistributedDataParallel`: rank 0's weights everywhere at the start, ``average_gradients()`` after
-  ``backward()`` (Horovod's tensor fusion: one ``Iallreduce`` per 25 MB of gradients).
+- :class:`DistributedDataParallel`: rank 0's weights everywhere at the start, and ``backward()`` returns with
+  the gradients averaged (Horovod's tensor fusion: one ``Iallreduce`` per 25 MB of gradients, each started by
+  gradient hooks as soon as its bucket is full; ``no_sync()`` for gradient accumulation).
 - ``chainrule.train.fit(..., distributed=True)`` does all of it, and only rank 0 prints and writes files.
 
 Importing this package needs only NumPy; mpi4py is imported by :func:`init` under ``mpiexec``.

@@ -134,6 +134,18 @@ class ProcessGroup:
         self.wait([self.comm.Iallreduce(MPI.IN_PLACE, array, op=MPI.SUM)], what)
         return array
 
+    def mean(self, value: float, what: str = "average") -> float:
+        """``value`` averaged over the ranks (e.g. a batch loss, to print the loss of the whole batch).
+
+        Examples
+        --------
+        >>> ProcessGroup(None).mean(0.25)
+        0.25
+        """
+        if self.comm is None:
+            return float(value)
+        return float(self.allreduce_sum(np.array([value], np.float64), what)[0]) / self.size
+
     def broadcast(self, array: np.ndarray, what: str = "broadcast") -> np.ndarray:
         """Overwrite ``array`` on every rank with rank 0's values (in place)."""
         if self.comm is None:

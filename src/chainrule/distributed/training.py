@@ -23,7 +23,7 @@ from chainrule.errors import CheckpointError, DataError
 from chainrule.nn.module import Module
 
 from .group import ProcessGroup, init
-from .parallel import GradientAverager, average_buffers, broadcast_module
+from .parallel import DistributedDataParallel, GradientAverager, average_buffers, broadcast_module
 from .sampler import DistributedSampler
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,6 +98,10 @@ class DataParallelFit:
     # 4. each step ---------------------------------------------------------------------------------------
     def average_gradients(self, loss: float) -> float:
         """Average the gradients over the ranks; return the batch loss averaged over the ranks."""
+        if isinstance(self.model, DistributedDataParallel):  # backward averaged them already: only the loss
+            mean = self.model.average_gradients(loss)
+            assert mean is not None
+            return mean
         (mean_loss,) = self.averager(loss)
         return mean_loss
 
