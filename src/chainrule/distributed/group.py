@@ -189,6 +189,9 @@ class ProcessGroup:
         if self.comm is not None and self.size > 1:
             sys.stdout.flush()
             sys.stderr.flush()
+            # mpiexec forwards each rank's output through a pipe asynchronously and stops forwarding once the
+            # abort starts killing ranks: give it a moment to pass on the line that names this rank.
+            time.sleep(0.25)
             self.comm.Abort(code)
 
 
