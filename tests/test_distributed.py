@@ -129,7 +129,7 @@ def test_a_run_trained_on_two_ranks_does_not_resume_on_one(tmp_path):
 
 
 def test_fewer_samples_than_ranks_is_a_data_error():
-    from chainrule.distributed.training import DataParallelFit
+    from chainrule.train.data_parallel import DataParallelFit
 
     parallel = DataParallelFit(distributed.ProcessGroup(None), nn.Linear(1, 1))
     parallel.group.size = 3  # as if three ranks trained on two samples

@@ -428,7 +428,7 @@ def fit(
     # 2. The data: a shuffling loader over the training data, and the validation data (given or split off).
     parallel = None
     if distributed:  # data-parallel: rank 0's random state everywhere, so every rank splits and shuffles alike
-        from chainrule.distributed.training import DataParallelFit
+        from chainrule.train.data_parallel import DataParallelFit
 
         parallel = DataParallelFit(distributed, model)
     train_loader, val_loader = _loaders(train_data, val_data, val_split, batch_size)
@@ -455,7 +455,7 @@ def fit(
     if parallel is not None:
         parallel.begin(state, resumed=resume is not None)  # rank 0's weights and random state on every rank
     elif resume is not None and "world_size" in state.history.meta:
-        from chainrule.distributed.training import check_world_size
+        from chainrule.train.data_parallel import check_world_size
 
         check_world_size(state, 1)
     if any(isinstance(cb, EarlyStopping) for cb in callbacks):  # History.diagnosis() then does not suggest it

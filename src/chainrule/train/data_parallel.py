@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chainrule import rng
+from chainrule.distributed.group import ProcessGroup, init
+from chainrule.distributed.parallel import DistributedDataParallel, GradientAverager, average_buffers, broadcast_module
+from chainrule.distributed.sampler import DistributedSampler
 from chainrule.errors import CheckpointError, DataError
 from chainrule.nn.module import Module
-
-from .group import ProcessGroup, init
-from .parallel import DistributedDataParallel, GradientAverager, average_buffers, broadcast_module
-from .sampler import DistributedSampler
 
 if TYPE_CHECKING:  # pragma: no cover
     from chainrule.data import DataLoader
