@@ -515,6 +515,57 @@ def _lstm_cell(draw: Any) -> Drawn:
     return Drawn((gates, c_prev), fn, ref, None if torch is None else torch_fn)
 
 
+def _recurrent_steps(lib: Any, kind: str, x: Any, h0: Any, *rest: Any) -> Any:
+    """The whole-layer recurrent primitives' output, step by step, in NumPy (``lib=np``) or PyTorch: the
+    reference the op table checks ``lstm_layer``, ``gru_layer`` and ``rnn_layer`` against."""
+    sigmoid = (lambda a: 1 / (1 + np.exp(-a))) if lib is np else torch.sigmoid
+    stack = np.stack if lib is np else torch.stack
+    if kind == "lstm":
+        c, w_ih, w_hh, *bias = rest
+    else:
+        w_ih, w_hh, *bias = rest
+    size, h, steps = h0.shape[1], h0, []
+    for t in range(x.shape[0]):
+        if kind == "gru":
+            a = x[t] @ w_ih.T + (bias[0] if bias else 0)
+            m = h @ w_hh.T + (bias[1] if bias else 0)
+            r, z = sigmoid(a[:, :size] + m[:, :size]), sigmoid(a[:, size : 2 * size] + m[:, size : 2 * size])
+            n = lib.tanh(a[:, 2 * size :] + r * m[:, 2 * size :])
+            h = n + z * (h - n)
+            steps.append(stack([h, r, z, n, m[:, 2 * size :]]))
+            continue
+        pre = x[t] @ w_ih.T + h @ w_hh.T + (bias[0] if bias else 0)
+        if kind == "lstm":
+            i, f = sigmoid(pre[:, :size]), sigmoid(pre[:, size : 2 * size])
+            g, o = lib.tanh(pre[:, 2 * size : 3 * size]), sigmoid(pre[:, 3 * size :])
+            c = f * c + i * g
+            h = o * lib.tanh(c)
+            steps.append(stack([h, c, i, f, g, o, lib.tanh(c)]))
+        else:
+            h = lib.tanh(pre) if kind == "tanh" else pre * (pre > 0)
+            steps.append(h)
+    return stack(steps)
+
+
+@st.composite
+def _recurrent_layer(draw: Any, kind: str) -> Drawn:
+    """A whole recurrent layer (``lstm``, ``gru``, or an RNN's ``tanh``/``relu``) over T <= 3 steps, with and
+    without bias; weights scaled so that the gates stay away from saturation."""
+    steps, batch, features, size = (draw(st.integers(1, n)) for n in (3, 2, 3, 2))
+    gates = {"lstm": 4, "gru": 3}.get(kind, 1)
+    shapes = [(steps, batch, features), (batch, size)] + [(batch, size)] * (kind == "lstm")
+    shapes += [(gates * size, features), (gates * size, size)]
+    if draw(st.booleans()):
+        shapes += [(gates * size,)] * (2 if kind == "gru" else 1)
+    arrays = tuple(_values(draw(seeds), shape, "real") * (0.5 if len(shape) == 2 else 1.0) for shape in shapes)
+    op = {"lstm": "lstm_layer", "gru": "gru_layer"}.get(kind, "rnn_layer")
+    attrs = {} if op != "rnn_layer" else {"nonlinearity": kind}
+    fn = lambda *a: apply(cr.ops.OPS[op], *a, **attrs)  # noqa: E731
+    ref = lambda *a: _recurrent_steps(np, kind, *a)  # noqa: E731
+    torch_fn = None if torch is None else (lambda *a: _recurrent_steps(torch, kind, *a))
+    return Drawn(arrays, fn, ref, torch_fn)
+
+
 @st.composite
 def _binary_cross_entropy(draw: Any) -> Drawn:
     """Elementwise BCE of probabilities in (0.05, 0.95) against soft targets in [0, 1] (both differentiable)."""
@@ -562,6 +613,10 @@ OP_CASES: list[OpCase] = [
     OpCase("max_pool", _max_pool()),
     OpCase("softmax_cross_entropy", _softmax_cross_entropy()),
     OpCase("lstm_cell", _lstm_cell()),
+    OpCase("lstm_layer", _recurrent_layer("lstm")),
+    OpCase("gru_layer", _recurrent_layer("gru")),
+    OpCase("rnn_layer_tanh", _recurrent_layer("tanh")),
+    OpCase("rnn_layer_relu", _recurrent_layer("relu")),
     OpCase("binary_cross_entropy", _binary_cross_entropy()),
     # elementwise functions
     OpCase("exp", _unary(cr.exp, np.exp, _t("exp"))),

@@ -1184,43 +1184,20 @@ class LSTMCell(Primitive):
 
     @staticmethod
     def forward(gates, c_prev):
-        size = gates.shape[1] // 4
-        out = np.empty((7, gates.shape[0], size), dtype=gates.dtype)
-        h, c, i, f, g, o, k = out
-        _logistic(gates[:, :size], out=i)
-        _logistic(gates[:, size : 2 * size], out=f)
-        np.tanh(gates[:, 2 * size : 3 * size], out=g)
-        _logistic(gates[:, 3 * size :], out=o)
-        np.multiply(f, c_prev, out=c)
-        c += i * g
-        np.tanh(c, out=k)
-        np.multiply(o, k, out=h)
+        out = np.empty((7, gates.shape[0], gates.shape[1] // 4), dtype=gates.dtype)
+        _lstm_cell_into(gates, c_prev, out)
         return out
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, gates, c_prev):
-        i, f, g, o, k = (out[row] for row in range(2, 7))
-        a, b, grad_i, grad_f, grad_g, grad_o, grad_k = (grad_out[row] for row in range(7))
-        delta_c = b + (a * o + grad_k) * (1.0 - k * k)
-        grad_gates = xp.concatenate(
-            (delta_c * g + grad_i) * i * (1.0 - i),
-            (delta_c * c_prev + grad_f) * f * (1.0 - f),
-            (delta_c * i + grad_g) * (1.0 - g * g),
-            (a * k + grad_o) * o * (1.0 - o),
-            axis=1,
-        )
-        return grad_gates, (delta_c * f if needs[1] else None)
+        grad_gates, grad_c_prev = _lstm_cell_vjp(xp, grad_out[0], grad_out[1], grad_out, out, c_prev)
+        return grad_gates, (grad_c_prev if needs[1] else None)
 
     @staticmethod
     def jvp(xp, tangents, out, gates, c_prev):
-        i, f, g, o, k = (out[row] for row in range(2, 7))
         t_gates = np.zeros(np.shape(gates), dtype=gates.dtype) if tangents[0] is None else tangents[0]
         t_c_prev = np.zeros(np.shape(c_prev), dtype=gates.dtype) if tangents[1] is None else tangents[1]
-        t_i, t_f, t_g, t_o = _lstm_blocks(t_gates)
-        t_i, t_f, t_g, t_o = t_i * i * (1.0 - i), t_f * f * (1.0 - f), t_g * (1.0 - g * g), t_o * o * (1.0 - o)
-        t_c = t_f * c_prev + f * t_c_prev + t_i * g + i * t_g
-        t_k = (1.0 - k * k) * t_c
-        rows = (t_o * k + o * t_k, t_c, t_i, t_f, t_g, t_o, t_k)
+        rows = _lstm_cell_jvp(t_gates, t_c_prev, out, c_prev)
         return xp.concatenate(*(xp.reshape(row, shape=(1, *np.shape(c_prev))) for row in rows), axis=0)
 
 
@@ -1228,6 +1205,445 @@ def _lstm_blocks(gates: Any) -> tuple:
     """The four (N, H) column blocks of (N, 4H) gate values: input, forget, cell, output."""
     size = gates.shape[1] // 4
     return tuple(gates[:, j * size : (j + 1) * size] for j in range(4))
+
+
+def _lstm_cell_into(gates: np.ndarray, c_prev: np.ndarray, rows: np.ndarray) -> None:
+    """The LSTM step's seven rows (h, c, i, f, g, o, tanh c), each (N, H), written into ``rows`` (7, N, H)."""
+    size = gates.shape[1] // 4
+    h, c, i, f, g, o, k = rows
+    _logistic(gates[:, :size], out=i)
+    _logistic(gates[:, size : 2 * size], out=f)
+    np.tanh(gates[:, 2 * size : 3 * size], out=g)
+    _logistic(gates[:, 3 * size :], out=o)
+    np.multiply(f, c_prev, out=c)
+    c += i * g
+    np.tanh(c, out=k)
+    np.multiply(o, k, out=h)
+
+
+def _lstm_cell_vjp(xp: Any, grad_h: Any, grad_c: Any, grad_rows: Any, rows: Any, c_prev: Any) -> tuple[Any, Any]:
+    """One LSTM step backwards: (∂gates (N, 4H), ∂c_prev) from the gradients of h_t and c_t (``grad_h``,
+    ``grad_c``: the step's own plus what flows back from the later steps) and of the activation rows 2-6 of
+    ``grad_rows``; ``rows`` are the step's forward rows (h, c, i, f, g, o, tanh c)."""
+    i, f, g, o, k = (rows[row] for row in range(2, 7))
+    grad_i, grad_f, grad_g, grad_o, grad_k = (grad_rows[row] for row in range(2, 7))
+    delta_c = grad_c + (grad_h * o + grad_k) * (1.0 - k * k)
+    grad_gates = xp.concatenate(
+        (delta_c * g + grad_i) * i * (1.0 - i),
+        (delta_c * c_prev + grad_f) * f * (1.0 - f),
+        (delta_c * i + grad_g) * (1.0 - g * g),
+        (grad_h * k + grad_o) * o * (1.0 - o),
+        axis=1,
+    )
+    return grad_gates, delta_c * f
+
+
+def _lstm_cell_jvp(t_gates: Any, t_c_prev: Any, rows: Any, c_prev: Any) -> tuple:
+    """One LSTM step forwards in tangents: the tangents of the seven rows, from those of the gates and c_prev."""
+    i, f, g, o, k = (rows[row] for row in range(2, 7))
+    t_i, t_f, t_g, t_o = _lstm_blocks(t_gates)
+    t_i, t_f, t_g, t_o = t_i * i * (1.0 - i), t_f * f * (1.0 - f), t_g * (1.0 - g * g), t_o * o * (1.0 - o)
+    t_c = t_f * c_prev + f * t_c_prev + t_i * g + i * t_g
+    t_k = (1.0 - k * k) * t_c
+    return (t_o * k + o * t_k, t_c, t_i, t_f, t_g, t_o, t_k)
+
+
+# ===================================================================================================
+# Whole recurrent layers: one node per layer, the loop over time steps inside the rules
+# ===================================================================================================
+def _check_recurrent(op: str, gates: int, x: Any, h0: Any, w_ih: Any, w_hh: Any, *rest: Any) -> None:
+    """Shapes of a recurrent layer's inputs: x (T, N, in), states (N, H), weights (G·H, in), (G·H, H),
+    biases (G·H,); ``rest`` holds c0 (LSTM) and the biases, None where absent."""
+    x_shape, h_shape = np.shape(x), np.shape(h0)
+    if len(x_shape) != 3 or len(h_shape) != 2:
+        raise ShapeError(f"{op}: expected input (T, N, in) and state (N, H), got shapes {x_shape} and {h_shape}")
+    batch, size = h_shape
+    expected = [(x_shape[1], size), (gates * size, x_shape[2]), (gates * size, size)]
+    actual = [h_shape, np.shape(w_ih), np.shape(w_hh)]
+    for value in rest:
+        if value is not None:
+            actual.append(np.shape(value))
+            expected.append((batch, size) if np.ndim(value) == 2 else (gates * size,))
+    if actual != expected or x_shape[0] == 0:
+        raise ShapeError(
+            f"{op}: input shapes {[x_shape, *actual]} do not fit together (expected state {expected[0]}, "
+            f"weights {expected[1]} and {expected[2]}, biases ({gates * size},), a sequence of at least one step)"
+        )
+
+
+def _input_projection(x: np.ndarray, w_ih: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``x @ w_ihᵀ + bias`` for every time step at once: (T, N, in) -> (T, N, G·H), one GEMM."""
+    steps, batch, features = x.shape
+    projected = np.matmul(x.reshape(steps * batch, features), w_ih.T)
+    if bias is not None:
+        projected += bias
+    return projected.reshape(steps, batch, -1)
+
+
+def _weight_gradient(grads: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """``gradsᵀ @ inputs`` over all (time step, sample) rows: (R, G·H), (R, K) -> (G·H, K), one GEMM.
+
+    Computed as ``(inputsᵀ @ grads)ᵀ``: OpenBLAS runs that orientation faster for these tall, narrow
+    operands (see docs/design-speed.md); the result is the transposed view, which every consumer accepts."""
+    return np.matmul(inputs.T, grads).T
+
+
+def _sequence(xp: Any, steps: list) -> Any:
+    """T arrays (N, K) stacked into one (T, N, K), with the table's ops (so it records a graph when it must)."""
+    return xp.concatenate(*(xp.reshape(step, shape=(1, *step.shape)) for step in steps), axis=0)
+
+
+def _previous(xp: Any, first: Any, states: Any) -> Any:
+    """The state each step starts from: ``first`` (N, H), then ``states[:-1]`` (T-1, N, H) -> (T, N, H)."""
+    first = xp.reshape(first, shape=(1, *first.shape))
+    return first if states.shape[0] == 1 else xp.concatenate(first, states[:-1], axis=0)
+
+
+def _previous_numpy(first: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """:func:`_previous` on NumPy arrays, as the (T·N, H) rows of a weight gradient's GEMM."""
+    return np.concatenate((first[None], states[:-1])).reshape(-1, first.shape[-1])
+
+
+def _sequence_weight_grad(xp: Any, grads: Any, inputs: Any) -> Any:
+    """Σ_t grads_tᵀ inputs_t for (T, N, G·H) and (T, N, K): one matrix product over all T·N rows."""
+    rows = xp.reshape(grads, shape=(-1, grads.shape[-1]))
+    columns = xp.reshape(inputs, shape=(-1, inputs.shape[-1]))
+    return xp.matmul(xp.permute(rows, axes=(1, 0)), columns)
+
+
+def _input_tangent(xp: Any, tx: Any, x: Any, w_ih: Any, tw_ih: Any) -> Any:
+    """Tangent of the input projection ``x @ w_ihᵀ`` of all steps, (T, N, G·H) (None where both are None)."""
+    result = None if tx is None else xp.matmul(tx, xp.permute(w_ih, axes=(1, 0)))
+    return _plus(result, None if tw_ih is None else xp.matmul(x, xp.permute(tw_ih, axes=(1, 0))))
+
+
+def _hidden_tangent(xp: Any, th: Any, h_prev: Any, w_hh: Any, tw_hh: Any, tb: Any, like: tuple, dtype: Any) -> Any:
+    """Tangent of ``h_prev @ w_hhᵀ (+ b)`` for one step, zeros of shape ``like`` where no tangent flows."""
+    result = None if th is None else xp.matmul(th, xp.permute(w_hh, axes=(1, 0)))
+    result = _plus(result, None if tw_hh is None else xp.matmul(h_prev, xp.permute(tw_hh, axes=(1, 0))))
+    if result is None:
+        result = np.zeros(like, dtype=dtype)
+    return _plus(result, tb)
+
+
+def _slope_times(value: np.ndarray, y: np.ndarray, scratch: np.ndarray, kind: str) -> None:
+    """``value *= σ'`` or ``tanh'`` written through the output ``y``: y (1 - y) or 1 - y², in place."""
+    np.multiply(y, y, out=scratch)
+    np.subtract(y if kind == "sigmoid" else 1.0, scratch, out=scratch)
+    value *= scratch
+
+
+class LSTMLayer(Primitive):
+    """A whole LSTM layer over a sequence, one direction, in one node.
+
+    Inputs: x (T, N, in), h_0 and c_0 (N, H), ``w_ih`` (4H, in), ``w_hh`` (4H, H) and the summed bias
+    :math:`b_{ih} + b_{hh}` (4H,) or nothing. Output (T, 7, N, H): ``out[t]`` is :class:`LSTMCell`'s output for
+    step t, with gates :math:`x_t W_{ih}^T + h_{t-1} W_{hh}^T + b` — rows :math:`h_t, c_t, i, f, g, o, \\tanh c_t`.
+    The layer reads rows 0 and 1; the activations are there for the backward.
+
+    The forward computes the input projection of all T steps as one GEMM, then loops over the steps (one
+    (N, H) × (H, 4H) product and the cell each). The VJP runs the same loop backwards, one
+    :math:`\\partial h_{t-1} = \\partial\\text{gates}_t W_{hh}` product per step, and then the input gradient
+    :math:`\\partial\\text{gates}\\, W_{ih}`, :math:`\\partial W_{ih} = \\sum_t \\partial\\text{gates}_t^T x_t`,
+    :math:`\\partial W_{hh} = \\sum_t \\partial\\text{gates}_t^T h_{t-1}` and the bias gradient as one GEMM (or
+    sum) each over all T·N rows. One node instead of about 5 T keeps the Python work per step small.
+
+    The generic rules are the per-step composition written with the table's ops, so a recorded graph
+    (``create_graph=True``) differentiates them again; ``fast_vjp`` is the same backward on NumPy arrays with
+    its buffers reused.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = LSTMLayer.forward(np.zeros((5, 2, 3)), np.zeros((2, 4)), np.zeros((2, 4)), np.ones((16, 3)),
+    ...                         np.ones((16, 4)))
+    >>> out.shape, float(out[0, 2, 0, 0])  # sigmoid(0) on the input gate
+    ((5, 7, 2, 4), 0.5)
+    """
+
+    name = "lstm_layer"
+    float_only = True
+    saves_inputs = (0, 1, 2, 3, 4)
+
+    @staticmethod
+    def forward(x, h0, c0, w_ih, w_hh, bias=None):
+        _check_recurrent("lstm_layer", 4, x, h0, w_ih, w_hh, c0, bias)
+        projected = _input_projection(x, w_ih, bias)  # (T, N, 4H)
+        steps, batch, size = x.shape[0], h0.shape[0], h0.shape[1]
+        out = np.empty((steps, 7, batch, size), dtype=projected.dtype)
+        gates = np.empty((batch, 4 * size), dtype=projected.dtype)
+        h, c = h0, c0
+        for t in range(steps):
+            np.matmul(h, w_hh.T, out=gates)
+            gates += projected[t]
+            _lstm_cell_into(gates, c, out[t])
+            h, c = out[t, 0], out[t, 1]
+        return out
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, h0, c0, w_ih, w_hh, bias=None):
+        steps = x.shape[0]
+        grad_h = grad_c = None  # what flows back into step t from the steps after it
+        grad_gates: list = [None] * steps
+        for t in reversed(range(steps)):
+            rows, grad_rows = out[t], grad_out[t]
+            own_h = grad_rows[0] if grad_h is None else grad_rows[0] + grad_h
+            own_c = grad_rows[1] if grad_c is None else grad_rows[1] + grad_c
+            c_prev = c0 if t == 0 else out[t - 1][1]
+            grad_gates[t], grad_c = _lstm_cell_vjp(xp, own_h, own_c, grad_rows, rows, c_prev)
+            grad_h = xp.matmul(grad_gates[t], w_hh)
+        gates = _sequence(xp, grad_gates)  # (T, N, 4H)
+        return (
+            xp.matmul(gates, w_ih) if needs[0] else None,
+            grad_h if needs[1] else None,
+            grad_c if needs[2] else None,
+            _sequence_weight_grad(xp, gates, x) if needs[3] else None,
+            _sequence_weight_grad(xp, gates, _previous(xp, h0, out[:, 0])) if needs[4] else None,
+            *((xp.sum(gates, axis=(0, 1)) if needs[5] else None,) if len(needs) > 5 else ()),
+        )
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, h0, c0, w_ih, w_hh, bias=None):
+        tx, th, tc, tw_ih, tw_hh = tangents[:5]
+        t_projected = _input_tangent(xp, tx, x, w_ih, tw_ih)
+        t_bias = tangents[5] if len(tangents) > 5 else None
+        batch, size = h0.shape
+        if tc is None:
+            tc = np.zeros((batch, size), dtype=out.dtype)
+        steps_out = []
+        for t in range(x.shape[0]):
+            h_prev, c_prev = (h0, c0) if t == 0 else (out[t - 1][0], out[t - 1][1])
+            t_gates = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, t_bias, (batch, 4 * size), out.dtype)
+            if t_projected is not None:
+                t_gates = t_gates + t_projected[t]
+            rows = _lstm_cell_jvp(t_gates, tc, out[t], c_prev)
+            th, tc = rows[0], rows[1]
+            steps_out.append(_sequence(xp, list(rows)))  # (7, N, H)
+        return _sequence(xp, steps_out)
+
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, x, h0, c0, w_ih, w_hh, bias=None):
+        steps, _, batch, size = out.shape
+        dtype = out.dtype
+        grad_gates = np.empty((steps, batch, 4 * size), dtype=dtype)
+        activations = bool(grad_out[:, 2:].any())  # gradients on rows 2-6 (none when only h and c are used)
+        grad_h, grad_c = np.zeros((batch, size), dtype=dtype), np.zeros((batch, size), dtype=dtype)
+        delta_c, scratch = np.empty((batch, size), dtype=dtype), np.empty((batch, size), dtype=dtype)
+        for t in reversed(range(steps)):
+            _, _, i, f, g, o, k = out[t]
+            _, _, grad_i_out, grad_f_out, grad_g_out, grad_o_out, grad_k_out = grad_out[t]
+            grad_i, grad_f, grad_g, grad_o = _lstm_blocks(grad_gates[t])
+            c_prev = c0 if t == 0 else out[t - 1, 1]
+            grad_h += grad_out[t, 0]
+            # δc = ∂c_t + (∂h_t o + ∂k)(1 - k²)
+            np.multiply(grad_h, o, out=delta_c)
+            if activations:
+                delta_c += grad_k_out
+            _slope_times(delta_c, k, scratch, "tanh")
+            delta_c += grad_c
+            delta_c += grad_out[t, 1]
+            for target, first, second, gate_grad, gate, kind in (
+                (grad_o, grad_h, k, grad_o_out, o, "sigmoid"),
+                (grad_i, delta_c, g, grad_i_out, i, "sigmoid"),
+                (grad_f, delta_c, c_prev, grad_f_out, f, "sigmoid"),
+                (grad_g, delta_c, i, grad_g_out, g, "tanh"),
+            ):
+                np.multiply(first, second, out=target)
+                if activations:
+                    target += gate_grad
+                _slope_times(target, gate, scratch, kind)
+            np.multiply(delta_c, f, out=grad_c)
+            np.matmul(grad_gates[t], w_hh, out=grad_h)
+        rows = grad_gates.reshape(steps * batch, 4 * size)
+        return (
+            np.matmul(rows, w_ih).reshape(x.shape) if needs[0] else None,
+            grad_h if needs[1] else None,
+            grad_c if needs[2] else None,
+            _weight_gradient(rows, x.reshape(steps * batch, -1)) if needs[3] else None,
+            _weight_gradient(rows, _previous_numpy(h0, out[:, 0])) if needs[4] else None,
+            *((rows.sum(axis=0) if needs[5] else None,) if len(needs) > 5 else ()),
+        )
+
+
+class GRULayer(Primitive):
+    """A whole GRU layer over a sequence, one direction, in one node (PyTorch's gate order r, z, n).
+
+    Inputs: x (T, N, in), h_0 (N, H), ``w_ih`` (3H, in), ``w_hh`` (3H, H), and the biases ``b_ih``, ``b_hh``
+    (3H,) both or neither. With :math:`a = x_t W_{ih}^T + b_{ih}` and :math:`m = h_{t-1} W_{hh}^T + b_{hh}` split
+    into blocks (r, z, n): :math:`r = \\sigma(a_r + m_r)`, :math:`z = \\sigma(a_z + m_z)`,
+    :math:`n = \tanh(a_n + r \\odot m_n)`, :math:`h_t = n + z \\odot (h_{t-1} - n)`. Output (T, 5, N, H): rows
+    :math:`h_t, r, z, n, m_n` per step (the layer reads row 0; the rest serve the backward).
+
+    VJP per step, with :math:`\\delta h` the gradient reaching :math:`h_t`: :math:`\\delta a_n = (\\delta h (1 - z))
+    (1 - n^2)`, :math:`\\delta a_z = \\delta h (h_{t-1} - n)\\, z (1 - z)`, :math:`\\delta a_r = \\delta a_n m_n\\,
+    r (1 - r)`, :math:`\\delta m_n = \\delta a_n r`, and :math:`\\delta h_{t-1} = \\delta h\\, z + [\\delta a_r,
+    \\delta a_z, \\delta m_n] W_{hh}`; then one GEMM each for the input and weight gradients over all T·N
+    rows, as in :class:`LSTMLayer`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = GRULayer.forward(np.zeros((4, 2, 3)), np.ones((2, 5)), np.zeros((15, 3)), np.zeros((15, 5)))
+    >>> out.shape, float(out[0, 0, 0, 0])  # z = 1/2, n = 0: h_1 = h_0 / 2
+    ((4, 5, 2, 5), 0.5)
+    """
+
+    name = "gru_layer"
+    float_only = True
+    saves_inputs = (0, 1, 2, 3)
+
+    @staticmethod
+    def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        _check_recurrent("gru_layer", 3, x, h0, w_ih, w_hh, b_ih, b_hh)
+        projected = _input_projection(x, w_ih, b_ih)  # (T, N, 3H)
+        steps, batch, size = x.shape[0], h0.shape[0], h0.shape[1]
+        out = np.empty((steps, 5, batch, size), dtype=projected.dtype)
+        hidden = np.empty((batch, 3 * size), dtype=projected.dtype)
+        h = h0
+        for t in range(steps):
+            h_t, r, z, n, hidden_n = out[t]
+            np.matmul(h, w_hh.T, out=hidden)
+            if b_hh is not None:
+                hidden += b_hh
+            from_input = projected[t]
+            _logistic(np.add(from_input[:, :size], hidden[:, :size], out=r), out=r)
+            _logistic(np.add(from_input[:, size : 2 * size], hidden[:, size : 2 * size], out=z), out=z)
+            hidden_n[...] = hidden[:, 2 * size :]
+            np.multiply(r, hidden_n, out=n)
+            n += from_input[:, 2 * size :]
+            np.tanh(n, out=n)
+            np.subtract(h, n, out=h_t)
+            h_t *= z
+            h_t += n
+            h = h_t
+        return out
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        steps = x.shape[0]
+        grad_h = None
+        from_input: list = [None] * steps
+        from_hidden: list = [None] * steps
+        for t in reversed(range(steps)):
+            grad_rows = grad_out[t]
+            _, r, z, n, hidden_n = (out[t][row] for row in range(5))
+            h_prev = h0 if t == 0 else out[t - 1][0]
+            delta_h = grad_rows[0] if grad_h is None else grad_rows[0] + grad_h
+            delta_n = (delta_h * (1.0 - z) + grad_rows[3]) * (1.0 - n * n)
+            delta_z = (delta_h * (h_prev - n) + grad_rows[2]) * z * (1.0 - z)
+            delta_r = (delta_n * hidden_n + grad_rows[1]) * r * (1.0 - r)
+            delta_hidden_n = delta_n * r + grad_rows[4]
+            from_input[t] = xp.concatenate(delta_r, delta_z, delta_n, axis=1)  # (N, 3H)
+            from_hidden[t] = xp.concatenate(delta_r, delta_z, delta_hidden_n, axis=1)
+            grad_h = delta_h * z + xp.matmul(from_hidden[t], w_hh)
+        inputs, hiddens = _sequence(xp, from_input), _sequence(xp, from_hidden)  # (T, N, 3H)
+        biases = len(needs) > 4
+        return (
+            xp.matmul(inputs, w_ih) if needs[0] else None,
+            grad_h if needs[1] else None,
+            _sequence_weight_grad(xp, inputs, x) if needs[2] else None,
+            _sequence_weight_grad(xp, hiddens, _previous(xp, h0, out[:, 0])) if needs[3] else None,
+            *((xp.sum(inputs, axis=(0, 1)) if needs[4] else None,) if biases else ()),
+            *((xp.sum(hiddens, axis=(0, 1)) if needs[5] else None,) if biases else ()),
+        )
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        tx, th, tw_ih, tw_hh = tangents[:4]
+        tb_ih, tb_hh = tangents[4:6] if len(tangents) > 4 else (None, None)
+        t_projected = _input_tangent(xp, tx, x, w_ih, tw_ih)
+        batch, size = h0.shape
+        if th is None:
+            th = np.zeros((batch, size), dtype=out.dtype)
+        steps_out = []
+        for t in range(x.shape[0]):
+            _, r, z, n, hidden_n = (out[t][row] for row in range(5))
+            h_prev = h0 if t == 0 else out[t - 1][0]
+            t_hidden = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, tb_hh, (batch, 3 * size), out.dtype)
+            t_input = np.zeros((batch, 3 * size), dtype=out.dtype) if t_projected is None else t_projected[t]
+            t_input = _plus(t_input, tb_ih)
+            t_r = (t_input[:, :size] + t_hidden[:, :size]) * r * (1.0 - r)
+            t_z = (t_input[:, size : 2 * size] + t_hidden[:, size : 2 * size]) * z * (1.0 - z)
+            t_hidden_n = t_hidden[:, 2 * size :]
+            t_n = (t_input[:, 2 * size :] + t_r * hidden_n + r * t_hidden_n) * (1.0 - n * n)
+            th = t_n + t_z * (h_prev - n) + z * (th - t_n)
+            steps_out.append(_sequence(xp, [th, t_r, t_z, t_n, t_hidden_n]))  # (5, N, H)
+        return _sequence(xp, steps_out)
+
+
+class RNNLayer(Primitive):
+    r"""A whole Elman RNN layer over a sequence, one direction, in one node:
+    :math:`h_t = \phi(x_t W_{ih}^T + h_{t-1} W_{hh}^T + b)`, :math:`\phi` = tanh or relu (``nonlinearity``).
+
+    Inputs: x (T, N, in), h_0 (N, H), ``w_ih`` (H, in), ``w_hh`` (H, H), the summed bias (H,) or nothing.
+    Output (T, N, H), the states. The slope comes from the output (:math:`1 - h^2`, or :math:`h > 0`), so
+    nothing else is kept; VJP per step :math:`\delta a_t = (\partial h_t + \delta a_{t+1} W_{hh})\,
+    \phi'`, then one GEMM each for the input and weight gradients, as in :class:`LSTMLayer`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> RNNLayer.forward(np.ones((3, 1, 1)), np.zeros((1, 1)), np.ones((1, 1)), np.zeros((1, 1)),
+    ...                  nonlinearity="relu")[:, 0, 0].tolist()
+    [1.0, 1.0, 1.0]
+    """
+
+    name = "rnn_layer"
+    float_only = True
+    saves_inputs = (0, 1, 2, 3)
+
+    @staticmethod
+    def forward(x, h0, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
+        _check_recurrent("rnn_layer", 1, x, h0, w_ih, w_hh, bias)
+        out = _input_projection(x, w_ih, bias)  # (T, N, H), then each step in place
+        h = h0
+        for t in range(x.shape[0]):
+            out[t] += h @ w_hh.T
+            if nonlinearity == "tanh":
+                np.tanh(out[t], out=out[t])
+            else:
+                np.maximum(out[t], 0, out=out[t])
+            h = out[t]
+        return out
+
+    @staticmethod
+    def _slope(xp, grad, h, nonlinearity):
+        if nonlinearity == "tanh":
+            return grad * (1.0 - h * h)
+        return xp.where(_raw(h) > 0, grad, 0.0)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, h0, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
+        steps = x.shape[0]
+        grad_h = None
+        pre: list = [None] * steps  # gradients of the pre-activations
+        for t in reversed(range(steps)):
+            delta_h = grad_out[t] if grad_h is None else grad_out[t] + grad_h
+            pre[t] = RNNLayer._slope(xp, delta_h, out[t], nonlinearity)
+            grad_h = xp.matmul(pre[t], w_hh)
+        grads = _sequence(xp, pre)  # (T, N, H)
+        return (
+            xp.matmul(grads, w_ih) if needs[0] else None,
+            grad_h if needs[1] else None,
+            _sequence_weight_grad(xp, grads, x) if needs[2] else None,
+            _sequence_weight_grad(xp, grads, _previous(xp, h0, out)) if needs[3] else None,
+            *((xp.sum(grads, axis=(0, 1)) if needs[4] else None,) if len(needs) > 4 else ()),
+        )
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, h0, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
+        tx, th, tw_ih, tw_hh = tangents[:4]
+        t_projected = _input_tangent(xp, tx, x, w_ih, tw_ih)
+        t_bias = tangents[4] if len(tangents) > 4 else None
+        steps_out = []
+        for t in range(x.shape[0]):
+            h_prev = h0 if t == 0 else out[t - 1]
+            t_pre = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, t_bias, h0.shape, out.dtype)
+            if t_projected is not None:
+                t_pre = t_pre + t_projected[t]
+            th = RNNLayer._slope(xp, t_pre, out[t], nonlinearity)
+            steps_out.append(th)
+        return _sequence(xp, steps_out)
 
 
 class BinaryCrossEntropy(Primitive):
