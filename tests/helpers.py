@@ -524,7 +524,7 @@ def _recurrent_steps(lib: Any, kind: str, x: Any, h0: Any, *rest: Any) -> Any:
         c, w_ih, w_hh, *bias = rest
     else:
         w_ih, w_hh, *bias = rest
-    size, h, steps = h0.shape[1], h0, []
+    size, h, steps, cells = h0.shape[1], h0, [], []
     for t in range(x.shape[0]):
         if kind == "gru":
             a = x[t] @ w_ih.T + (bias[0] if bias else 0)
@@ -532,7 +532,7 @@ def _recurrent_steps(lib: Any, kind: str, x: Any, h0: Any, *rest: Any) -> Any:
             r, z = sigmoid(a[:, :size] + m[:, :size]), sigmoid(a[:, size : 2 * size] + m[:, size : 2 * size])
             n = lib.tanh(a[:, 2 * size :] + r * m[:, 2 * size :])
             h = n + z * (h - n)
-            steps.append(stack([h, r, z, n, m[:, 2 * size :]]))
+            steps.append(h)
             continue
         pre = x[t] @ w_ih.T + h @ w_hh.T + (bias[0] if bias else 0)
         if kind == "lstm":
@@ -540,11 +540,12 @@ def _recurrent_steps(lib: Any, kind: str, x: Any, h0: Any, *rest: Any) -> Any:
             g, o = lib.tanh(pre[:, 2 * size : 3 * size]), sigmoid(pre[:, 3 * size :])
             c = f * c + i * g
             h = o * lib.tanh(c)
-            steps.append(stack([h, c, i, f, g, o, lib.tanh(c)]))
+            steps.append(h)
+            cells.append(c)
         else:
             h = lib.tanh(pre) if kind == "tanh" else pre * (pre > 0)
             steps.append(h)
-    return stack(steps)
+    return stack([stack(steps), stack(cells)]) if kind == "lstm" else stack(steps)
 
 
 @st.composite

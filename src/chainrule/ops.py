@@ -33,8 +33,8 @@ otherwise; recording a graph always runs the generic rule. The two must agree: t
 both on every entry of the table and compare them, and check both against the ``saves_inputs`` /
 ``saves_output`` declaration. This is where compiled kernels plug in: a kernel is a ``fast_vjp`` (or a
 faster ``forward``) of the op it speeds up, and nothing else in the engine changes. Today ``relu``,
-``sigmoid``, ``max_pool`` (speed), ``prod`` (products of the others at zeros in O(n) memory) and
-``binary_cross_entropy`` (``log1p``, which the table has no primitive for) have one.
+``sigmoid``, ``max_pool``, ``lstm_layer``, ``gru_layer`` (speed), ``prod`` (products of the others at zeros
+in O(n) memory) and ``binary_cross_entropy`` (``log1p``, which the table has no primitive for) have one.
 
 Another array library is the engine's choice too (:mod:`chainrule.backend`). A primitive may define
 
@@ -1224,8 +1224,18 @@ def _lstm_cell_into(gates: np.ndarray, c_prev: np.ndarray, rows: np.ndarray) -> 
 def _lstm_cell_vjp(xp: Any, grad_h: Any, grad_c: Any, grad_rows: Any, rows: Any, c_prev: Any) -> tuple[Any, Any]:
     """One LSTM step backwards: (∂gates (N, 4H), ∂c_prev) from the gradients of h_t and c_t (``grad_h``,
     ``grad_c``: the step's own plus what flows back from the later steps) and of the activation rows 2-6 of
-    ``grad_rows``; ``rows`` are the step's forward rows (h, c, i, f, g, o, tanh c)."""
+    ``grad_rows`` (None: zero); ``rows`` are the step's forward rows (h, c, i, f, g, o, tanh c)."""
     i, f, g, o, k = (rows[row] for row in range(2, 7))
+    if grad_rows is None:  # no gradient on the activation rows (a whole layer's step)
+        delta_c = grad_c + grad_h * o * (1.0 - k * k)
+        grad_gates = xp.concatenate(
+            delta_c * g * i * (1.0 - i),
+            delta_c * c_prev * f * (1.0 - f),
+            delta_c * i * (1.0 - g * g),
+            grad_h * k * o * (1.0 - o),
+            axis=1,
+        )
+        return grad_gates, delta_c * f
     grad_i, grad_f, grad_g, grad_o, grad_k = (grad_rows[row] for row in range(2, 7))
     delta_c = grad_c + (grad_h * o + grad_k) * (1.0 - k * k)
     grad_gates = xp.concatenate(
@@ -1251,6 +1261,11 @@ def _lstm_cell_jvp(t_gates: Any, t_c_prev: Any, rows: Any, c_prev: Any) -> tuple
 # ===================================================================================================
 # Whole recurrent layers: one node per layer, the loop over time steps inside the rules
 # ===================================================================================================
+# Each layer's forward keeps, besides its output, the per-step activations its backward reuses (NumPy's exp
+# and tanh are a recurrent step's main cost): the output is a view of a larger buffer, ``out.base``, whose
+# other rows hold them. Only the NumPy fast rules read that buffer; the generic rules, which must also
+# differentiate themselves under ``create_graph=True``, recompute the activations step by step with the
+# table's own ops (``linear``, ``lstm_cell`` …), the per-step composition the layers used to record.
 def _check_recurrent(op: str, gates: int, x: Any, h0: Any, w_ih: Any, w_hh: Any, *rest: Any) -> None:
     """Shapes of a recurrent layer's inputs: x (T, N, in), states (N, H), weights (G·H, in), (G·H, H),
     biases (G·H,); ``rest`` holds c0 (LSTM) and the biases, None where absent."""
@@ -1258,8 +1273,8 @@ def _check_recurrent(op: str, gates: int, x: Any, h0: Any, w_ih: Any, w_hh: Any,
     if len(x_shape) != 3 or len(h_shape) != 2:
         raise ShapeError(f"{op}: expected input (T, N, in) and state (N, H), got shapes {x_shape} and {h_shape}")
     batch, size = h_shape
-    expected = [(x_shape[1], size), (gates * size, x_shape[2]), (gates * size, size)]
-    actual = [h_shape, np.shape(w_ih), np.shape(w_hh)]
+    expected: list[tuple[int, ...]] = [(x_shape[1], size), (gates * size, x_shape[2]), (gates * size, size)]
+    actual: list[tuple[int, ...]] = [h_shape, np.shape(w_ih), np.shape(w_hh)]
     for value in rest:
         if value is not None:
             actual.append(np.shape(value))
@@ -1288,20 +1303,23 @@ def _weight_gradient(grads: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     return np.matmul(inputs.T, grads).T
 
 
-def _sequence(xp: Any, steps: list) -> Any:
-    """T arrays (N, K) stacked into one (T, N, K), with the table's ops (so it records a graph when it must)."""
-    return xp.concatenate(*(xp.reshape(step, shape=(1, *step.shape)) for step in steps), axis=0)
-
-
-def _previous(xp: Any, first: Any, states: Any) -> Any:
-    """The state each step starts from: ``first`` (N, H), then ``states[:-1]`` (T-1, N, H) -> (T, N, H)."""
-    first = xp.reshape(first, shape=(1, *first.shape))
-    return first if states.shape[0] == 1 else xp.concatenate(first, states[:-1], axis=0)
-
-
-def _previous_numpy(first: np.ndarray, states: np.ndarray) -> np.ndarray:
-    """:func:`_previous` on NumPy arrays, as the (T·N, H) rows of a weight gradient's GEMM."""
+def _previous_rows(first: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """The state each step starts from, h_0 then ``states[:-1]``, as the (T·N, H) rows of a weight gradient."""
     return np.concatenate((first[None], states[:-1])).reshape(-1, first.shape[-1])
+
+
+def _saved_rows(out: np.ndarray, rows: int, recompute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The forward's buffer (rows, T, N, H) behind ``out`` (see above), or the same recomputed where ``out``
+    is not a view of one (a copy of the output handed to the rule directly)."""
+    base = out.base
+    if isinstance(base, np.ndarray) and base.shape == (rows, *out.shape[-3:]) and base.dtype == out.dtype:
+        return base
+    return recompute()
+
+
+def _sequence(xp: Any, steps: Sequence[Any]) -> Any:
+    """Arrays (N, K) stacked into one (len, N, K), with the table's ops (so it records a graph when it must)."""
+    return xp.concatenate(*(xp.reshape(step, shape=(1, *step.shape)) for step in steps), axis=0)
 
 
 def _sequence_weight_grad(xp: Any, grads: Any, inputs: Any) -> Any:
@@ -1333,175 +1351,204 @@ def _slope_times(value: np.ndarray, y: np.ndarray, scratch: np.ndarray, kind: st
     value *= scratch
 
 
+def _lstm_steps(xp: Any, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, bias: Any) -> list:
+    """The LSTM layer's forward as the per-step composition of table ops: T arrays (7, N, H) of
+    :class:`LSTMCell` rows (differentiable when ``xp`` records a graph)."""
+    weight = xp.concatenate(w_ih, w_hh, axis=1)  # (4H, in + H)
+    rows, h, c = [], h0, c0
+    for t in range(x.shape[0]):
+        joined = xp.concatenate(x[t], h, axis=1)
+        gates = xp.linear(joined, weight) if bias is None else xp.linear(joined, weight, bias)
+        rows.append(xp.lstm_cell(gates, c))
+        h, c = rows[-1][0], rows[-1][1]
+    return rows
+
+
 class LSTMLayer(Primitive):
     """A whole LSTM layer over a sequence, one direction, in one node.
 
     Inputs: x (T, N, in), h_0 and c_0 (N, H), ``w_ih`` (4H, in), ``w_hh`` (4H, H) and the summed bias
-    :math:`b_{ih} + b_{hh}` (4H,) or nothing. Output (T, 7, N, H): ``out[t]`` is :class:`LSTMCell`'s output for
-    step t, with gates :math:`x_t W_{ih}^T + h_{t-1} W_{hh}^T + b` — rows :math:`h_t, c_t, i, f, g, o, \\tanh c_t`.
-    The layer reads rows 0 and 1; the activations are there for the backward.
+    :math:`b_{ih} + b_{hh}` (4H,) or nothing. Output (2, T, N, H): :math:`h_t` and :math:`c_t` of every step, with
+    the gates :math:`x_t W_{ih}^T + h_{t-1} W_{hh}^T + b` of :class:`LSTMCell` (order i, f, g, o) at each step.
 
     The forward computes the input projection of all T steps as one GEMM, then loops over the steps (one
     (N, H) × (H, 4H) product and the cell each). The VJP runs the same loop backwards, one
     :math:`\\partial h_{t-1} = \\partial\\text{gates}_t W_{hh}` product per step, and then the input gradient
     :math:`\\partial\\text{gates}\\, W_{ih}`, :math:`\\partial W_{ih} = \\sum_t \\partial\\text{gates}_t^T x_t`,
     :math:`\\partial W_{hh} = \\sum_t \\partial\\text{gates}_t^T h_{t-1}` and the bias gradient as one GEMM (or
-    sum) each over all T·N rows. One node instead of about 5 T keeps the Python work per step small.
-
-    The generic rules are the per-step composition written with the table's ops, so a recorded graph
-    (``create_graph=True``) differentiates them again; ``fast_vjp`` is the same backward on NumPy arrays with
-    its buffers reused.
+    sum) each over all T·N rows. One node instead of about 5 T keeps the Python work per step small. The
+    activations :math:`i, f, g, o, \\tanh c_t` stay in the output's buffer for the fast VJP (see above).
 
     Examples
     --------
     >>> import numpy as np
     >>> out = LSTMLayer.forward(np.zeros((5, 2, 3)), np.zeros((2, 4)), np.zeros((2, 4)), np.ones((16, 3)),
     ...                         np.ones((16, 4)))
-    >>> out.shape, float(out[0, 2, 0, 0])  # sigmoid(0) on the input gate
-    ((5, 7, 2, 4), 0.5)
+    >>> out.shape, float(out.base[2, 0, 0, 0])  # sigmoid(0): the input gate, kept for the backward
+    ((2, 5, 2, 4), 0.5)
     """
 
     name = "lstm_layer"
     float_only = True
-    saves_inputs = (0, 1, 2, 3, 4)
+    # every input: the generic rules recompute the activations (the fast VJP reads all but the biases)
+    saves_inputs = True
 
     @staticmethod
     def forward(x, h0, c0, w_ih, w_hh, bias=None):
         _check_recurrent("lstm_layer", 4, x, h0, w_ih, w_hh, c0, bias)
+        return LSTMLayer.all_rows(x, h0, c0, w_ih, w_hh, bias)[:2]
+
+    @staticmethod
+    def all_rows(x, h0, c0, w_ih, w_hh, bias=None):
+        """The forward's buffer (7, T, N, H): per step the rows of :class:`LSTMCell` (h, c, i, f, g, o, tanh c)."""
         projected = _input_projection(x, w_ih, bias)  # (T, N, 4H)
         steps, batch, size = x.shape[0], h0.shape[0], h0.shape[1]
-        out = np.empty((steps, 7, batch, size), dtype=projected.dtype)
+        rows = np.empty((7, steps, batch, size), dtype=projected.dtype)
         gates = np.empty((batch, 4 * size), dtype=projected.dtype)
         h, c = h0, c0
         for t in range(steps):
             np.matmul(h, w_hh.T, out=gates)
             gates += projected[t]
-            _lstm_cell_into(gates, c, out[t])
-            h, c = out[t, 0], out[t, 1]
-        return out
+            _lstm_cell_into(gates, c, rows[:, t])
+            h, c = rows[0, t], rows[1, t]
+        return rows
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, x, h0, c0, w_ih, w_hh, bias=None):
-        steps = x.shape[0]
+        rows = _lstm_steps(xp, x, h0, c0, w_ih, w_hh, bias)
+        steps = len(rows)
         grad_h = grad_c = None  # what flows back into step t from the steps after it
         grad_gates: list = [None] * steps
         for t in reversed(range(steps)):
-            rows, grad_rows = out[t], grad_out[t]
-            own_h = grad_rows[0] if grad_h is None else grad_rows[0] + grad_h
-            own_c = grad_rows[1] if grad_c is None else grad_rows[1] + grad_c
-            c_prev = c0 if t == 0 else out[t - 1][1]
-            grad_gates[t], grad_c = _lstm_cell_vjp(xp, own_h, own_c, grad_rows, rows, c_prev)
+            own_h = grad_out[0][t] if grad_h is None else grad_out[0][t] + grad_h
+            own_c = grad_out[1][t] if grad_c is None else grad_out[1][t] + grad_c
+            c_prev = c0 if t == 0 else rows[t - 1][1]
+            grad_gates[t], grad_c = _lstm_cell_vjp(xp, own_h, own_c, None, rows[t], c_prev)
             grad_h = xp.matmul(grad_gates[t], w_hh)
         gates = _sequence(xp, grad_gates)  # (T, N, 4H)
+        h_prev = _sequence(xp, [h0] + [step[0] for step in rows[:-1]])  # (T, N, H)
         return (
             xp.matmul(gates, w_ih) if needs[0] else None,
             grad_h if needs[1] else None,
             grad_c if needs[2] else None,
             _sequence_weight_grad(xp, gates, x) if needs[3] else None,
-            _sequence_weight_grad(xp, gates, _previous(xp, h0, out[:, 0])) if needs[4] else None,
+            _sequence_weight_grad(xp, gates, h_prev) if needs[4] else None,
             *((xp.sum(gates, axis=(0, 1)) if needs[5] else None,) if len(needs) > 5 else ()),
         )
 
     @staticmethod
     def jvp(xp, tangents, out, x, h0, c0, w_ih, w_hh, bias=None):
+        rows = _lstm_steps(xp, x, h0, c0, w_ih, w_hh, bias)
         tx, th, tc, tw_ih, tw_hh = tangents[:5]
         t_projected = _input_tangent(xp, tx, x, w_ih, tw_ih)
         t_bias = tangents[5] if len(tangents) > 5 else None
         batch, size = h0.shape
         if tc is None:
             tc = np.zeros((batch, size), dtype=out.dtype)
-        steps_out = []
+        t_hs, t_cs = [], []
         for t in range(x.shape[0]):
-            h_prev, c_prev = (h0, c0) if t == 0 else (out[t - 1][0], out[t - 1][1])
+            h_prev, c_prev = (h0, c0) if t == 0 else (rows[t - 1][0], rows[t - 1][1])
             t_gates = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, t_bias, (batch, 4 * size), out.dtype)
             if t_projected is not None:
                 t_gates = t_gates + t_projected[t]
-            rows = _lstm_cell_jvp(t_gates, tc, out[t], c_prev)
-            th, tc = rows[0], rows[1]
-            steps_out.append(_sequence(xp, list(rows)))  # (7, N, H)
-        return _sequence(xp, steps_out)
+            th, tc = _lstm_cell_jvp(t_gates, tc, rows[t], c_prev)[:2]
+            t_hs.append(th)
+            t_cs.append(tc)
+        return _sequence(xp, [_sequence(xp, t_hs), _sequence(xp, t_cs)])
 
     @staticmethod
     def fast_vjp(grad_out, needs, out, x, h0, c0, w_ih, w_hh, bias=None):
-        steps, _, batch, size = out.shape
-        dtype = out.dtype
+        rows = _saved_rows(out, 7, lambda: LSTMLayer.all_rows(x, h0, c0, w_ih, w_hh, bias))
+        _, steps, batch, size = rows.shape
+        dtype = rows.dtype
         grad_gates = np.empty((steps, batch, 4 * size), dtype=dtype)
-        activations = bool(grad_out[:, 2:].any())  # gradients on rows 2-6 (none when only h and c are used)
         grad_h, grad_c = np.zeros((batch, size), dtype=dtype), np.zeros((batch, size), dtype=dtype)
         delta_c, scratch = np.empty((batch, size), dtype=dtype), np.empty((batch, size), dtype=dtype)
         for t in reversed(range(steps)):
-            _, _, i, f, g, o, k = out[t]
-            _, _, grad_i_out, grad_f_out, grad_g_out, grad_o_out, grad_k_out = grad_out[t]
+            _, _, i, f, g, o, k = rows[:, t]
             grad_i, grad_f, grad_g, grad_o = _lstm_blocks(grad_gates[t])
-            c_prev = c0 if t == 0 else out[t - 1, 1]
-            grad_h += grad_out[t, 0]
-            # δc = ∂c_t + (∂h_t o + ∂k)(1 - k²)
-            np.multiply(grad_h, o, out=delta_c)
-            if activations:
-                delta_c += grad_k_out
+            c_prev = c0 if t == 0 else rows[1, t - 1]
+            grad_h += grad_out[0, t]
+            np.multiply(grad_h, o, out=delta_c)  # δc = ∂c_t + ∂h_t o (1 - tanh² c_t)
             _slope_times(delta_c, k, scratch, "tanh")
             delta_c += grad_c
-            delta_c += grad_out[t, 1]
-            for target, first, second, gate_grad, gate, kind in (
-                (grad_o, grad_h, k, grad_o_out, o, "sigmoid"),
-                (grad_i, delta_c, g, grad_i_out, i, "sigmoid"),
-                (grad_f, delta_c, c_prev, grad_f_out, f, "sigmoid"),
-                (grad_g, delta_c, i, grad_g_out, g, "tanh"),
+            delta_c += grad_out[1, t]
+            for target, first, second, gate, kind in (
+                (grad_o, grad_h, k, o, "sigmoid"),  # ∂o = ∂h_t tanh c_t
+                (grad_i, delta_c, g, i, "sigmoid"),  # ∂i = δc g
+                (grad_f, delta_c, c_prev, f, "sigmoid"),  # ∂f = δc c_{t-1}
+                (grad_g, delta_c, i, g, "tanh"),  # ∂g = δc i
             ):
                 np.multiply(first, second, out=target)
-                if activations:
-                    target += gate_grad
                 _slope_times(target, gate, scratch, kind)
             np.multiply(delta_c, f, out=grad_c)
             np.matmul(grad_gates[t], w_hh, out=grad_h)
-        rows = grad_gates.reshape(steps * batch, 4 * size)
+        flat = grad_gates.reshape(steps * batch, 4 * size)
         return (
-            np.matmul(rows, w_ih).reshape(x.shape) if needs[0] else None,
+            np.matmul(flat, w_ih).reshape(x.shape) if needs[0] else None,
             grad_h if needs[1] else None,
             grad_c if needs[2] else None,
-            _weight_gradient(rows, x.reshape(steps * batch, -1)) if needs[3] else None,
-            _weight_gradient(rows, _previous_numpy(h0, out[:, 0])) if needs[4] else None,
-            *((rows.sum(axis=0) if needs[5] else None,) if len(needs) > 5 else ()),
+            _weight_gradient(flat, x.reshape(steps * batch, -1)) if needs[3] else None,
+            _weight_gradient(flat, _previous_rows(h0, rows[0])) if needs[4] else None,
+            *((flat.sum(axis=0) if needs[5] else None,) if len(needs) > 5 else ()),
         )
 
 
+def _gru_step(xp: Any, x_t: Any, h: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any) -> tuple:
+    """One GRU step as a composition of table ops: (h_t, r, z, n, m_n) (see :class:`GRULayer`)."""
+    size = h.shape[1]
+    a = xp.linear(x_t, w_ih) if b_ih is None else xp.linear(x_t, w_ih, b_ih)  # (N, 3H)
+    m = xp.linear(h, w_hh) if b_hh is None else xp.linear(h, w_hh, b_hh)
+    reset_update = xp.sigmoid(a[:, : 2 * size] + m[:, : 2 * size])
+    r, z = reset_update[:, :size], reset_update[:, size:]
+    m_n = m[:, 2 * size :]
+    n = xp.tanh(a[:, 2 * size :] + r * m_n)
+    return n + z * (h - n), r, z, n, m_n
+
+
 class GRULayer(Primitive):
-    """A whole GRU layer over a sequence, one direction, in one node (PyTorch's gate order r, z, n).
+    r"""A whole GRU layer over a sequence, one direction, in one node (PyTorch's gate order r, z, n).
 
     Inputs: x (T, N, in), h_0 (N, H), ``w_ih`` (3H, in), ``w_hh`` (3H, H), and the biases ``b_ih``, ``b_hh``
     (3H,) both or neither. With :math:`a = x_t W_{ih}^T + b_{ih}` and :math:`m = h_{t-1} W_{hh}^T + b_{hh}` split
-    into blocks (r, z, n): :math:`r = \\sigma(a_r + m_r)`, :math:`z = \\sigma(a_z + m_z)`,
-    :math:`n = \tanh(a_n + r \\odot m_n)`, :math:`h_t = n + z \\odot (h_{t-1} - n)`. Output (T, 5, N, H): rows
-    :math:`h_t, r, z, n, m_n` per step (the layer reads row 0; the rest serve the backward).
+    into blocks (r, z, n): :math:`r = \sigma(a_r + m_r)`, :math:`z = \sigma(a_z + m_z)`,
+    :math:`n = \tanh(a_n + r \odot m_n)`, :math:`h_t = n + z \odot (h_{t-1} - n)`. Output (T, N, H), the states;
+    r, z, n and :math:`m_n` of every step stay in the output's buffer for the fast VJP.
 
-    VJP per step, with :math:`\\delta h` the gradient reaching :math:`h_t`: :math:`\\delta a_n = (\\delta h (1 - z))
-    (1 - n^2)`, :math:`\\delta a_z = \\delta h (h_{t-1} - n)\\, z (1 - z)`, :math:`\\delta a_r = \\delta a_n m_n\\,
-    r (1 - r)`, :math:`\\delta m_n = \\delta a_n r`, and :math:`\\delta h_{t-1} = \\delta h\\, z + [\\delta a_r,
-    \\delta a_z, \\delta m_n] W_{hh}`; then one GEMM each for the input and weight gradients over all T·N
+    VJP per step, with :math:`\delta h` the gradient reaching :math:`h_t`: :math:`\delta a_n = \delta h (1 - z)
+    (1 - n^2)`, :math:`\delta a_z = \delta h (h_{t-1} - n)\, z (1 - z)`, :math:`\delta a_r = \delta a_n m_n\,
+    r (1 - r)`, :math:`\delta m_n = \delta a_n r`, and :math:`\delta h_{t-1} = \delta h\, z + [\delta a_r,
+    \delta a_z, \delta m_n] W_{hh}`; then one GEMM each for the input and weight gradients over all T·N
     rows, as in :class:`LSTMLayer`.
 
     Examples
     --------
     >>> import numpy as np
     >>> out = GRULayer.forward(np.zeros((4, 2, 3)), np.ones((2, 5)), np.zeros((15, 3)), np.zeros((15, 5)))
-    >>> out.shape, float(out[0, 0, 0, 0])  # z = 1/2, n = 0: h_1 = h_0 / 2
-    ((4, 5, 2, 5), 0.5)
+    >>> out.shape, float(out[0, 0, 0])  # z = 1/2, n = 0: h_1 = h_0 / 2
+    ((4, 2, 5), 0.5)
     """
 
     name = "gru_layer"
     float_only = True
-    saves_inputs = (0, 1, 2, 3)
+    # every input: the generic rules recompute the activations (the fast VJP reads all but the biases)
+    saves_inputs = True
 
     @staticmethod
     def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
         _check_recurrent("gru_layer", 3, x, h0, w_ih, w_hh, b_ih, b_hh)
+        return GRULayer.all_rows(x, h0, w_ih, w_hh, b_ih, b_hh)[0]
+
+    @staticmethod
+    def all_rows(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        """The forward's buffer (5, T, N, H): per step h_t, r, z, n and m_n."""
         projected = _input_projection(x, w_ih, b_ih)  # (T, N, 3H)
         steps, batch, size = x.shape[0], h0.shape[0], h0.shape[1]
-        out = np.empty((steps, 5, batch, size), dtype=projected.dtype)
+        rows = np.empty((5, steps, batch, size), dtype=projected.dtype)
         hidden = np.empty((batch, 3 * size), dtype=projected.dtype)
         h = h0
         for t in range(steps):
-            h_t, r, z, n, hidden_n = out[t]
+            h_t, r, z, n, hidden_n = rows[:, t]
             np.matmul(h, w_hh.T, out=hidden)
             if b_hh is not None:
                 hidden += b_hh
@@ -1512,37 +1559,40 @@ class GRULayer(Primitive):
             np.multiply(r, hidden_n, out=n)
             n += from_input[:, 2 * size :]
             np.tanh(n, out=n)
-            np.subtract(h, n, out=h_t)
+            np.subtract(h, n, out=h_t)  # h_t = n + z (h_{t-1} - n)
             h_t *= z
             h_t += n
             h = h_t
-        return out
+        return rows
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
         steps = x.shape[0]
+        rows, h = [], h0
+        for t in range(steps):
+            rows.append(_gru_step(xp, x[t], h, w_ih, w_hh, b_ih, b_hh))
+            h = rows[-1][0]
         grad_h = None
         from_input: list = [None] * steps
         from_hidden: list = [None] * steps
         for t in reversed(range(steps)):
-            grad_rows = grad_out[t]
-            _, r, z, n, hidden_n = (out[t][row] for row in range(5))
-            h_prev = h0 if t == 0 else out[t - 1][0]
-            delta_h = grad_rows[0] if grad_h is None else grad_rows[0] + grad_h
-            delta_n = (delta_h * (1.0 - z) + grad_rows[3]) * (1.0 - n * n)
-            delta_z = (delta_h * (h_prev - n) + grad_rows[2]) * z * (1.0 - z)
-            delta_r = (delta_n * hidden_n + grad_rows[1]) * r * (1.0 - r)
-            delta_hidden_n = delta_n * r + grad_rows[4]
+            _, r, z, n, hidden_n = rows[t]
+            h_prev = h0 if t == 0 else rows[t - 1][0]
+            delta_h = grad_out[t] if grad_h is None else grad_out[t] + grad_h
+            delta_n = delta_h * (1.0 - z) * (1.0 - n * n)
+            delta_z = delta_h * (h_prev - n) * z * (1.0 - z)
+            delta_r = delta_n * hidden_n * r * (1.0 - r)
             from_input[t] = xp.concatenate(delta_r, delta_z, delta_n, axis=1)  # (N, 3H)
-            from_hidden[t] = xp.concatenate(delta_r, delta_z, delta_hidden_n, axis=1)
+            from_hidden[t] = xp.concatenate(delta_r, delta_z, delta_n * r, axis=1)
             grad_h = delta_h * z + xp.matmul(from_hidden[t], w_hh)
         inputs, hiddens = _sequence(xp, from_input), _sequence(xp, from_hidden)  # (T, N, 3H)
+        h_prev_all = _sequence(xp, [h0] + [step[0] for step in rows[:-1]])
         biases = len(needs) > 4
         return (
             xp.matmul(inputs, w_ih) if needs[0] else None,
             grad_h if needs[1] else None,
             _sequence_weight_grad(xp, inputs, x) if needs[2] else None,
-            _sequence_weight_grad(xp, hiddens, _previous(xp, h0, out[:, 0])) if needs[3] else None,
+            _sequence_weight_grad(xp, hiddens, h_prev_all) if needs[3] else None,
             *((xp.sum(inputs, axis=(0, 1)) if needs[4] else None,) if biases else ()),
             *((xp.sum(hiddens, axis=(0, 1)) if needs[5] else None,) if biases else ()),
         )
@@ -1555,20 +1605,62 @@ class GRULayer(Primitive):
         batch, size = h0.shape
         if th is None:
             th = np.zeros((batch, size), dtype=out.dtype)
-        steps_out = []
+        t_states, h_prev = [], h0
         for t in range(x.shape[0]):
-            _, r, z, n, hidden_n = (out[t][row] for row in range(5))
-            h_prev = h0 if t == 0 else out[t - 1][0]
+            h_t, r, z, n, hidden_n = _gru_step(xp, x[t], h_prev, w_ih, w_hh, b_ih, b_hh)
             t_hidden = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, tb_hh, (batch, 3 * size), out.dtype)
             t_input = np.zeros((batch, 3 * size), dtype=out.dtype) if t_projected is None else t_projected[t]
             t_input = _plus(t_input, tb_ih)
             t_r = (t_input[:, :size] + t_hidden[:, :size]) * r * (1.0 - r)
             t_z = (t_input[:, size : 2 * size] + t_hidden[:, size : 2 * size]) * z * (1.0 - z)
-            t_hidden_n = t_hidden[:, 2 * size :]
-            t_n = (t_input[:, 2 * size :] + t_r * hidden_n + r * t_hidden_n) * (1.0 - n * n)
+            t_n = (t_input[:, 2 * size :] + t_r * hidden_n + r * t_hidden[:, 2 * size :]) * (1.0 - n * n)
             th = t_n + t_z * (h_prev - n) + z * (th - t_n)
-            steps_out.append(_sequence(xp, [th, t_r, t_z, t_n, t_hidden_n]))  # (5, N, H)
-        return _sequence(xp, steps_out)
+            t_states.append(th)
+            h_prev = h_t
+        return _sequence(xp, t_states)
+
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        rows = _saved_rows(out, 5, lambda: GRULayer.all_rows(x, h0, w_ih, w_hh, b_ih, b_hh))
+        _, steps, batch, size = rows.shape
+        dtype = rows.dtype
+        from_input = np.empty((steps, batch, 3 * size), dtype=dtype)  # ∂a per step: (∂a_r, ∂a_z, ∂a_n)
+        hidden_n_grads = np.empty((steps, batch, size), dtype=dtype)  # ∂m_n; ∂m = (∂a_r, ∂a_z, ∂m_n)
+        grad_h, recurrent = np.zeros((batch, size), dtype=dtype), np.empty((batch, size), dtype=dtype)
+        scratch = np.empty((batch, size), dtype=dtype)
+        w_hh_rz, w_hh_n = w_hh[: 2 * size], w_hh[2 * size :]
+        for t in reversed(range(steps)):
+            _, r, z, n, hidden_n = rows[:, t]
+            h_prev = h0 if t == 0 else rows[0, t - 1]
+            grad_r, grad_z, grad_n = (from_input[t][:, j * size : (j + 1) * size] for j in range(3))
+            grad_h += grad_out[t]
+            np.subtract(1.0, z, out=grad_n)  # ∂a_n = δh (1 - z)(1 - n²)
+            grad_n *= grad_h
+            _slope_times(grad_n, n, scratch, "tanh")
+            np.subtract(h_prev, n, out=grad_z)  # ∂a_z = δh (h_{t-1} - n) z (1 - z)
+            grad_z *= grad_h
+            _slope_times(grad_z, z, scratch, "sigmoid")
+            np.multiply(grad_n, hidden_n, out=grad_r)  # ∂a_r = ∂a_n m_n r (1 - r)
+            _slope_times(grad_r, r, scratch, "sigmoid")
+            np.multiply(grad_n, r, out=hidden_n_grads[t])  # ∂m_n = ∂a_n r
+            # δh_{t-1} = δh z + ∂m W_hh, with ∂m's r, z blocks those of ∂a
+            np.matmul(from_input[t][:, : 2 * size], w_hh_rz, out=recurrent)
+            recurrent += hidden_n_grads[t] @ w_hh_n
+            grad_h *= z
+            grad_h += recurrent
+        flat_input = from_input.reshape(steps * batch, 3 * size)
+        flat_hidden = from_input.copy()
+        flat_hidden[:, :, 2 * size :] = hidden_n_grads
+        flat_hidden = flat_hidden.reshape(steps * batch, 3 * size)
+        biases = len(needs) > 4
+        return (
+            np.matmul(flat_input, w_ih).reshape(x.shape) if needs[0] else None,
+            grad_h if needs[1] else None,
+            _weight_gradient(flat_input, x.reshape(steps * batch, -1)) if needs[2] else None,
+            _weight_gradient(flat_hidden, _previous_rows(h0, rows[0])) if needs[3] else None,
+            *((flat_input.sum(axis=0) if needs[4] else None,) if biases else ()),
+            *((flat_hidden.sum(axis=0) if needs[5] else None,) if biases else ()),
+        )
 
 
 class RNNLayer(Primitive):
@@ -1622,11 +1714,12 @@ class RNNLayer(Primitive):
             pre[t] = RNNLayer._slope(xp, delta_h, out[t], nonlinearity)
             grad_h = xp.matmul(pre[t], w_hh)
         grads = _sequence(xp, pre)  # (T, N, H)
+        h_prev = _sequence(xp, [h0] + [out[t] for t in range(steps - 1)])
         return (
             xp.matmul(grads, w_ih) if needs[0] else None,
             grad_h if needs[1] else None,
             _sequence_weight_grad(xp, grads, x) if needs[2] else None,
-            _sequence_weight_grad(xp, grads, _previous(xp, h0, out)) if needs[3] else None,
+            _sequence_weight_grad(xp, grads, h_prev) if needs[3] else None,
             *((xp.sum(grads, axis=(0, 1)) if needs[4] else None,) if len(needs) > 4 else ()),
         )
 

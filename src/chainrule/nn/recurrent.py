@@ -205,11 +205,11 @@ class LSTM(_RecurrentBase):
         c_all = self._initial(c0, x.shape[1], x.dtype, batched)
         final_h, final_c, inputs = [], [], x
         for layer in range(self.num_layers):
-            # (T, 7, N, H): per step h_t, c_t and the gate activations the backward reuses, one node
-            steps = apply(OPS["lstm_layer"], inputs, h_all[layer], c_all[layer], *self._layer_args(layer))
-            outputs = steps[:, 0]  # (T, N, H)
-            final_h.append(steps[-1, 0])
-            final_c.append(steps[-1, 1])
+            # (2, T, N, H): h_t and c_t of every step, one node
+            states = apply(OPS["lstm_layer"], inputs, h_all[layer], c_all[layer], *self._layer_args(layer))
+            outputs = states[0]  # (T, N, H)
+            final_h.append(states[0, -1])
+            final_c.append(states[1, -1])
             inputs = self._between_layers(outputs, layer)
         output = self._finish(outputs, batched)
         h_n, c_n = fn.stack(final_h, axis=0), fn.stack(final_c, axis=0)
@@ -234,10 +234,9 @@ class GRU(_RecurrentBase):
         h_all = self._initial(h0, x.shape[1], x.dtype, batched)
         finals, inputs = [], x
         for layer in range(self.num_layers):
-            # (T, 5, N, H): per step h_t and what the backward reuses (r, z, n, W_hn h + b_hn), one node
-            steps = apply(OPS["gru_layer"], inputs, h_all[layer], *self._layer_args(layer, summed_bias=False))
-            outputs = steps[:, 0]  # (T, N, H)
-            finals.append(steps[-1, 0])
+            # (T, N, H): the states of every step, one node
+            outputs = apply(OPS["gru_layer"], inputs, h_all[layer], *self._layer_args(layer, summed_bias=False))
+            finals.append(outputs[-1])
             inputs = self._between_layers(outputs, layer)
         output = self._finish(outputs, batched)
         h_n = fn.stack(finals, axis=0)
