@@ -443,6 +443,35 @@ def _fold(draw: Any) -> Drawn:
 
 
 @st.composite
+def _conv(draw: Any, spatial: int) -> Drawn:
+    """Convolution (the ``conv`` primitive) with and without bias, 2-d or, on a height-1 image's geometry, 1-d."""
+    (h, w), g = _window_geometry(draw)
+    if spatial == 1:
+        g = {name: value[1:] for name, value in g.items()}
+    batch, channels, out_channels = (draw(st.integers(1, 2)) for _ in range(3))
+    x = _values(draw(seeds), (batch, channels, h, w)[: 2 + spatial], "real")
+    weight = _values(draw(seeds), (out_channels, channels, *g["kernel_size"]), "real")
+    arrays = (x, weight) + ((_values(draw(seeds), (out_channels,), "real"),) if draw(st.booleans()) else ())
+    attrs = {name: g[name] for name in ("stride", "padding", "dilation")}
+
+    def ref(a: np.ndarray, wt: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        plane = a if spatial == 2 else a[:, :, None]
+        geometry = {name: (1,) * (2 - spatial) + tuple(value) for name, value in g.items()}
+        geometry["padding"] = (0,) * (2 - spatial) + tuple(g["padding"])
+        cols = _np_unfold(plane, **geometry)  # (N, OH, OW, C, KH, KW)
+        kernel = wt if spatial == 2 else wt[:, :, None]
+        out = np.einsum("nijckl,ockl->noij", cols, kernel) + (0 if b is None else b[:, None, None])
+        return out if spatial == 2 else out[:, :, 0]
+
+    def torch_fn(a: Any, wt: Any, b: Any = None) -> Any:
+        conv = torch.nn.functional.conv2d if spatial == 2 else torch.nn.functional.conv1d
+        return conv(a, wt, b, **attrs)
+
+    fn = lambda *a: apply(cr.ops.OPS["conv"], *a, **attrs)  # noqa: E731
+    return Drawn(arrays, fn, ref, None if torch is None else torch_fn)
+
+
+@st.composite
 def _max_pool(draw: Any) -> Drawn:
     """Max pooling over distinct values (no ties), with PyTorch's limit of padding at most half the kernel."""
     kernel = (draw(st.integers(1, 3)), draw(st.integers(2, 3)))
@@ -611,6 +640,8 @@ OP_CASES: list[OpCase] = [
     OpCase("linear", _linear()),
     OpCase("unfold", _unfold()),
     OpCase("fold", _fold()),
+    OpCase("conv2d", _conv(2)),
+    OpCase("conv1d", _conv(1)),
     OpCase("max_pool", _max_pool()),
     OpCase("softmax_cross_entropy", _softmax_cross_entropy()),
     OpCase("lstm_cell", _lstm_cell()),

@@ -62,6 +62,8 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import SimpleNamespace
@@ -2351,6 +2353,190 @@ def _pool_winner_columns(x: np.ndarray, out: np.ndarray, *, kernel_size, stride,
     stacked = np.stack([wins for _, wins in winners], axis=-1)  # (N, C, *out, |kernel|)
     stacked = stacked.reshape(*out.shape, *kernel_size)
     return stacked.transpose(0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial))
+
+
+class _Workspace:
+    """Reusable scratch arrays, by shape and dtype, for the big buffers of a primitive (im2col columns).
+
+    :meth:`take` hands out a buffer nobody else holds: a pooled array counts as free when the pool's own
+    references are the only ones left (no tensor, view or saved graph keeps it), so a buffer that a graph
+    still needs for its backward is never handed out again, however many forwards run before that backward;
+    it becomes free when the graph (and every view of it) is gone. Up to ``per_shape`` buffers are kept for
+    each of the ``shapes`` most recently used shapes; beyond that ``take`` allocates as NumPy would.
+    """
+
+    def __init__(self, per_shape: int = 2, shapes: int = 6) -> None:
+        self.per_shape, self.shapes = per_shape, shapes
+        self._buffers: dict[tuple, list[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A buffer of ``shape`` and ``dtype`` (contents undefined) that no one else references."""
+        key = (tuple(shape), np.dtype(dtype).str)
+        with self._lock:
+            buffers = self._buffers.pop(key, [])
+            self._buffers[key] = buffers  # most recently used last
+            for buffer in buffers:
+                # references: the list, ``buffer`` here and getrefcount's argument; any view adds its own
+                if sys.getrefcount(buffer) <= 3:
+                    return buffer
+            buffer = np.empty(shape, dtype=dtype)
+            if len(buffers) < self.per_shape:
+                buffers.append(buffer)
+            while len(self._buffers) > self.shapes:
+                del self._buffers[next(iter(self._buffers))]
+            return buffer
+
+    def clear(self) -> None:
+        """Drop every pooled buffer (memory goes back once no graph holds them)."""
+        with self._lock:
+            self._buffers.clear()
+
+
+def _im2col_into(x: np.ndarray, columns: np.ndarray, kernel_size, stride, padding, dilation) -> None:
+    """im2col of ``x`` (N, C, *spatial) into ``columns`` (C, *kernel, N, *out), one copy per kernel offset.
+
+    Each offset's block (C, N, *out) is a strided view of the input (no padded copy of ``x``): the part of
+    the window inside the input is copied, the part over the padding set to zero."""
+    spatial = len(kernel_size)
+    out_sizes = columns.shape[2 + spatial :]
+    by_channel = x.swapaxes(0, 1)  # (C, N, *spatial), a view
+    for offsets in np.ndindex(*kernel_size):
+        target = columns[(slice(None), *offsets)]  # (C, N, *out)
+        inner, source = [], []
+        for o, s, d, p, n, size in zip(offsets, stride, dilation, padding, out_sizes, x.shape[2:]):
+            start = o * d - p  # the input position output 0 reads along this axis; output j reads start + j s
+            first = min(n, max(0, (s - 1 - start) // s))  # the first output reading a position >= 0
+            last = max(first, min(n, (size - 1 - start) // s + 1))  # one past the last reading a position < size
+            inner.append(slice(first, last))
+            source.append(slice(start + first * s, start + (last - 1) * s + 1, s) if last > first else slice(0, 0))
+        if any(sl.stop - sl.start < n for sl, n in zip(inner, out_sizes)):
+            target[...] = 0
+        if all(sl.stop > sl.start for sl in inner):
+            target[(slice(None), slice(None), *inner)] = by_channel[(slice(None), slice(None), *source)]
+
+
+class Conv(Primitive):
+    """Convolution (cross-correlation, as in PyTorch) of x (N, C, *spatial) with weight (O, C, *kernel) and an
+    optional bias (O,), 1-d or 2-d: :math:`y_{n,o,p} = b_o + \\sum_{c,k} w_{o,c,k}\\, x_{n,c,\\, p s + k d}`.
+
+    Forward: im2col into a (C·|kernel|, N·positions) matrix taken from a per-shape workspace (no allocation
+    per step once warm) and one GEMM :math:`W \\cdot \\text{columns}`; the result (O, N, *out) is returned as
+    the (N, O, *out) view, channel-major in memory. The columns stay in the output's buffer (``out.base``),
+    so the fast VJP reuses them instead of building them again; the buffer goes back to the workspace when
+    the output and the graph holding it are gone.
+
+    VJP, with :math:`G` the output's gradient as (O, N·positions): :math:`\\partial W = (\\text{columns}\\,
+    G^T)^T` (the orientation OpenBLAS runs fastest here), :math:`\\partial b = \\sum G`, and :math:`\\partial x`
+    = col2im of :math:`W^T G` (:class:`Fold`). JVP: :math:`\\text{conv}(t_x, W) + \\text{conv}(x, t_W) + t_b`.
+    The generic rules are written with ``unfold``, ``fold`` and ``matmul``, so a recorded graph differentiates
+    them again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x, w = np.arange(9.0).reshape(1, 1, 3, 3), np.ones((1, 1, 2, 2))
+    >>> Conv.forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1))[0, 0].tolist()
+    [[8.0, 12.0], [20.0, 24.0]]
+    """
+
+    name = "conv"
+    float_only = True
+    saves_inputs = (0, 1)
+    workspace = _Workspace()
+
+    @staticmethod
+    def forward(x, weight, bias=None, *, stride, padding, dilation):
+        kernel_size, (batch, channels), out_channels = weight.shape[2:], x.shape[:2], weight.shape[0]
+        out_sizes = _conv_out_sizes(x.shape, kernel_size, stride, padding, dilation)
+        positions = batch * math.prod(out_sizes)
+        fan_in = channels * math.prod(kernel_size)
+        dtype = np.result_type(x, weight)
+        # One buffer for the output (O, N·positions) and the columns (C·|kernel|, N·positions) after it
+        buffer = Conv.workspace.take(((out_channels + fan_in) * positions,), dtype)
+        out = buffer[: out_channels * positions].reshape(out_channels, positions)
+        columns = buffer[out_channels * positions :].reshape(channels, *kernel_size, batch, *out_sizes)
+        _im2col_into(x, columns, kernel_size, stride, padding, dilation)
+        np.matmul(weight.reshape(out_channels, fan_in), columns.reshape(fan_in, positions), out=out)
+        if bias is not None:
+            out += bias.reshape(out_channels, 1)
+        return out.reshape(out_channels, batch, *out_sizes).swapaxes(0, 1)  # (N, O, *out), a view
+
+    @staticmethod
+    def _columns(out: np.ndarray, x: np.ndarray, weight: np.ndarray, stride, padding, dilation) -> np.ndarray:
+        """The forward's columns (C·|kernel|, N·positions) from ``out``'s buffer, or built again."""
+        kernel_size, out_channels = weight.shape[2:], weight.shape[0]
+        fan_in = x.shape[1] * math.prod(kernel_size)
+        positions = out.size // out_channels if out_channels else 0
+        base = out.base
+        if isinstance(base, np.ndarray) and base.ndim == 1 and base.size == (out_channels + fan_in) * positions:
+            return base[out_channels * positions :].reshape(fan_in, positions)
+        columns = np.empty((x.shape[1], *kernel_size, x.shape[0], *out.shape[2:]), dtype=out.dtype)
+        _im2col_into(x, columns, kernel_size, stride, padding, dilation)
+        return columns.reshape(fan_in, positions)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, weight, bias=None, *, stride, padding, dilation):
+        spatial = len(stride)
+        geometry = {"kernel_size": tuple(weight.shape[2:]), "stride": stride, "padding": padding, "dilation": dilation}
+        out_channels, batch = weight.shape[0], x.shape[0]
+        # G: the output's gradient as (O, N·positions)
+        grads = xp.reshape(xp.permute(grad_out, axes=(1, 0, *range(2, 2 + spatial))), shape=(out_channels, -1))
+        matrix = xp.reshape(weight, shape=(out_channels, -1))  # (O, C·|kernel|)
+        grad_x = grad_w = grad_b = None
+        if needs[0]:
+            columns = xp.matmul(xp.permute(matrix, axes=(1, 0)), grads)  # (C·|kernel|, N·positions)
+            columns = xp.reshape(columns, shape=(x.shape[1], *weight.shape[2:], batch, *grad_out.shape[2:]))
+            order = (1 + spatial, *range(2 + spatial, 2 + 2 * spatial), 0, *range(1, 1 + spatial))
+            grad_x = xp.fold(xp.permute(columns, axes=order), input_shape=x.shape, **geometry)
+        if needs[1]:
+            windows = xp.unfold(x, **geometry)  # (N, *out, C, *kernel)
+            order = (1 + spatial, *range(2 + spatial, 2 + 2 * spatial), 0, *range(1, 1 + spatial))
+            columns = xp.reshape(xp.permute(windows, axes=order), shape=(matrix.shape[1], -1))
+            grad_w = xp.reshape(xp.matmul(grads, xp.permute(columns, axes=(1, 0))), shape=weight.shape)
+        if len(needs) > 2 and needs[2]:
+            grad_b = xp.sum(grads, axis=1)
+        return (grad_x, grad_w, grad_b)[: len(needs)]
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, weight, bias=None, *, stride, padding, dilation):
+        geometry = {"stride": stride, "padding": padding, "dilation": dilation}
+        tx, tw = tangents[0], tangents[1]
+        result = None if tx is None else xp.conv(tx, weight, **geometry)
+        result = _plus(result, None if tw is None else xp.conv(x, tw, **geometry))
+        tb = tangents[2] if len(tangents) > 2 else None
+        if tb is not None:
+            tb = xp.reshape(tb, shape=(-1,) + (1,) * len(stride))
+        return _plus(result, tb)
+
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, x, weight, bias=None, *, stride, padding, dilation):
+        spatial = len(stride)
+        kernel_size, out_channels = weight.shape[2:], weight.shape[0]
+        grads = grad_out.swapaxes(0, 1).reshape(out_channels, -1)  # G (O, N·positions): a view if channel-major
+        matrix = weight.reshape(out_channels, -1)
+        grad_x = grad_w = grad_b = None
+        if needs[0]:
+            columns = Conv.workspace.take((matrix.shape[1], grads.shape[1]), grads.dtype)
+            np.matmul(matrix.T, grads, out=columns)  # Wᵀ G: (C·|kernel|, N·positions)
+            columns = columns.reshape(x.shape[1], *kernel_size, x.shape[0], *grad_out.shape[2:])
+            order = (1 + spatial, *range(2 + spatial, 2 + 2 * spatial), 0, *range(1, 1 + spatial))
+            geometry = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "dilation": dilation}
+            grad_x = Fold.forward(columns.transpose(order), input_shape=x.shape, **geometry)
+            del columns  # back to the workspace
+        if needs[1]:
+            columns = Conv._columns(out, x, weight, stride, padding, dilation)
+            grad_w = np.matmul(columns, grads.T).T.reshape(weight.shape)  # (columns Gᵀ)ᵀ
+        if len(needs) > 2 and needs[2]:
+            grad_b = grads.sum(axis=1)
+        return (grad_x, grad_w, grad_b)[: len(needs)]
+
+
+def _conv_out_sizes(shape, kernel_size, stride, padding, dilation) -> tuple[int, ...]:
+    return tuple(
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(shape[2:], kernel_size, stride, padding, dilation)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
