@@ -472,15 +472,18 @@ def _conv(draw: Any, spatial: int) -> Drawn:
 
 
 @st.composite
-def _max_pool(draw: Any) -> Drawn:
-    """Max pooling over distinct values (no ties), with PyTorch's limit of padding at most half the kernel."""
-    kernel = (draw(st.integers(1, 3)), draw(st.integers(2, 3)))
+def _max_pool(draw: Any, two_by_two: bool = False) -> Drawn:
+    """Max pooling over distinct values (no ties), with PyTorch's limit of padding at most half the kernel;
+    ``two_by_two``: 2×2 windows of stride 2 (the compiled kernel's case, when numba is installed)."""
+    kernel = (2, 2) if two_by_two else (draw(st.integers(1, 3)), draw(st.integers(2, 3)))
     g = {
         "kernel_size": kernel,
         "stride": (draw(st.integers(1, 2)), draw(st.integers(1, 3))),
         "padding": (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2))),
         "dilation": (draw(st.integers(1, 2)), 1),
     }
+    if two_by_two:
+        g = {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0), "dilation": (1, 1)}
     x = _values(draw(seeds), (draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(5, 6)), 5), "distinct")
 
     def ref(a: np.ndarray) -> np.ndarray:
@@ -643,6 +646,7 @@ OP_CASES: list[OpCase] = [
     OpCase("conv2d", _conv(2)),
     OpCase("conv1d", _conv(1)),
     OpCase("max_pool", _max_pool()),
+    OpCase("max_pool_2x2", _max_pool(two_by_two=True)),
     OpCase("softmax_cross_entropy", _softmax_cross_entropy()),
     OpCase("lstm_cell", _lstm_cell()),
     OpCase("lstm_layer", _recurrent_layer("lstm")),

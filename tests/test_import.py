@@ -24,6 +24,7 @@ LAZY = [
     "hashlib",
     "json",
     "matplotlib",
+    "numba",
     "safetensors",
     "tqdm",
     "urllib.request",

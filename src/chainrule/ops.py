@@ -71,6 +71,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from chainrule import compiled
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
 
 __all__ = ["Primitive", "Elementwise", "OPS", "numpy_namespace", "array_namespace", "normalize_axis"]
@@ -2246,6 +2247,10 @@ class MaxPool(Primitive):
 
     @staticmethod
     def forward(x, *, kernel_size, stride, padding, dilation):
+        if kernel_size == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1):
+            pooled = _max_pool_2x2_compiled(x)  # the compiled kernel, where numba is there and switched on
+            if pooled is not None:
+                return pooled
         views = [view for _, view in _pool_views(_pad_spatial(x, padding, -np.inf), kernel_size, stride, dilation)]
         if len(views) == 1:
             return views[0].copy(order="K")  # x's memory order
@@ -2287,6 +2292,24 @@ class MaxPool(Primitive):
                     grad[index] += grad_out * wins if finite else np.where(wins, grad_out, 0)
         crop = tuple(slice(p, p + n) for p, n in zip(padding, x.shape[2:]))
         return (grad[(slice(None), slice(None), *crop)],)
+
+
+def _max_pool_2x2_compiled(x: np.ndarray) -> np.ndarray | None:
+    """2×2 max pooling of stride 2 by :mod:`chainrule.compiled`'s kernel, in ``x``'s memory order (a
+    convolution's channel-major output stays channel-major); None where the kernel is off or does not apply."""
+    if x.ndim != 4 or x.dtype not in (np.float32, np.float64) or x.size == 0 or min(x.shape[2:]) < 2:
+        return None
+    kernel = compiled.kernel("max_pool_2x2")
+    if kernel is None:
+        return None
+    channel_major = x.shape[0] > 1 and x.strides[1] > x.strides[0]
+    planes = x.swapaxes(0, 1) if channel_major else x  # the two leading axes in memory order
+    planes = np.ascontiguousarray(planes).reshape(-1, *x.shape[2:])  # (P, H, W), a view when it can be
+    out = np.empty((planes.shape[0], x.shape[2] // 2, x.shape[3] // 2), dtype=x.dtype)
+    kernel(planes, out)
+    leading = (x.shape[1], x.shape[0]) if channel_major else x.shape[:2]
+    out = out.reshape(*leading, *out.shape[1:])
+    return out.swapaxes(0, 1) if channel_major else out
 
 
 def _zeros_in_layout(shape: Sequence[int], dtype: Any, like: np.ndarray) -> np.ndarray:
