@@ -23,20 +23,22 @@ def _grads(layer, x, scale=1.0):
     return layer.weight.grad.data.copy(), layer.bias.grad.data.copy(), x.grad.data.copy()
 
 
-def test_workspace_hands_out_a_buffer_only_when_nothing_holds_it():
-    space = _Workspace(per_shape=2)
+def test_workspace_hands_out_memory_only_when_nothing_holds_it():
+    space = _Workspace(blocks=2)
     first = space.take((3, 4), np.float32)
+    assert first.shape == (3, 4) and first.dtype == np.float32
     view = first[1:]
     second = space.take((3, 4), np.float32)
-    assert second is not first
+    assert second.base is not first.base
     del first
-    assert space.take((3, 4), np.float32) is not view.base  # a view still holds it
-    del view, second
+    assert space.take((3, 4), np.float32).base is not view.base  # a view still holds it
+    del view
     gc.collect()
-    again = space.take((3, 4), np.float32)
-    assert again.shape == (3, 4) and again.dtype == np.float32
-    third, fourth = space.take((3, 4), np.float32), space.take((3, 4), np.float32)
-    assert len({id(again), id(third), id(fourth)}) == 3  # beyond per_shape it allocates
+    smaller = space.take((2, 5), np.float32)  # a free block that holds 10 values is reused
+    assert smaller.base.size == 12
+    assert space.take((12,), np.float64).base.dtype == np.float64  # never another dtype's block
+    assert space.take((100,), np.float32).size == 100  # the pool is full: allocated, not kept
+    assert len(space._pool) == 2
 
 
 def test_a_conv_step_reuses_its_buffer_once_the_graph_is_gone():

@@ -2379,41 +2379,66 @@ def _pool_winner_columns(x: np.ndarray, out: np.ndarray, *, kernel_size, stride,
 
 
 class _Workspace:
-    """Reusable scratch arrays, by shape and dtype, for the big buffers of a primitive (im2col columns).
+    """Reusable scratch memory for a primitive's big buffers (im2col columns), handed out as arrays.
 
-    :meth:`take` hands out a buffer nobody else holds: a pooled array counts as free when the pool's own
-    references are the only ones left (no tensor, view or saved graph keeps it), so a buffer that a graph
-    still needs for its backward is never handed out again, however many forwards run before that backward;
-    it becomes free when the graph (and every view of it) is gone. Up to ``per_shape`` buffers are kept for
-    each of the ``shapes`` most recently used shapes; beyond that ``take`` allocates as NumPy would.
+    :meth:`take` returns a view of a pooled flat block that nobody else holds: a block counts as free when
+    the pool's own references are the only ones left (no tensor, view or saved graph keeps it), so memory
+    that a graph still needs for its backward is never handed out again, however many forwards run before
+    that backward; it becomes free when the graph (and every view of it) is gone. The smallest free block
+    of the dtype that holds the request (and at most ``slack`` times it) is used, so a smaller last batch
+    reuses the blocks of the full ones instead of growing the pool. Up to ``blocks`` blocks are kept; past
+    that the least recently used free one is dropped, or the new one is not kept.
     """
 
-    def __init__(self, per_shape: int = 2, shapes: int = 6) -> None:
-        self.per_shape, self.shapes = per_shape, shapes
-        self._buffers: dict[tuple, list[np.ndarray]] = {}
+    def __init__(self, blocks: int = 16, slack: float = 4.0) -> None:
+        self.blocks, self.slack = blocks, slack
+        self._pool: list[np.ndarray] = []  # least recently used first
         self._lock = threading.Lock()
+        # What a block held by the pool alone counts, measured through the same code on a block no one
+        # else holds (the count of the interpreter's own references differs between Python versions).
+        self._alone = self._references([np.empty(0)], 0)
+
+    @staticmethod
+    def _references(pool: list[np.ndarray], index: int) -> int:
+        block = pool[index]
+        return sys.getrefcount(block)
+
+    def _free(self, index: int) -> bool:
+        return self._references(self._pool, index) <= self._alone
 
     def take(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        """A buffer of ``shape`` and ``dtype`` (contents undefined) that no one else references."""
-        key = (tuple(shape), np.dtype(dtype).str)
+        """An array of ``shape`` and ``dtype`` (contents undefined) whose memory no one else references."""
+        size, dtype = math.prod(shape), np.dtype(dtype)
         with self._lock:
-            buffers = self._buffers.pop(key, [])
-            self._buffers[key] = buffers  # most recently used last
-            for buffer in buffers:
-                # references: the list, ``buffer`` here and getrefcount's argument; any view adds its own
-                if sys.getrefcount(buffer) <= 3:
-                    return buffer
-            buffer = np.empty(shape, dtype=dtype)
-            if len(buffers) < self.per_shape:
-                buffers.append(buffer)
-            while len(self._buffers) > self.shapes:
-                del self._buffers[next(iter(self._buffers))]
-            return buffer
+            best = None
+            for index in range(len(self._pool)):
+                block = self._pool[index]
+                fits = block.dtype == dtype and size <= block.size <= self.slack * max(size, 1)
+                if fits and (best is None or block.size < self._pool[best].size):
+                    del block  # not to count as a reference below
+                    if self._free(index):
+                        best = index
+            if best is not None:
+                block = self._pool.pop(best)
+            else:
+                block = np.empty(size, dtype=dtype)
+                if len(self._pool) >= self.blocks:
+                    self._drop_one_free()
+            if len(self._pool) < self.blocks:
+                self._pool.append(block)  # most recently used last
+            return block[:size].reshape(shape)
+
+    def _drop_one_free(self) -> None:
+        """Forget the least recently used free block, if there is one."""
+        for index in range(len(self._pool)):
+            if self._free(index):
+                del self._pool[index]
+                return
 
     def clear(self) -> None:
-        """Drop every pooled buffer (memory goes back once no graph holds them)."""
+        """Drop every pooled block (its memory goes back once no graph holds it)."""
         with self._lock:
-            self._buffers.clear()
+            self._pool.clear()
 
 
 def _im2col_into(x: np.ndarray, columns: np.ndarray, kernel_size, stride, padding, dilation) -> None:
@@ -2491,9 +2516,10 @@ class Conv(Primitive):
         kernel_size, out_channels = weight.shape[2:], weight.shape[0]
         fan_in = x.shape[1] * math.prod(kernel_size)
         positions = out.size // out_channels if out_channels else 0
-        base = out.base
-        if isinstance(base, np.ndarray) and base.ndim == 1 and base.size == (out_channels + fan_in) * positions:
-            return base[out_channels * positions :].reshape(fan_in, positions)
+        base, size = out.base, (out_channels + fan_in) * positions
+        if isinstance(base, np.ndarray) and base.ndim == 1 and base.size >= size and base.dtype == out.dtype:
+            if base.ctypes.data == out.ctypes.data:  # the output starts the block: the columns follow it
+                return base[out_channels * positions : size].reshape(fan_in, positions)
         columns = np.empty((x.shape[1], *kernel_size, x.shape[0], *out.shape[2:]), dtype=out.dtype)
         _im2col_into(x, columns, kernel_size, stride, padding, dilation)
         return columns.reshape(fan_in, positions)
