@@ -33,8 +33,10 @@ otherwise; recording a graph always runs the generic rule. The two must agree: t
 both on every entry of the table and compare them, and check both against the ``saves_inputs`` /
 ``saves_output`` declaration. This is where compiled kernels plug in: a kernel is a ``fast_vjp`` (or a
 faster ``forward``) of the op it speeds up, and nothing else in the engine changes. Today ``relu``,
-``sigmoid``, ``max_pool``, ``lstm_layer``, ``gru_layer`` (speed), ``prod`` (products of the others at zeros
-in O(n) memory) and ``binary_cross_entropy`` (``log1p``, which the table has no primitive for) have one.
+``sigmoid``, ``max_pool``, ``lstm_layer``, ``gru_layer``, ``conv`` (speed), ``prod`` (products of the others at
+zeros in O(n) memory) and ``binary_cross_entropy`` (``log1p``, which the table has no primitive for) have one.
+The optional compiled kernels (:mod:`chainrule.compiled`, numba) plug in the same way: ``max_pool``'s forward
+runs the 2×2 kernel where numba is installed and the kernels are on, its NumPy code otherwise.
 
 Another array library is the engine's choice too (:mod:`chainrule.backend`). A primitive may define
 
