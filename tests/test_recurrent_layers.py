@@ -127,3 +127,13 @@ def _per_step(layer, kind: str, x):
         if index < layer.num_layers - 1:
             inputs = F.dropout(inputs, layer.dropout)
     return inputs
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_empty_batch_runs_forward_and_backward(kind):
+    layer = getattr(nn, kind)(3, 4, num_layers=2)
+    x = cr.zeros(5, 0, 3, requires_grad=True)
+    output, _ = layer(x)
+    output.sum().backward()
+    assert output.shape == (5, 0, 4) and x.grad.shape == (5, 0, 3)
+    assert not layer.weight_hh_l1.grad.data.any()

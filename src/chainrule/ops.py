@@ -1297,7 +1297,7 @@ def _input_projection(x: np.ndarray, w_ih: np.ndarray, bias: np.ndarray | None) 
     projected = np.matmul(x.reshape(steps * batch, features), w_ih.T)
     if bias is not None:
         projected += bias
-    return projected.reshape(steps, batch, -1)
+    return projected.reshape(steps, batch, w_ih.shape[0])
 
 
 def _weight_gradient(grads: np.ndarray, inputs: np.ndarray) -> np.ndarray:
@@ -1493,7 +1493,7 @@ class LSTMLayer(Primitive):
             np.matmul(flat, w_ih).reshape(x.shape) if needs[0] else None,
             grad_h if needs[1] else None,
             grad_c if needs[2] else None,
-            _weight_gradient(flat, x.reshape(steps * batch, -1)) if needs[3] else None,
+            _weight_gradient(flat, x.reshape(steps * batch, x.shape[2])) if needs[3] else None,
             _weight_gradient(flat, _previous_rows(h0, rows[0])) if needs[4] else None,
             *((flat.sum(axis=0) if needs[5] else None,) if len(needs) > 5 else ()),
         )
@@ -1661,7 +1661,7 @@ class GRULayer(Primitive):
         return (
             np.matmul(flat_input, w_ih).reshape(x.shape) if needs[0] else None,
             grad_h if needs[1] else None,
-            _weight_gradient(flat_input, x.reshape(steps * batch, -1)) if needs[2] else None,
+            _weight_gradient(flat_input, x.reshape(steps * batch, x.shape[2])) if needs[2] else None,
             _weight_gradient(flat_hidden, _previous_rows(h0, rows[0])) if needs[3] else None,
             *((flat_input.sum(axis=0) if needs[4] else None,) if biases else ()),
             *((flat_hidden.sum(axis=0) if needs[5] else None,) if biases else ()),
