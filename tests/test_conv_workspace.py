@@ -107,3 +107,21 @@ def test_fast_vjp_without_the_saved_columns_builds_them_again(padding, stride, d
     rebuilt = Conv.fast_vjp(grad_out, (True, True), np.array(out), x, weight, **attrs)
     for got, want in zip(rebuilt, with_buffer):
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("spatial", [1, 2])
+@pytest.mark.parametrize("kernel, padding, dilation", [(1, 0, 1), (3, 1, 1), (3, 2, 2), (5, 2, 1), (2, 0, 2)])
+def test_stride_one_input_gradient_over_padded_rows_matches_the_generic_rule(spatial, kernel, padding, dilation):
+    """Stride 1 takes the col2im over padded rows (one contiguous add per kernel offset); the generic rule
+    (fold of Wᵀ G) is the reference."""
+    from chainrule.ops import numpy_namespace
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2, 6, 7)[: 2 + spatial])
+    weight = rng.standard_normal((4, 2) + (kernel,) * spatial)
+    attrs = {"stride": (1,) * spatial, "padding": (padding,) * spatial, "dilation": (dilation,) * spatial}
+    out = Conv.forward(x, weight, **attrs)
+    grad_out = rng.standard_normal(out.shape)
+    fast = Conv.fast_vjp(grad_out, (True, False), out, x, weight, **attrs)[0]
+    generic = Conv.vjp(numpy_namespace, grad_out, (True, False), out, x, weight, **attrs)[0]
+    np.testing.assert_allclose(fast, generic, rtol=1e-12, atol=1e-12)
