@@ -2,15 +2,26 @@
 
 Every measurement runs in a fresh child process, so that peak memory (``ru_maxrss``) belongs to one framework
 and one workload, and so that the thread count is fixed before NumPy or torch is imported
-(``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``torch.set_num_threads``). Children run
-interleaved (chainrule, reference, chainrule, reference ...) so that load from other processes hits both sides
-alike; the table reports medians over the repeats.
+(``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``), and again inside the child for every BLAS
+library loaded (``threadpoolctl.threadpool_limits``) and for PyTorch's own pool (``torch.set_num_threads``):
+both sides always run with the same number of threads. Children run interleaved (chainrule, reference,
+chainrule, reference ...) so that load from other processes hits both sides alike; the table reports medians
+over the repeats.
+
+Thread counts: by default the machine's (``os.cpu_count()``) and one, a table for each (users run with every
+core; the one-thread figures show the per-op costs without threading effects). The kernel line says which
+BLAS NumPy uses there (threadpoolctl: ``internal_api``, ``architecture``, ``num_threads``, version): an
+``OPENBLAS_CORETYPE`` set in the environment (a workaround some machines carry for old OpenBLAS builds) can
+pick a slower kernel than the CPU supports. ``--openblas unset`` removes ``OPENBLAS_CORETYPE`` and
+``OPENBLAS_L2_SIZE`` from the child processes' environment (only theirs; the output says so), ``--openblas
+both`` measures with and without them.
 
 Workloads (issue 6):
 
 ``mlp``     784-256-128-10 ReLU, batch 128, SGD momentum 0.9, one epoch of Fashion-MNIST (60,000 images)
 ``cnn``     Conv(1,16,5,p2)-ReLU-MaxPool2-Conv(16,32,5,p2)-ReLU-MaxPool2-Linear(1568,10), same training
 ``lstm``    LSTM(28→128) over the 28 rows of each image + Linear(128,10) on the last output, same training
+``gru``     GRU(28→128), likewise
 ``moons``   the micrograd demo step (MLP 2-16-16-1, hinge + L2, 100 points): tensor engine vs PyTorch
 ``scalar``  the same step on the scalar engine (``chainrule.Value``) vs the ``micrograd`` package
 ``import``  ``import chainrule`` vs ``import torch``
@@ -24,9 +35,10 @@ resident memory between the middle and the end of the epoch: memory that grows s
 
 Usage::
 
-    python benchmarks/run.py                     # everything, full epochs, 3 repeats
+    python benchmarks/run.py                     # everything, full epochs, 3 repeats, all cores and one thread
     python benchmarks/run.py --quick             # 1/10 of an epoch, for a fast look
     python benchmarks/run.py mlp cnn --repeats 5 --threads 1 --json results.json
+    python benchmarks/run.py cnn --quick --openblas both   # with and without OPENBLAS_CORETYPE/L2_SIZE
 """
 
 from __future__ import annotations
@@ -42,8 +54,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ("mlp", "cnn", "lstm", "moons", "scalar", "import")
-EPOCH_WORKLOADS = ("mlp", "cnn", "lstm")
+WORKLOADS = ("mlp", "cnn", "lstm", "gru", "moons", "scalar", "import")
+EPOCH_WORKLOADS = ("mlp", "cnn", "lstm", "gru")
+#: environment variables ``--openblas unset`` removes from the child processes (never from this process)
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 BATCH, LR, MOMENTUM = 128, 0.05, 0.9
 WARMUP_BATCHES = 3
 MOONS_STEPS, SCALAR_STEPS = 50, 5
@@ -67,6 +81,7 @@ FLOPS_PER_SAMPLE = {
     "cnn": _training_flops([(28 * 28, 1 * 25, 16), (14 * 14, 16 * 25, 32), (1, 1568, 10)]),
     # The LSTM's gate product over [x_t, h_t]: the x part needs no input gradient, the h part does.
     "lstm": 28 * (2 * 2 * 4 * 128 * 28 + 3 * 2 * 4 * 128 * 128) + _training_flops([(1, 128, 10)]),
+    "gru": 28 * (2 * 2 * 3 * 128 * 28 + 3 * 2 * 3 * 128 * 128) + _training_flops([(1, 128, 10)]),
 }
 
 
@@ -118,7 +133,7 @@ def _images(quick: bool):
 
 
 def _batches(images, labels, workload: str):
-    shape = {"mlp": (-1, 784), "cnn": (-1, 1, 28, 28), "lstm": (-1, 28, 28)}[workload]
+    shape = {"mlp": (-1, 784), "cnn": (-1, 1, 28, 28), "lstm": (-1, 28, 28), "gru": (-1, 28, 28)}[workload]
     for start in range(0, len(images), BATCH):
         yield images[start : start + BATCH].reshape(shape), labels[start : start + BATCH]
 
@@ -148,14 +163,15 @@ def _epoch(framework: str, workload: str, images, labels) -> dict:
             nn.Flatten(), nn.Linear(1568, 10),
         )  # fmt: skip
     else:
-        lstm, head = nn.LSTM(28, 128, batch_first=True), nn.Linear(128, 10)
-        model = nn.ModuleList([lstm, head])
+        layer = nn.LSTM if workload == "lstm" else nn.GRU
+        recurrent, head = layer(28, 128, batch_first=True), nn.Linear(128, 10)
+        model = nn.ModuleList([recurrent, head])
     optimizer = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
     def step(x, y) -> float:
         inputs = as_input(x)
-        if workload == "lstm":
-            output, _ = lstm(inputs)  # (N, 28, 128)
+        if workload in ("lstm", "gru"):
+            output, _ = recurrent(inputs)  # (N, 28, 128)
             logits = head(output[:, -1])
         else:
             logits = model(inputs)
@@ -287,6 +303,31 @@ def _gemm(size: int = 1024, repeats: int = 10) -> dict:
     return {"seconds": best, "gflops": 2 * size**3 / best / 1e9}
 
 
+def _kernel() -> dict:
+    """Which BLAS NumPy calls, as threadpoolctl sees it in this process (after NumPy's import)."""
+    import numpy as np  # noqa: F401  (loads the BLAS library)
+
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {"internal_api": "unknown (threadpoolctl not installed)"}
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            keys = ("internal_api", "architecture", "num_threads", "version", "threading_layer")
+            return {key: pool.get(key) for key in keys}
+    return {"internal_api": "none found"}
+
+
+def _limit_threads(threads: int) -> None:
+    """Every BLAS/OpenMP pool loaded so far to ``threads`` (the environment variables set by the parent
+    already did this for libraries that read them at load time; this catches the others)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=threads)
+
+
 def _time(function) -> float:
     start = time.perf_counter()
     function()
@@ -299,12 +340,15 @@ def child(workload: str, framework: str, threads: int, quick: bool) -> dict:
         start = time.perf_counter()
         __import__(framework)
         return {"seconds": time.perf_counter() - start}
+    import numpy  # noqa: F401  (both sides: NumPy's BLAS is loaded before the limits are set)
+
     if framework == "torch":
         import torch
 
         torch.set_num_threads(threads)
+    _limit_threads(threads)
     if workload == "gemm":
-        return _gemm()
+        return {**_gemm(), "kernel": _kernel()}
     if workload == "moons":
         result = _moons(framework)
     elif workload == "scalar":
@@ -320,10 +364,13 @@ def child(workload: str, framework: str, threads: int, quick: bool) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # Parent side: spawn the children, interleaved, and summarise
 # ---------------------------------------------------------------------------------------------------
-def _spawn(workload: str, framework: str, threads: int, quick: bool) -> dict:
+def _spawn(workload: str, framework: str, threads: int, quick: bool, unset_openblas: bool = False) -> dict:
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
         env[name] = str(threads)
+    if unset_openblas:
+        for name in OPENBLAS_OVERRIDES:
+            env.pop(name, None)
     command = [sys.executable, __file__, "--child", workload, framework, "--threads", str(threads)]
     if quick:
         command.append("--quick")
@@ -340,14 +387,16 @@ def _available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def measure(workloads: list[str], threads: int, repeats: int, quick: bool) -> dict:
+def measure(workloads: list[str], threads: int, repeats: int, quick: bool, unset_openblas: bool = False) -> dict:
     reference = {name: "torch" for name in WORKLOADS}
     reference["scalar"] = "micrograd"
-    results: dict = {"gemm": None, "rows": {}}
+    results: dict = {"gemm": None, "kernel": None, "rows": {}}
     if "import" in workloads:
         _compile_chainrule()
-    if set(workloads) & set(EPOCH_WORKLOADS):
-        results["gemm"] = statistics.median(_spawn("gemm", "numpy", threads, quick)["gflops"] for _ in range(3))
+    gemms = [_spawn("gemm", "numpy", threads, quick, unset_openblas) for _ in range(3)]
+    if all("error" not in gemm for gemm in gemms):
+        results["gemm"] = statistics.median(gemm["gflops"] for gemm in gemms)
+        results["kernel"] = gemms[0]["kernel"]
     for workload in workloads:
         sides = {"chainrule": [], reference[workload]: []}
         missing = not _available(reference[workload])
@@ -355,8 +404,9 @@ def measure(workloads: list[str], threads: int, repeats: int, quick: bool) -> di
             for framework, runs in sides.items():
                 if framework != "chainrule" and missing:
                     continue
-                runs.append(_spawn(workload, framework, threads, quick))
-                print(f"  {workload:7s} {framework:10s} {_short(runs[-1])}", file=sys.stderr, flush=True)
+                runs.append(_spawn(workload, framework, threads, quick, unset_openblas))
+                where = f"{threads} thread{'s' * (threads > 1)}"
+                print(f"  {where:9s} {workload:7s} {framework:10s} {_short(runs[-1])}", file=sys.stderr, flush=True)
         results["rows"][workload] = {
             "reference": reference[workload],
             "missing": f"{reference[workload]} not installed" if missing else None,
@@ -426,6 +476,40 @@ def table(results: dict, quick: bool) -> str:
         lines.append(f"| {label} | {mine_text} | {ref_text} | {ratio:.2f}× | {peak} | {train} | {late} | {gemm} |")
     if results["gemm"]:
         lines.append(f"\nNumPy float32 GEMM (1024³): {results['gemm']:.1f} GFLOP/s.")
+    if results.get("kernel"):
+        lines.append(kernel_line(results["kernel"]))
+    return "\n".join(lines)
+
+
+def kernel_line(kernel: dict) -> str:
+    """The BLAS NumPy uses, in one line (threadpoolctl's names)."""
+    fields = ", ".join(f"{key} {value}" for key, value in kernel.items() if value is not None)
+    return f"NumPy's BLAS (threadpoolctl): {fields}."
+
+
+def openblas_note(unset: bool) -> str:
+    """What the child processes saw of the OpenBLAS overrides."""
+    present = {name: os.environ[name] for name in OPENBLAS_OVERRIDES if name in os.environ}
+    shown = ", ".join(f"{name}={value}" for name, value in present.items()) or "neither is set in this environment"
+    if unset:
+        return f"Child processes ran with {' and '.join(OPENBLAS_OVERRIDES)} unset (this shell: {shown})."
+    return f"Child processes inherit the environment's {' / '.join(OPENBLAS_OVERRIDES)} ({shown})."
+
+
+def scaling(by_threads: dict) -> str:
+    """chainrule's epoch time at each thread count against its one-thread time (> 1: threads slow it down)."""
+    if 1 not in by_threads or len(by_threads) < 2:
+        return ""
+    lines = []
+    for threads, results in by_threads.items():
+        if threads == 1:
+            continue
+        parts = []
+        for workload, row in results["rows"].items():
+            mine, single = row["chainrule"], by_threads[1]["rows"].get(workload, {}).get("chainrule")
+            if mine and single and "error" not in mine and "error" not in single:
+                parts.append(f"{workload} {mine['seconds'] / single['seconds']:.2f}")
+        lines.append(f"chainrule at {threads} threads ÷ chainrule at 1 thread: " + ", ".join(parts) + ".")
     return "\n".join(lines)
 
 
@@ -434,26 +518,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workloads", nargs="*", help="default: all")
     parser.add_argument("--quick", action="store_true", help="1/10 of an epoch per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per side (median reported)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads on both sides")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=sorted({os.cpu_count() or 1, 1}, reverse=True),
+        help="thread counts, the same on both sides; a table for each (default: the machine's count and 1)",
+    )
+    parser.add_argument(
+        "--openblas",
+        choices=("keep", "unset", "both"),
+        default="keep",
+        help="child processes keep the environment's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE, run without them, or both",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "FRAMEWORK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(*args.child, args.threads, args.quick)))
+        print(json.dumps(child(*args.child, args.threads[0], args.quick)))
         return 0
     workloads = args.workloads or list(WORKLOADS)
-    results = measure(workloads, args.threads, args.repeats, args.quick)
-    results["settings"] = {
-        "threads": args.threads,
-        "repeats": args.repeats,
-        "quick": args.quick,
-        "python": platform.python_version(),
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-    }
-    print(table(results, args.quick))
+    unknown = sorted(set(workloads) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+    settings = {"keep": [False], "unset": [True], "both": [False, True]}[args.openblas]
+    everything: dict = {"runs": []}
+    for unset in settings:
+        by_threads = {}
+        for threads in args.threads:
+            results = measure(workloads, threads, args.repeats, args.quick, unset)
+            results["settings"] = {
+                "threads": threads,
+                "repeats": args.repeats,
+                "quick": args.quick,
+                "openblas_overrides_unset": unset,
+                "python": platform.python_version(),
+                "machine": platform.processor() or platform.machine(),
+                "cpus": os.cpu_count(),
+            }
+            by_threads[threads] = results
+            everything["runs"].append(results)
+            print(f"\n### {threads} thread{'s' * (threads > 1)} on each side\n")
+            print(table(results, args.quick))
+        print("\n" + openblas_note(unset))
+        note = scaling(by_threads)
+        if note:
+            print(note)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps(everything, indent=2))
     return 0
 
 

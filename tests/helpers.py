@@ -443,15 +443,47 @@ def _fold(draw: Any) -> Drawn:
 
 
 @st.composite
-def _max_pool(draw: Any) -> Drawn:
-    """Max pooling over distinct values (no ties), with PyTorch's limit of padding at most half the kernel."""
-    kernel = (draw(st.integers(1, 3)), draw(st.integers(2, 3)))
+def _conv(draw: Any, spatial: int) -> Drawn:
+    """Convolution (the ``conv`` primitive) with and without bias, 2-d or, on a height-1 image's geometry, 1-d."""
+    (h, w), g = _window_geometry(draw)
+    if spatial == 1:
+        g = {name: value[1:] for name, value in g.items()}
+    batch, channels, out_channels = (draw(st.integers(1, 2)) for _ in range(3))
+    x = _values(draw(seeds), (batch, channels, h, w)[: 2 + spatial], "real")
+    weight = _values(draw(seeds), (out_channels, channels, *g["kernel_size"]), "real")
+    arrays = (x, weight) + ((_values(draw(seeds), (out_channels,), "real"),) if draw(st.booleans()) else ())
+    attrs = {name: g[name] for name in ("stride", "padding", "dilation")}
+
+    def ref(a: np.ndarray, wt: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        plane = a if spatial == 2 else a[:, :, None]
+        geometry = {name: (1,) * (2 - spatial) + tuple(value) for name, value in g.items()}
+        geometry["padding"] = (0,) * (2 - spatial) + tuple(g["padding"])
+        cols = _np_unfold(plane, **geometry)  # (N, OH, OW, C, KH, KW)
+        kernel = wt if spatial == 2 else wt[:, :, None]
+        out = np.einsum("nijckl,ockl->noij", cols, kernel) + (0 if b is None else b[:, None, None])
+        return out if spatial == 2 else out[:, :, 0]
+
+    def torch_fn(a: Any, wt: Any, b: Any = None) -> Any:
+        conv = torch.nn.functional.conv2d if spatial == 2 else torch.nn.functional.conv1d
+        return conv(a, wt, b, **attrs)
+
+    fn = lambda *a: apply(cr.ops.OPS["conv"], *a, **attrs)  # noqa: E731
+    return Drawn(arrays, fn, ref, None if torch is None else torch_fn)
+
+
+@st.composite
+def _max_pool(draw: Any, two_by_two: bool = False) -> Drawn:
+    """Max pooling over distinct values (no ties), with PyTorch's limit of padding at most half the kernel;
+    ``two_by_two``: 2×2 windows of stride 2 (the compiled kernel's case, when numba is installed)."""
+    kernel = (2, 2) if two_by_two else (draw(st.integers(1, 3)), draw(st.integers(2, 3)))
     g = {
         "kernel_size": kernel,
         "stride": (draw(st.integers(1, 2)), draw(st.integers(1, 3))),
         "padding": (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2))),
         "dilation": (draw(st.integers(1, 2)), 1),
     }
+    if two_by_two:
+        g = {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0), "dilation": (1, 1)}
     x = _values(draw(seeds), (draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(5, 6)), 5), "distinct")
 
     def ref(a: np.ndarray) -> np.ndarray:
@@ -515,6 +547,58 @@ def _lstm_cell(draw: Any) -> Drawn:
     return Drawn((gates, c_prev), fn, ref, None if torch is None else torch_fn)
 
 
+def _recurrent_steps(lib: Any, kind: str, x: Any, h0: Any, *rest: Any) -> Any:
+    """The whole-layer recurrent primitives' output, step by step, in NumPy (``lib=np``) or PyTorch: the
+    reference the op table checks ``lstm_layer``, ``gru_layer`` and ``rnn_layer`` against."""
+    sigmoid = (lambda a: 1 / (1 + np.exp(-a))) if lib is np else torch.sigmoid
+    stack = np.stack if lib is np else torch.stack
+    if kind == "lstm":
+        c, w_ih, w_hh, *bias = rest
+    else:
+        w_ih, w_hh, *bias = rest
+    size, h, steps, cells = h0.shape[1], h0, [], []
+    for t in range(x.shape[0]):
+        if kind == "gru":
+            a = x[t] @ w_ih.T + (bias[0] if bias else 0)
+            m = h @ w_hh.T + (bias[1] if bias else 0)
+            r, z = sigmoid(a[:, :size] + m[:, :size]), sigmoid(a[:, size : 2 * size] + m[:, size : 2 * size])
+            n = lib.tanh(a[:, 2 * size :] + r * m[:, 2 * size :])
+            h = n + z * (h - n)
+            steps.append(h)
+            continue
+        pre = x[t] @ w_ih.T + h @ w_hh.T + (bias[0] if bias else 0)
+        if kind == "lstm":
+            i, f = sigmoid(pre[:, :size]), sigmoid(pre[:, size : 2 * size])
+            g, o = lib.tanh(pre[:, 2 * size : 3 * size]), sigmoid(pre[:, 3 * size :])
+            c = f * c + i * g
+            h = o * lib.tanh(c)
+            steps.append(h)
+            cells.append(c)
+        else:
+            h = lib.tanh(pre) if kind == "tanh" else pre * (pre > 0)
+            steps.append(h)
+    return stack([stack(steps), stack(cells)]) if kind == "lstm" else stack(steps)
+
+
+@st.composite
+def _recurrent_layer(draw: Any, kind: str) -> Drawn:
+    """A whole recurrent layer (``lstm``, ``gru``, or an RNN's ``tanh``/``relu``) over T <= 3 steps, with and
+    without bias; weights scaled so that the gates stay away from saturation."""
+    steps, batch, features, size = (draw(st.integers(1, n)) for n in (3, 2, 3, 2))
+    gates = {"lstm": 4, "gru": 3}.get(kind, 1)
+    shapes = [(steps, batch, features), (batch, size)] + [(batch, size)] * (kind == "lstm")
+    shapes += [(gates * size, features), (gates * size, size)]
+    if draw(st.booleans()):
+        shapes += [(gates * size,)] * (2 if kind == "gru" else 1)
+    arrays = tuple(_values(draw(seeds), shape, "real") * (0.5 if len(shape) == 2 else 1.0) for shape in shapes)
+    op = {"lstm": "lstm_layer", "gru": "gru_layer"}.get(kind, "rnn_layer")
+    attrs = {} if op != "rnn_layer" else {"nonlinearity": kind}
+    fn = lambda *a: apply(cr.ops.OPS[op], *a, **attrs)  # noqa: E731
+    ref = lambda *a: _recurrent_steps(np, kind, *a)  # noqa: E731
+    torch_fn = None if torch is None else (lambda *a: _recurrent_steps(torch, kind, *a))
+    return Drawn(arrays, fn, ref, torch_fn)
+
+
 @st.composite
 def _binary_cross_entropy(draw: Any) -> Drawn:
     """Elementwise BCE of probabilities in (0.05, 0.95) against soft targets in [0, 1] (both differentiable)."""
@@ -559,9 +643,16 @@ OP_CASES: list[OpCase] = [
     OpCase("linear", _linear()),
     OpCase("unfold", _unfold()),
     OpCase("fold", _fold()),
+    OpCase("conv2d", _conv(2)),
+    OpCase("conv1d", _conv(1)),
     OpCase("max_pool", _max_pool()),
+    OpCase("max_pool_2x2", _max_pool(two_by_two=True)),
     OpCase("softmax_cross_entropy", _softmax_cross_entropy()),
     OpCase("lstm_cell", _lstm_cell()),
+    OpCase("lstm_layer", _recurrent_layer("lstm")),
+    OpCase("gru_layer", _recurrent_layer("gru")),
+    OpCase("rnn_layer_tanh", _recurrent_layer("tanh")),
+    OpCase("rnn_layer_relu", _recurrent_layer("relu")),
     OpCase("binary_cross_entropy", _binary_cross_entropy()),
     # elementwise functions
     OpCase("exp", _unary(cr.exp, np.exp, _t("exp"))),

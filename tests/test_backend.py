@@ -15,6 +15,7 @@ NumPy-condition case, ``where`` with a condition from the library (``x > 0``), c
 What does not (yet), each with a :class:`~chainrule.errors.DTypeError` naming the op and the library
 (``"<op>: runs on NumPy arrays only, not on array_api_strict arrays"``): max, min and prod (their rules
 count winners and zeros with NumPy), unfold, fold, max_pool, pad, softmax_cross_entropy, lstm_cell,
+lstm_layer, gru_layer, rnn_layer,
 binary_cross_entropy, erf/gelu. Indexing with integer arrays or masks (getitem) is refused by the library
 (a ShapeError naming getitem); a Python base to an array power (rpow_scalar) fails in its backward with
 the library's TypeError. Also NumPy-only: views and in-place changes are not version-tracked,

@@ -27,6 +27,7 @@ LAZY = [
     "json",
     "matplotlib",
     "mpi4py",
+    "numba",
     "safetensors",
     "scipy",
     "tqdm",

@@ -33,8 +33,10 @@ otherwise; recording a graph always runs the generic rule. The two must agree: t
 both on every entry of the table and compare them, and check both against the ``saves_inputs`` /
 ``saves_output`` declaration. This is where compiled kernels plug in: a kernel is a ``fast_vjp`` (or a
 faster ``forward``) of the op it speeds up, and nothing else in the engine changes. Today ``relu``,
-``sigmoid``, ``max_pool`` (speed), ``prod`` (products of the others at zeros in O(n) memory) and
-``binary_cross_entropy`` (``log1p``, which the table has no primitive for) have one.
+``sigmoid``, ``max_pool``, ``lstm_layer``, ``gru_layer``, ``conv`` (speed), ``prod`` (products of the others at
+zeros in O(n) memory) and ``binary_cross_entropy`` (``log1p``, which the table has no primitive for) have one.
+The optional compiled kernels (:mod:`chainrule.compiled`, numba) plug in the same way: ``max_pool``'s forward
+runs the 2×2 kernel where numba is installed and the kernels are on, its NumPy code otherwise.
 
 Another array library is the engine's choice too (:mod:`chainrule.backend`). A primitive may define
 
@@ -62,6 +64,8 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import SimpleNamespace
@@ -69,6 +73,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from chainrule import compiled
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
 
 __all__ = ["Primitive", "Elementwise", "OPS", "numpy_namespace", "array_namespace", "normalize_axis"]
@@ -1184,43 +1189,20 @@ class LSTMCell(Primitive):
 
     @staticmethod
     def forward(gates, c_prev):
-        size = gates.shape[1] // 4
-        out = np.empty((7, gates.shape[0], size), dtype=gates.dtype)
-        h, c, i, f, g, o, k = out
-        _logistic(gates[:, :size], out=i)
-        _logistic(gates[:, size : 2 * size], out=f)
-        np.tanh(gates[:, 2 * size : 3 * size], out=g)
-        _logistic(gates[:, 3 * size :], out=o)
-        np.multiply(f, c_prev, out=c)
-        c += i * g
-        np.tanh(c, out=k)
-        np.multiply(o, k, out=h)
+        out = np.empty((7, gates.shape[0], gates.shape[1] // 4), dtype=gates.dtype)
+        _lstm_cell_into(gates, c_prev, out)
         return out
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, gates, c_prev):
-        i, f, g, o, k = (out[row] for row in range(2, 7))
-        a, b, grad_i, grad_f, grad_g, grad_o, grad_k = (grad_out[row] for row in range(7))
-        delta_c = b + (a * o + grad_k) * (1.0 - k * k)
-        grad_gates = xp.concatenate(
-            (delta_c * g + grad_i) * i * (1.0 - i),
-            (delta_c * c_prev + grad_f) * f * (1.0 - f),
-            (delta_c * i + grad_g) * (1.0 - g * g),
-            (a * k + grad_o) * o * (1.0 - o),
-            axis=1,
-        )
-        return grad_gates, (delta_c * f if needs[1] else None)
+        grad_gates, grad_c_prev = _lstm_cell_vjp(xp, grad_out[0], grad_out[1], grad_out, out, c_prev)
+        return grad_gates, (grad_c_prev if needs[1] else None)
 
     @staticmethod
     def jvp(xp, tangents, out, gates, c_prev):
-        i, f, g, o, k = (out[row] for row in range(2, 7))
         t_gates = np.zeros(np.shape(gates), dtype=gates.dtype) if tangents[0] is None else tangents[0]
         t_c_prev = np.zeros(np.shape(c_prev), dtype=gates.dtype) if tangents[1] is None else tangents[1]
-        t_i, t_f, t_g, t_o = _lstm_blocks(t_gates)
-        t_i, t_f, t_g, t_o = t_i * i * (1.0 - i), t_f * f * (1.0 - f), t_g * (1.0 - g * g), t_o * o * (1.0 - o)
-        t_c = t_f * c_prev + f * t_c_prev + t_i * g + i * t_g
-        t_k = (1.0 - k * k) * t_c
-        rows = (t_o * k + o * t_k, t_c, t_i, t_f, t_g, t_o, t_k)
+        rows = _lstm_cell_jvp(t_gates, t_c_prev, out, c_prev)
         return xp.concatenate(*(xp.reshape(row, shape=(1, *np.shape(c_prev))) for row in rows), axis=0)
 
 
@@ -1228,6 +1210,538 @@ def _lstm_blocks(gates: Any) -> tuple:
     """The four (N, H) column blocks of (N, 4H) gate values: input, forget, cell, output."""
     size = gates.shape[1] // 4
     return tuple(gates[:, j * size : (j + 1) * size] for j in range(4))
+
+
+def _lstm_cell_into(gates: np.ndarray, c_prev: np.ndarray, rows: np.ndarray) -> None:
+    """The LSTM step's seven rows (h, c, i, f, g, o, tanh c), each (N, H), written into ``rows`` (7, N, H)."""
+    size = gates.shape[1] // 4
+    h, c, i, f, g, o, k = rows
+    _logistic(gates[:, :size], out=i)
+    _logistic(gates[:, size : 2 * size], out=f)
+    np.tanh(gates[:, 2 * size : 3 * size], out=g)
+    _logistic(gates[:, 3 * size :], out=o)
+    np.multiply(f, c_prev, out=c)
+    c += i * g
+    np.tanh(c, out=k)
+    np.multiply(o, k, out=h)
+
+
+def _lstm_cell_vjp(xp: Any, grad_h: Any, grad_c: Any, grad_rows: Any, rows: Any, c_prev: Any) -> tuple[Any, Any]:
+    """One LSTM step backwards: (∂gates (N, 4H), ∂c_prev) from the gradients of h_t and c_t (``grad_h``,
+    ``grad_c``: the step's own plus what flows back from the later steps) and of the activation rows 2-6 of
+    ``grad_rows`` (None: zero); ``rows`` are the step's forward rows (h, c, i, f, g, o, tanh c)."""
+    i, f, g, o, k = (rows[row] for row in range(2, 7))
+    if grad_rows is None:  # no gradient on the activation rows (a whole layer's step)
+        delta_c = grad_c + grad_h * o * (1.0 - k * k)
+        grad_gates = xp.concatenate(
+            delta_c * g * i * (1.0 - i),
+            delta_c * c_prev * f * (1.0 - f),
+            delta_c * i * (1.0 - g * g),
+            grad_h * k * o * (1.0 - o),
+            axis=1,
+        )
+        return grad_gates, delta_c * f
+    grad_i, grad_f, grad_g, grad_o, grad_k = (grad_rows[row] for row in range(2, 7))
+    delta_c = grad_c + (grad_h * o + grad_k) * (1.0 - k * k)
+    grad_gates = xp.concatenate(
+        (delta_c * g + grad_i) * i * (1.0 - i),
+        (delta_c * c_prev + grad_f) * f * (1.0 - f),
+        (delta_c * i + grad_g) * (1.0 - g * g),
+        (grad_h * k + grad_o) * o * (1.0 - o),
+        axis=1,
+    )
+    return grad_gates, delta_c * f
+
+
+def _lstm_cell_jvp(t_gates: Any, t_c_prev: Any, rows: Any, c_prev: Any) -> tuple:
+    """One LSTM step forwards in tangents: the tangents of the seven rows, from those of the gates and c_prev."""
+    i, f, g, o, k = (rows[row] for row in range(2, 7))
+    t_i, t_f, t_g, t_o = _lstm_blocks(t_gates)
+    t_i, t_f, t_g, t_o = t_i * i * (1.0 - i), t_f * f * (1.0 - f), t_g * (1.0 - g * g), t_o * o * (1.0 - o)
+    t_c = t_f * c_prev + f * t_c_prev + t_i * g + i * t_g
+    t_k = (1.0 - k * k) * t_c
+    return (t_o * k + o * t_k, t_c, t_i, t_f, t_g, t_o, t_k)
+
+
+# ===================================================================================================
+# Whole recurrent layers: one node per layer, the loop over time steps inside the rules
+# ===================================================================================================
+# Each layer's forward keeps, besides its output, the per-step activations its backward reuses (NumPy's exp
+# and tanh are a recurrent step's main cost): the output is a view of a larger buffer, ``out.base``, whose
+# other rows hold them. Only the NumPy fast rules read that buffer; the generic rules, which must also
+# differentiate themselves under ``create_graph=True``, recompute the activations step by step with the
+# table's own ops (``linear``, ``lstm_cell`` …), the per-step composition the layers used to record.
+def _check_recurrent(op: str, gates: int, x: Any, h0: Any, w_ih: Any, w_hh: Any, *rest: Any) -> None:
+    """Shapes of a recurrent layer's inputs: x (T, N, in), states (N, H), weights (G·H, in), (G·H, H),
+    biases (G·H,); ``rest`` holds c0 (LSTM) and the biases, None where absent."""
+    x_shape, h_shape = np.shape(x), np.shape(h0)
+    if len(x_shape) != 3 or len(h_shape) != 2:
+        raise ShapeError(f"{op}: expected input (T, N, in) and state (N, H), got shapes {x_shape} and {h_shape}")
+    batch, size = h_shape
+    expected: list[tuple[int, ...]] = [(x_shape[1], size), (gates * size, x_shape[2]), (gates * size, size)]
+    actual: list[tuple[int, ...]] = [h_shape, np.shape(w_ih), np.shape(w_hh)]
+    for value in rest:
+        if value is not None:
+            actual.append(np.shape(value))
+            expected.append((batch, size) if np.ndim(value) == 2 else (gates * size,))
+    if actual != expected or x_shape[0] == 0:
+        raise ShapeError(
+            f"{op}: input shapes {[x_shape, *actual]} do not fit together (expected state {expected[0]}, "
+            f"weights {expected[1]} and {expected[2]}, biases ({gates * size},), a sequence of at least one step)"
+        )
+
+
+def _input_projection(x: np.ndarray, w_ih: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``x @ w_ihᵀ + bias`` for every time step at once: (T, N, in) -> (T, N, G·H), one GEMM."""
+    steps, batch, features = x.shape
+    projected = np.matmul(x.reshape(steps * batch, features), w_ih.T)
+    if bias is not None:
+        projected += bias
+    return projected.reshape(steps, batch, w_ih.shape[0])
+
+
+def _weight_gradient(grads: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """``gradsᵀ @ inputs`` over all (time step, sample) rows: (R, G·H), (R, K) -> (G·H, K), one GEMM.
+
+    Computed as ``(inputsᵀ @ grads)ᵀ``: OpenBLAS runs that orientation faster for these tall, narrow
+    operands (see docs/design-speed.md); the result is the transposed view, which every consumer accepts."""
+    return np.matmul(inputs.T, grads).T
+
+
+def _previous_rows(first: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """The state each step starts from, h_0 then ``states[:-1]``, as the (T·N, H) rows of a weight gradient."""
+    return np.concatenate((first[None], states[:-1])).reshape(-1, first.shape[-1])
+
+
+def _saved_rows(out: np.ndarray, rows: int, recompute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The forward's buffer (rows, T, N, H) behind ``out`` (see above), or the same recomputed where ``out``
+    is not a view of one (a copy of the output handed to the rule directly)."""
+    base = out.base
+    if isinstance(base, np.ndarray) and base.shape == (rows, *out.shape[-3:]) and base.dtype == out.dtype:
+        return base
+    return recompute()
+
+
+def _sequence(xp: Any, steps: Sequence[Any]) -> Any:
+    """Arrays (N, K) stacked into one (len, N, K), with the table's ops (so it records a graph when it must)."""
+    return xp.concatenate(*(xp.reshape(step, shape=(1, *step.shape)) for step in steps), axis=0)
+
+
+def _sequence_weight_grad(xp: Any, grads: Any, inputs: Any) -> Any:
+    """Σ_t grads_tᵀ inputs_t for (T, N, G·H) and (T, N, K): one matrix product over all T·N rows."""
+    rows = xp.reshape(grads, shape=(-1, grads.shape[-1]))
+    columns = xp.reshape(inputs, shape=(-1, inputs.shape[-1]))
+    return xp.matmul(xp.permute(rows, axes=(1, 0)), columns)
+
+
+def _input_tangent(xp: Any, tx: Any, x: Any, w_ih: Any, tw_ih: Any) -> Any:
+    """Tangent of the input projection ``x @ w_ihᵀ`` of all steps, (T, N, G·H) (None where both are None)."""
+    result = None if tx is None else xp.matmul(tx, xp.permute(w_ih, axes=(1, 0)))
+    return _plus(result, None if tw_ih is None else xp.matmul(x, xp.permute(tw_ih, axes=(1, 0))))
+
+
+def _hidden_tangent(xp: Any, th: Any, h_prev: Any, w_hh: Any, tw_hh: Any, tb: Any, like: tuple, dtype: Any) -> Any:
+    """Tangent of ``h_prev @ w_hhᵀ (+ b)`` for one step, zeros of shape ``like`` where no tangent flows."""
+    result = None if th is None else xp.matmul(th, xp.permute(w_hh, axes=(1, 0)))
+    result = _plus(result, None if tw_hh is None else xp.matmul(h_prev, xp.permute(tw_hh, axes=(1, 0))))
+    if result is None:
+        result = np.zeros(like, dtype=dtype)
+    return _plus(result, tb)
+
+
+def _slope_times(value: np.ndarray, y: np.ndarray, scratch: np.ndarray, kind: str) -> None:
+    """``value *= σ'`` or ``tanh'`` written through the output ``y``: y (1 - y) or 1 - y², in place."""
+    np.multiply(y, y, out=scratch)
+    np.subtract(y if kind == "sigmoid" else 1.0, scratch, out=scratch)
+    value *= scratch
+
+
+def _lstm_steps(xp: Any, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, bias: Any) -> list:
+    """The LSTM layer's forward as the per-step composition of table ops: T arrays (7, N, H) of
+    :class:`LSTMCell` rows (differentiable when ``xp`` records a graph)."""
+    weight = xp.concatenate(w_ih, w_hh, axis=1)  # (4H, in + H)
+    rows, h, c = [], h0, c0
+    for t in range(x.shape[0]):
+        joined = xp.concatenate(x[t], h, axis=1)
+        gates = xp.linear(joined, weight) if bias is None else xp.linear(joined, weight, bias)
+        rows.append(xp.lstm_cell(gates, c))
+        h, c = rows[-1][0], rows[-1][1]
+    return rows
+
+
+class LSTMLayer(Primitive):
+    """A whole LSTM layer over a sequence, one direction, in one node.
+
+    Inputs: x (T, N, in), h_0 and c_0 (N, H), ``w_ih`` (4H, in), ``w_hh`` (4H, H) and the summed bias
+    :math:`b_{ih} + b_{hh}` (4H,) or nothing. Output (2, T, N, H): :math:`h_t` and :math:`c_t` of every step, with
+    the gates :math:`x_t W_{ih}^T + h_{t-1} W_{hh}^T + b` of :class:`LSTMCell` (order i, f, g, o) at each step.
+
+    The forward computes the input projection of all T steps as one GEMM, then loops over the steps (one
+    (N, H) × (H, 4H) product and the cell each). The VJP runs the same loop backwards, one
+    :math:`\\partial h_{t-1} = \\partial\\text{gates}_t W_{hh}` product per step, and then the input gradient
+    :math:`\\partial\\text{gates}\\, W_{ih}`, :math:`\\partial W_{ih} = \\sum_t \\partial\\text{gates}_t^T x_t`,
+    :math:`\\partial W_{hh} = \\sum_t \\partial\\text{gates}_t^T h_{t-1}` and the bias gradient as one GEMM (or
+    sum) each over all T·N rows. One node instead of about 5 T keeps the Python work per step small. The
+    activations :math:`i, f, g, o, \\tanh c_t` stay in the output's buffer for the fast VJP (see above).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = LSTMLayer.forward(np.zeros((5, 2, 3)), np.zeros((2, 4)), np.zeros((2, 4)), np.ones((16, 3)),
+    ...                         np.ones((16, 4)))
+    >>> out.shape, float(out.base[2, 0, 0, 0])  # sigmoid(0): the input gate, kept for the backward
+    ((2, 5, 2, 4), 0.5)
+    """
+
+    name = "lstm_layer"
+    float_only = True
+    # every input: the generic rules recompute the activations (the fast VJP reads all but the biases)
+    saves_inputs = True
+
+    @staticmethod
+    def forward(x, h0, c0, w_ih, w_hh, bias=None):
+        _check_recurrent("lstm_layer", 4, x, h0, w_ih, w_hh, c0, bias)
+        return LSTMLayer.all_rows(x, h0, c0, w_ih, w_hh, bias)[:2]
+
+    @staticmethod
+    def all_rows(x, h0, c0, w_ih, w_hh, bias=None):
+        """The forward's buffer (7, T, N, H): per step the rows of :class:`LSTMCell` (h, c, i, f, g, o, tanh c)."""
+        projected = _input_projection(x, w_ih, bias)  # (T, N, 4H)
+        steps, batch, size = x.shape[0], h0.shape[0], h0.shape[1]
+        rows = np.empty((7, steps, batch, size), dtype=projected.dtype)
+        gates = np.empty((batch, 4 * size), dtype=projected.dtype)
+        h, c = h0, c0
+        for t in range(steps):
+            np.matmul(h, w_hh.T, out=gates)
+            gates += projected[t]
+            _lstm_cell_into(gates, c, rows[:, t])
+            h, c = rows[0, t], rows[1, t]
+        return rows
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, h0, c0, w_ih, w_hh, bias=None):
+        rows = _lstm_steps(xp, x, h0, c0, w_ih, w_hh, bias)
+        steps = len(rows)
+        grad_h = grad_c = None  # what flows back into step t from the steps after it
+        grad_gates: list = [None] * steps
+        for t in reversed(range(steps)):
+            own_h = grad_out[0][t] if grad_h is None else grad_out[0][t] + grad_h
+            own_c = grad_out[1][t] if grad_c is None else grad_out[1][t] + grad_c
+            c_prev = c0 if t == 0 else rows[t - 1][1]
+            grad_gates[t], grad_c = _lstm_cell_vjp(xp, own_h, own_c, None, rows[t], c_prev)
+            grad_h = xp.matmul(grad_gates[t], w_hh)
+        gates = _sequence(xp, grad_gates)  # (T, N, 4H)
+        h_prev = _sequence(xp, [h0] + [step[0] for step in rows[:-1]])  # (T, N, H)
+        return (
+            xp.matmul(gates, w_ih) if needs[0] else None,
+            grad_h if needs[1] else None,
+            grad_c if needs[2] else None,
+            _sequence_weight_grad(xp, gates, x) if needs[3] else None,
+            _sequence_weight_grad(xp, gates, h_prev) if needs[4] else None,
+            *((xp.sum(gates, axis=(0, 1)) if needs[5] else None,) if len(needs) > 5 else ()),
+        )
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, h0, c0, w_ih, w_hh, bias=None):
+        rows = _lstm_steps(xp, x, h0, c0, w_ih, w_hh, bias)
+        tx, th, tc, tw_ih, tw_hh = tangents[:5]
+        t_projected = _input_tangent(xp, tx, x, w_ih, tw_ih)
+        t_bias = tangents[5] if len(tangents) > 5 else None
+        batch, size = h0.shape
+        if tc is None:
+            tc = np.zeros((batch, size), dtype=out.dtype)
+        t_hs, t_cs = [], []
+        for t in range(x.shape[0]):
+            h_prev, c_prev = (h0, c0) if t == 0 else (rows[t - 1][0], rows[t - 1][1])
+            t_gates = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, t_bias, (batch, 4 * size), out.dtype)
+            if t_projected is not None:
+                t_gates = t_gates + t_projected[t]
+            th, tc = _lstm_cell_jvp(t_gates, tc, rows[t], c_prev)[:2]
+            t_hs.append(th)
+            t_cs.append(tc)
+        return _sequence(xp, [_sequence(xp, t_hs), _sequence(xp, t_cs)])
+
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, x, h0, c0, w_ih, w_hh, bias=None):
+        rows = _saved_rows(out, 7, lambda: LSTMLayer.all_rows(x, h0, c0, w_ih, w_hh, bias))
+        _, steps, batch, size = rows.shape
+        dtype = rows.dtype
+        grad_gates = np.empty((steps, batch, 4 * size), dtype=dtype)
+        grad_h, grad_c = np.zeros((batch, size), dtype=dtype), np.zeros((batch, size), dtype=dtype)
+        delta_c, scratch = np.empty((batch, size), dtype=dtype), np.empty((batch, size), dtype=dtype)
+        for t in reversed(range(steps)):
+            _, _, i, f, g, o, k = rows[:, t]
+            grad_i, grad_f, grad_g, grad_o = _lstm_blocks(grad_gates[t])
+            c_prev = c0 if t == 0 else rows[1, t - 1]
+            grad_h += grad_out[0, t]
+            np.multiply(grad_h, o, out=delta_c)  # δc = ∂c_t + ∂h_t o (1 - tanh² c_t)
+            _slope_times(delta_c, k, scratch, "tanh")
+            delta_c += grad_c
+            delta_c += grad_out[1, t]
+            for target, first, second, gate, kind in (
+                (grad_o, grad_h, k, o, "sigmoid"),  # ∂o = ∂h_t tanh c_t
+                (grad_i, delta_c, g, i, "sigmoid"),  # ∂i = δc g
+                (grad_f, delta_c, c_prev, f, "sigmoid"),  # ∂f = δc c_{t-1}
+                (grad_g, delta_c, i, g, "tanh"),  # ∂g = δc i
+            ):
+                np.multiply(first, second, out=target)
+                _slope_times(target, gate, scratch, kind)
+            np.multiply(delta_c, f, out=grad_c)
+            np.matmul(grad_gates[t], w_hh, out=grad_h)
+        flat = grad_gates.reshape(steps * batch, 4 * size)
+        return (
+            np.matmul(flat, w_ih).reshape(x.shape) if needs[0] else None,
+            grad_h if needs[1] else None,
+            grad_c if needs[2] else None,
+            _weight_gradient(flat, x.reshape(steps * batch, x.shape[2])) if needs[3] else None,
+            _weight_gradient(flat, _previous_rows(h0, rows[0])) if needs[4] else None,
+            *((flat.sum(axis=0) if needs[5] else None,) if len(needs) > 5 else ()),
+        )
+
+
+def _gru_step(xp: Any, x_t: Any, h: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any) -> tuple:
+    """One GRU step as a composition of table ops: (h_t, r, z, n, m_n) (see :class:`GRULayer`)."""
+    size = h.shape[1]
+    a = xp.linear(x_t, w_ih) if b_ih is None else xp.linear(x_t, w_ih, b_ih)  # (N, 3H)
+    m = xp.linear(h, w_hh) if b_hh is None else xp.linear(h, w_hh, b_hh)
+    reset_update = xp.sigmoid(a[:, : 2 * size] + m[:, : 2 * size])
+    r, z = reset_update[:, :size], reset_update[:, size:]
+    m_n = m[:, 2 * size :]
+    n = xp.tanh(a[:, 2 * size :] + r * m_n)
+    return n + z * (h - n), r, z, n, m_n
+
+
+class GRULayer(Primitive):
+    r"""A whole GRU layer over a sequence, one direction, in one node (PyTorch's gate order r, z, n).
+
+    Inputs: x (T, N, in), h_0 (N, H), ``w_ih`` (3H, in), ``w_hh`` (3H, H), and the biases ``b_ih``, ``b_hh``
+    (3H,) both or neither. With :math:`a = x_t W_{ih}^T + b_{ih}` and :math:`m = h_{t-1} W_{hh}^T + b_{hh}` split
+    into blocks (r, z, n): :math:`r = \sigma(a_r + m_r)`, :math:`z = \sigma(a_z + m_z)`,
+    :math:`n = \tanh(a_n + r \odot m_n)`, :math:`h_t = n + z \odot (h_{t-1} - n)`. Output (T, N, H), the states;
+    r, z, n and :math:`m_n` of every step stay in the output's buffer for the fast VJP.
+
+    VJP per step, with :math:`\delta h` the gradient reaching :math:`h_t`: :math:`\delta a_n = \delta h (1 - z)
+    (1 - n^2)`, :math:`\delta a_z = \delta h (h_{t-1} - n)\, z (1 - z)`, :math:`\delta a_r = \delta a_n m_n\,
+    r (1 - r)`, :math:`\delta m_n = \delta a_n r`, and :math:`\delta h_{t-1} = \delta h\, z + [\delta a_r,
+    \delta a_z, \delta m_n] W_{hh}`; then one GEMM each for the input and weight gradients over all T·N
+    rows, as in :class:`LSTMLayer`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = GRULayer.forward(np.zeros((4, 2, 3)), np.ones((2, 5)), np.zeros((15, 3)), np.zeros((15, 5)))
+    >>> out.shape, float(out[0, 0, 0])  # z = 1/2, n = 0: h_1 = h_0 / 2
+    ((4, 2, 5), 0.5)
+    """
+
+    name = "gru_layer"
+    float_only = True
+    # every input: the generic rules recompute the activations (the fast VJP reads all but the biases)
+    saves_inputs = True
+
+    @staticmethod
+    def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        _check_recurrent("gru_layer", 3, x, h0, w_ih, w_hh, b_ih, b_hh)
+        return GRULayer.all_rows(x, h0, w_ih, w_hh, b_ih, b_hh)[0]
+
+    @staticmethod
+    def all_rows(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        """The forward's buffer (5, T, N, H): per step h_t, r, z, n and m_n."""
+        projected = _input_projection(x, w_ih, b_ih)  # (T, N, 3H)
+        steps, batch, size = x.shape[0], h0.shape[0], h0.shape[1]
+        rows = np.empty((5, steps, batch, size), dtype=projected.dtype)
+        hidden = np.empty((batch, 3 * size), dtype=projected.dtype)
+        h = h0
+        for t in range(steps):
+            h_t, r, z, n, hidden_n = rows[:, t]
+            np.matmul(h, w_hh.T, out=hidden)
+            if b_hh is not None:
+                hidden += b_hh
+            from_input = projected[t]
+            _logistic(np.add(from_input[:, :size], hidden[:, :size], out=r), out=r)
+            _logistic(np.add(from_input[:, size : 2 * size], hidden[:, size : 2 * size], out=z), out=z)
+            hidden_n[...] = hidden[:, 2 * size :]
+            np.multiply(r, hidden_n, out=n)
+            n += from_input[:, 2 * size :]
+            np.tanh(n, out=n)
+            np.subtract(h, n, out=h_t)  # h_t = n + z (h_{t-1} - n)
+            h_t *= z
+            h_t += n
+            h = h_t
+        return rows
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        steps = x.shape[0]
+        rows, h = [], h0
+        for t in range(steps):
+            rows.append(_gru_step(xp, x[t], h, w_ih, w_hh, b_ih, b_hh))
+            h = rows[-1][0]
+        grad_h = None
+        from_input: list = [None] * steps
+        from_hidden: list = [None] * steps
+        for t in reversed(range(steps)):
+            _, r, z, n, hidden_n = rows[t]
+            h_prev = h0 if t == 0 else rows[t - 1][0]
+            delta_h = grad_out[t] if grad_h is None else grad_out[t] + grad_h
+            delta_n = delta_h * (1.0 - z) * (1.0 - n * n)
+            delta_z = delta_h * (h_prev - n) * z * (1.0 - z)
+            delta_r = delta_n * hidden_n * r * (1.0 - r)
+            from_input[t] = xp.concatenate(delta_r, delta_z, delta_n, axis=1)  # (N, 3H)
+            from_hidden[t] = xp.concatenate(delta_r, delta_z, delta_n * r, axis=1)
+            grad_h = delta_h * z + xp.matmul(from_hidden[t], w_hh)
+        inputs, hiddens = _sequence(xp, from_input), _sequence(xp, from_hidden)  # (T, N, 3H)
+        h_prev_all = _sequence(xp, [h0] + [step[0] for step in rows[:-1]])
+        biases = len(needs) > 4
+        return (
+            xp.matmul(inputs, w_ih) if needs[0] else None,
+            grad_h if needs[1] else None,
+            _sequence_weight_grad(xp, inputs, x) if needs[2] else None,
+            _sequence_weight_grad(xp, hiddens, h_prev_all) if needs[3] else None,
+            *((xp.sum(inputs, axis=(0, 1)) if needs[4] else None,) if biases else ()),
+            *((xp.sum(hiddens, axis=(0, 1)) if needs[5] else None,) if biases else ()),
+        )
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        tx, th, tw_ih, tw_hh = tangents[:4]
+        tb_ih, tb_hh = tangents[4:6] if len(tangents) > 4 else (None, None)
+        t_projected = _input_tangent(xp, tx, x, w_ih, tw_ih)
+        batch, size = h0.shape
+        if th is None:
+            th = np.zeros((batch, size), dtype=out.dtype)
+        t_states, h_prev = [], h0
+        for t in range(x.shape[0]):
+            h_t, r, z, n, hidden_n = _gru_step(xp, x[t], h_prev, w_ih, w_hh, b_ih, b_hh)
+            t_hidden = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, tb_hh, (batch, 3 * size), out.dtype)
+            t_input = np.zeros((batch, 3 * size), dtype=out.dtype) if t_projected is None else t_projected[t]
+            t_input = _plus(t_input, tb_ih)
+            t_r = (t_input[:, :size] + t_hidden[:, :size]) * r * (1.0 - r)
+            t_z = (t_input[:, size : 2 * size] + t_hidden[:, size : 2 * size]) * z * (1.0 - z)
+            t_n = (t_input[:, 2 * size :] + t_r * hidden_n + r * t_hidden[:, 2 * size :]) * (1.0 - n * n)
+            th = t_n + t_z * (h_prev - n) + z * (th - t_n)
+            t_states.append(th)
+            h_prev = h_t
+        return _sequence(xp, t_states)
+
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        rows = _saved_rows(out, 5, lambda: GRULayer.all_rows(x, h0, w_ih, w_hh, b_ih, b_hh))
+        _, steps, batch, size = rows.shape
+        dtype = rows.dtype
+        from_input = np.empty((steps, batch, 3 * size), dtype=dtype)  # ∂a per step: (∂a_r, ∂a_z, ∂a_n)
+        hidden_n_grads = np.empty((steps, batch, size), dtype=dtype)  # ∂m_n; ∂m = (∂a_r, ∂a_z, ∂m_n)
+        grad_h, recurrent = np.zeros((batch, size), dtype=dtype), np.empty((batch, size), dtype=dtype)
+        scratch = np.empty((batch, size), dtype=dtype)
+        w_hh_rz, w_hh_n = w_hh[: 2 * size], w_hh[2 * size :]
+        for t in reversed(range(steps)):
+            _, r, z, n, hidden_n = rows[:, t]
+            h_prev = h0 if t == 0 else rows[0, t - 1]
+            grad_r, grad_z, grad_n = (from_input[t][:, j * size : (j + 1) * size] for j in range(3))
+            grad_h += grad_out[t]
+            np.subtract(1.0, z, out=grad_n)  # ∂a_n = δh (1 - z)(1 - n²)
+            grad_n *= grad_h
+            _slope_times(grad_n, n, scratch, "tanh")
+            np.subtract(h_prev, n, out=grad_z)  # ∂a_z = δh (h_{t-1} - n) z (1 - z)
+            grad_z *= grad_h
+            _slope_times(grad_z, z, scratch, "sigmoid")
+            np.multiply(grad_n, hidden_n, out=grad_r)  # ∂a_r = ∂a_n m_n r (1 - r)
+            _slope_times(grad_r, r, scratch, "sigmoid")
+            np.multiply(grad_n, r, out=hidden_n_grads[t])  # ∂m_n = ∂a_n r
+            # δh_{t-1} = δh z + ∂m W_hh, with ∂m's r, z blocks those of ∂a
+            np.matmul(from_input[t][:, : 2 * size], w_hh_rz, out=recurrent)
+            recurrent += hidden_n_grads[t] @ w_hh_n
+            grad_h *= z
+            grad_h += recurrent
+        flat_input = from_input.reshape(steps * batch, 3 * size)
+        flat_hidden = from_input.copy()
+        flat_hidden[:, :, 2 * size :] = hidden_n_grads
+        flat_hidden = flat_hidden.reshape(steps * batch, 3 * size)
+        biases = len(needs) > 4
+        return (
+            np.matmul(flat_input, w_ih).reshape(x.shape) if needs[0] else None,
+            grad_h if needs[1] else None,
+            _weight_gradient(flat_input, x.reshape(steps * batch, x.shape[2])) if needs[2] else None,
+            _weight_gradient(flat_hidden, _previous_rows(h0, rows[0])) if needs[3] else None,
+            *((flat_input.sum(axis=0) if needs[4] else None,) if biases else ()),
+            *((flat_hidden.sum(axis=0) if needs[5] else None,) if biases else ()),
+        )
+
+
+class RNNLayer(Primitive):
+    r"""A whole Elman RNN layer over a sequence, one direction, in one node:
+    :math:`h_t = \phi(x_t W_{ih}^T + h_{t-1} W_{hh}^T + b)`, :math:`\phi` = tanh or relu (``nonlinearity``).
+
+    Inputs: x (T, N, in), h_0 (N, H), ``w_ih`` (H, in), ``w_hh`` (H, H), the summed bias (H,) or nothing.
+    Output (T, N, H), the states. The slope comes from the output (:math:`1 - h^2`, or :math:`h > 0`), so
+    nothing else is kept; VJP per step :math:`\delta a_t = (\partial h_t + \delta a_{t+1} W_{hh})\,
+    \phi'`, then one GEMM each for the input and weight gradients, as in :class:`LSTMLayer`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> RNNLayer.forward(np.ones((3, 1, 1)), np.zeros((1, 1)), np.ones((1, 1)), np.zeros((1, 1)),
+    ...                  nonlinearity="relu")[:, 0, 0].tolist()
+    [1.0, 1.0, 1.0]
+    """
+
+    name = "rnn_layer"
+    float_only = True
+    saves_inputs = (0, 1, 2, 3)
+
+    @staticmethod
+    def forward(x, h0, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
+        _check_recurrent("rnn_layer", 1, x, h0, w_ih, w_hh, bias)
+        out = _input_projection(x, w_ih, bias)  # (T, N, H), then each step in place
+        h = h0
+        for t in range(x.shape[0]):
+            out[t] += h @ w_hh.T
+            if nonlinearity == "tanh":
+                np.tanh(out[t], out=out[t])
+            else:
+                np.maximum(out[t], 0, out=out[t])
+            h = out[t]
+        return out
+
+    @staticmethod
+    def _slope(xp, grad, h, nonlinearity):
+        if nonlinearity == "tanh":
+            return grad * (1.0 - h * h)
+        return xp.where(_raw(h) > 0, grad, 0.0)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, h0, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
+        steps = x.shape[0]
+        grad_h = None
+        pre: list = [None] * steps  # gradients of the pre-activations
+        for t in reversed(range(steps)):
+            delta_h = grad_out[t] if grad_h is None else grad_out[t] + grad_h
+            pre[t] = RNNLayer._slope(xp, delta_h, out[t], nonlinearity)
+            grad_h = xp.matmul(pre[t], w_hh)
+        grads = _sequence(xp, pre)  # (T, N, H)
+        h_prev = _sequence(xp, [h0] + [out[t] for t in range(steps - 1)])
+        return (
+            xp.matmul(grads, w_ih) if needs[0] else None,
+            grad_h if needs[1] else None,
+            _sequence_weight_grad(xp, grads, x) if needs[2] else None,
+            _sequence_weight_grad(xp, grads, h_prev) if needs[3] else None,
+            *((xp.sum(grads, axis=(0, 1)) if needs[4] else None,) if len(needs) > 4 else ()),
+        )
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, h0, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
+        tx, th, tw_ih, tw_hh = tangents[:4]
+        t_projected = _input_tangent(xp, tx, x, w_ih, tw_ih)
+        t_bias = tangents[4] if len(tangents) > 4 else None
+        steps_out = []
+        for t in range(x.shape[0]):
+            h_prev = h0 if t == 0 else out[t - 1]
+            t_pre = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, t_bias, h0.shape, out.dtype)
+            if t_projected is not None:
+                t_pre = t_pre + t_projected[t]
+            th = RNNLayer._slope(xp, t_pre, out[t], nonlinearity)
+            steps_out.append(th)
+        return _sequence(xp, steps_out)
 
 
 class BinaryCrossEntropy(Primitive):
@@ -1735,6 +2249,10 @@ class MaxPool(Primitive):
 
     @staticmethod
     def forward(x, *, kernel_size, stride, padding, dilation):
+        if kernel_size == stride == (2, 2) and padding == (0, 0) and dilation == (1, 1):
+            pooled = _max_pool_2x2_compiled(x)  # the compiled kernel, where numba is there and switched on
+            if pooled is not None:
+                return pooled
         views = [view for _, view in _pool_views(_pad_spatial(x, padding, -np.inf), kernel_size, stride, dilation)]
         if len(views) == 1:
             return views[0].copy(order="K")  # x's memory order
@@ -1776,6 +2294,24 @@ class MaxPool(Primitive):
                     grad[index] += grad_out * wins if finite else np.where(wins, grad_out, 0)
         crop = tuple(slice(p, p + n) for p, n in zip(padding, x.shape[2:]))
         return (grad[(slice(None), slice(None), *crop)],)
+
+
+def _max_pool_2x2_compiled(x: np.ndarray) -> np.ndarray | None:
+    """2×2 max pooling of stride 2 by :mod:`chainrule.compiled`'s kernel, in ``x``'s memory order (a
+    convolution's channel-major output stays channel-major); None where the kernel is off or does not apply."""
+    if x.ndim != 4 or x.dtype not in (np.float32, np.float64) or x.size == 0 or min(x.shape[2:]) < 2:
+        return None
+    kernel = compiled.kernel("max_pool_2x2")
+    if kernel is None:
+        return None
+    channel_major = x.shape[0] > 1 and x.strides[1] > x.strides[0]
+    planes = x.swapaxes(0, 1) if channel_major else x  # the two leading axes in memory order
+    planes = np.ascontiguousarray(planes).reshape(-1, *x.shape[2:])  # (P, H, W), a view when it can be
+    out = np.empty((planes.shape[0], x.shape[2] // 2, x.shape[3] // 2), dtype=x.dtype)
+    kernel(planes, out)
+    leading = (x.shape[1], x.shape[0]) if channel_major else x.shape[:2]
+    out = out.reshape(*leading, *out.shape[1:])
+    return out.swapaxes(0, 1) if channel_major else out
 
 
 def _zeros_in_layout(shape: Sequence[int], dtype: Any, like: np.ndarray) -> np.ndarray:
@@ -1842,6 +2378,253 @@ def _pool_winner_columns(x: np.ndarray, out: np.ndarray, *, kernel_size, stride,
     stacked = np.stack([wins for _, wins in winners], axis=-1)  # (N, C, *out, |kernel|)
     stacked = stacked.reshape(*out.shape, *kernel_size)
     return stacked.transpose(0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial))
+
+
+class _Workspace:
+    """Reusable scratch memory for a primitive's big buffers (im2col columns), handed out as arrays.
+
+    :meth:`take` returns a view of a pooled flat block that nobody else holds: a block counts as free when
+    the pool's own references are the only ones left (no tensor, view or saved graph keeps it), so memory
+    that a graph still needs for its backward is never handed out again, however many forwards run before
+    that backward; it becomes free when the graph (and every view of it) is gone. The smallest free block
+    of the dtype that holds the request (and at most ``slack`` times it) is used, so a smaller last batch
+    reuses the blocks of the full ones instead of growing the pool. Up to ``blocks`` blocks are kept; past
+    that the least recently used free one is dropped, or the new one is not kept.
+    """
+
+    def __init__(self, blocks: int = 16, slack: float = 4.0) -> None:
+        self.blocks, self.slack = blocks, slack
+        self._pool: list[np.ndarray] = []  # least recently used first
+        self._lock = threading.Lock()
+        # What a block held by the pool alone counts, measured through the same code on a block no one
+        # else holds (the count of the interpreter's own references differs between Python versions).
+        self._alone = self._references([np.empty(0)], 0)
+
+    @staticmethod
+    def _references(pool: list[np.ndarray], index: int) -> int:
+        block = pool[index]
+        return sys.getrefcount(block)
+
+    def _free(self, index: int) -> bool:
+        return self._references(self._pool, index) <= self._alone
+
+    def take(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An array of ``shape`` and ``dtype`` (contents undefined) whose memory no one else references."""
+        size, dtype = math.prod(shape), np.dtype(dtype)
+        with self._lock:
+            best = None
+            for index in range(len(self._pool)):
+                block = self._pool[index]
+                fits = block.dtype == dtype and size <= block.size <= self.slack * max(size, 1)
+                if fits and (best is None or block.size < self._pool[best].size):
+                    del block  # not to count as a reference below
+                    if self._free(index):
+                        best = index
+            if best is not None:
+                block = self._pool.pop(best)
+            else:
+                block = np.empty(size, dtype=dtype)
+                if len(self._pool) >= self.blocks:
+                    self._drop_one_free()
+            if len(self._pool) < self.blocks:
+                self._pool.append(block)  # most recently used last
+            return block[:size].reshape(shape)
+
+    def _drop_one_free(self) -> None:
+        """Forget the least recently used free block, if there is one."""
+        for index in range(len(self._pool)):
+            if self._free(index):
+                del self._pool[index]
+                return
+
+    def clear(self) -> None:
+        """Drop every pooled block (its memory goes back once no graph holds it)."""
+        with self._lock:
+            self._pool.clear()
+
+
+def _im2col_into(x: np.ndarray, columns: np.ndarray, kernel_size, stride, padding, dilation) -> None:
+    """im2col of ``x`` (N, C, *spatial) into ``columns`` (C, *kernel, N, *out), one copy per kernel offset.
+
+    Each offset's block (C, N, *out) is a strided view of the input (no padded copy of ``x``): the part of
+    the window inside the input is copied, the part over the padding set to zero."""
+    spatial = len(kernel_size)
+    out_sizes = columns.shape[2 + spatial :]
+    by_channel = x.swapaxes(0, 1)  # (C, N, *spatial), a view
+    for offsets in np.ndindex(*kernel_size):
+        target = columns[(slice(None), *offsets)]  # (C, N, *out)
+        inner, source = [], []
+        for o, s, d, p, n, size in zip(offsets, stride, dilation, padding, out_sizes, x.shape[2:]):
+            start = o * d - p  # the input position output 0 reads along this axis; output j reads start + j s
+            first = min(n, max(0, (s - 1 - start) // s))  # the first output reading a position >= 0
+            last = max(first, min(n, (size - 1 - start) // s + 1))  # one past the last reading a position < size
+            inner.append(slice(first, last))
+            source.append(slice(start + first * s, start + (last - 1) * s + 1, s) if last > first else slice(0, 0))
+        if any(sl.stop - sl.start < n for sl, n in zip(inner, out_sizes)):
+            target[...] = 0
+        if all(sl.stop > sl.start for sl in inner):
+            target[(slice(None), slice(None), *inner)] = by_channel[(slice(None), slice(None), *source)]
+
+
+class Conv(Primitive):
+    """Convolution (cross-correlation, as in PyTorch) of x (N, C, *spatial) with weight (O, C, *kernel) and an
+    optional bias (O,), 1-d or 2-d: :math:`y_{n,o,p} = b_o + \\sum_{c,k} w_{o,c,k}\\, x_{n,c,\\, p s + k d}`.
+
+    Forward: im2col into a (C·|kernel|, N·positions) matrix taken from a per-shape workspace (no allocation
+    per step once warm) and one GEMM :math:`W \\cdot \\text{columns}`; the result (O, N, *out) is returned as
+    the (N, O, *out) view, channel-major in memory. The columns stay in the output's buffer (``out.base``),
+    so the fast VJP reuses them instead of building them again; the buffer goes back to the workspace when
+    the output and the graph holding it are gone.
+
+    VJP, with :math:`G` the output's gradient as (O, N·positions): :math:`\\partial W = (\\text{columns}\\,
+    G^T)^T` (the orientation OpenBLAS runs fastest here), :math:`\\partial b = \\sum G`, and :math:`\\partial x`
+    = col2im of :math:`W^T G` (:class:`Fold`). JVP: :math:`\\text{conv}(t_x, W) + \\text{conv}(x, t_W) + t_b`.
+    The generic rules are written with ``unfold``, ``fold`` and ``matmul``, so a recorded graph differentiates
+    them again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x, w = np.arange(9.0).reshape(1, 1, 3, 3), np.ones((1, 1, 2, 2))
+    >>> Conv.forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1))[0, 0].tolist()
+    [[8.0, 12.0], [20.0, 24.0]]
+    """
+
+    name = "conv"
+    float_only = True
+    saves_inputs = (0, 1)
+    workspace = _Workspace()
+
+    @staticmethod
+    def forward(x, weight, bias=None, *, stride, padding, dilation):
+        kernel_size, (batch, channels), out_channels = weight.shape[2:], x.shape[:2], weight.shape[0]
+        out_sizes = _conv_out_sizes(x.shape, kernel_size, stride, padding, dilation)
+        positions = batch * math.prod(out_sizes)
+        fan_in = channels * math.prod(kernel_size)
+        dtype = np.result_type(x, weight)
+        # One buffer for the output (O, N·positions) and the columns (C·|kernel|, N·positions) after it
+        buffer = Conv.workspace.take(((out_channels + fan_in) * positions,), dtype)
+        out = buffer[: out_channels * positions].reshape(out_channels, positions)
+        columns = buffer[out_channels * positions :].reshape(channels, *kernel_size, batch, *out_sizes)
+        _im2col_into(x, columns, kernel_size, stride, padding, dilation)
+        np.matmul(weight.reshape(out_channels, fan_in), columns.reshape(fan_in, positions), out=out)
+        if bias is not None:
+            out += bias.reshape(out_channels, 1)
+        return out.reshape(out_channels, batch, *out_sizes).swapaxes(0, 1)  # (N, O, *out), a view
+
+    @staticmethod
+    def _columns(out: np.ndarray, x: np.ndarray, weight: np.ndarray, stride, padding, dilation) -> np.ndarray:
+        """The forward's columns (C·|kernel|, N·positions) from ``out``'s buffer, or built again."""
+        kernel_size, out_channels = weight.shape[2:], weight.shape[0]
+        fan_in = x.shape[1] * math.prod(kernel_size)
+        positions = out.size // out_channels if out_channels else 0
+        base, size = out.base, (out_channels + fan_in) * positions
+        if isinstance(base, np.ndarray) and base.ndim == 1 and base.size >= size and base.dtype == out.dtype:
+            if base.ctypes.data == out.ctypes.data:  # the output starts the block: the columns follow it
+                return base[out_channels * positions : size].reshape(fan_in, positions)
+        columns = np.empty((x.shape[1], *kernel_size, x.shape[0], *out.shape[2:]), dtype=out.dtype)
+        _im2col_into(x, columns, kernel_size, stride, padding, dilation)
+        return columns.reshape(fan_in, positions)
+
+    @staticmethod
+    def vjp(xp, grad_out, needs, out, x, weight, bias=None, *, stride, padding, dilation):
+        spatial = len(stride)
+        geometry = {"kernel_size": tuple(weight.shape[2:]), "stride": stride, "padding": padding, "dilation": dilation}
+        out_channels, batch = weight.shape[0], x.shape[0]
+        # G: the output's gradient as (O, N·positions)
+        grads = xp.reshape(xp.permute(grad_out, axes=(1, 0, *range(2, 2 + spatial))), shape=(out_channels, -1))
+        matrix = xp.reshape(weight, shape=(out_channels, -1))  # (O, C·|kernel|)
+        grad_x = grad_w = grad_b = None
+        if needs[0]:
+            columns = xp.matmul(xp.permute(matrix, axes=(1, 0)), grads)  # (C·|kernel|, N·positions)
+            columns = xp.reshape(columns, shape=(x.shape[1], *weight.shape[2:], batch, *grad_out.shape[2:]))
+            order = (1 + spatial, *range(2 + spatial, 2 + 2 * spatial), 0, *range(1, 1 + spatial))
+            grad_x = xp.fold(xp.permute(columns, axes=order), input_shape=x.shape, **geometry)
+        if needs[1]:
+            windows = xp.unfold(x, **geometry)  # (N, *out, C, *kernel)
+            order = (1 + spatial, *range(2 + spatial, 2 + 2 * spatial), 0, *range(1, 1 + spatial))
+            columns = xp.reshape(xp.permute(windows, axes=order), shape=(matrix.shape[1], -1))
+            grad_w = xp.reshape(xp.matmul(grads, xp.permute(columns, axes=(1, 0))), shape=weight.shape)
+        if len(needs) > 2 and needs[2]:
+            grad_b = xp.sum(grads, axis=1)
+        return (grad_x, grad_w, grad_b)[: len(needs)]
+
+    @staticmethod
+    def jvp(xp, tangents, out, x, weight, bias=None, *, stride, padding, dilation):
+        geometry = {"stride": stride, "padding": padding, "dilation": dilation}
+        tx, tw = tangents[0], tangents[1]
+        result = None if tx is None else xp.conv(tx, weight, **geometry)
+        result = _plus(result, None if tw is None else xp.conv(x, tw, **geometry))
+        tb = tangents[2] if len(tangents) > 2 else None
+        if tb is not None:
+            tb = xp.reshape(tb, shape=(-1,) + (1,) * len(stride))
+        return _plus(result, tb)
+
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, x, weight, bias=None, *, stride, padding, dilation):
+        spatial = len(stride)
+        kernel_size, out_channels = weight.shape[2:], weight.shape[0]
+        grads = grad_out.swapaxes(0, 1).reshape(out_channels, -1)  # G (O, N·positions): a view if channel-major
+        matrix = weight.reshape(out_channels, -1)
+        grad_x = grad_w = grad_b = None
+        if needs[0] and all(s == 1 for s in stride) and grads.size:
+            grad_x = _col2im_padded_rows(grad_out, matrix, x.shape, kernel_size, padding, dilation)
+        elif needs[0]:
+            columns = Conv.workspace.take((matrix.shape[1], grads.shape[1]), grads.dtype)
+            np.matmul(matrix.T, grads, out=columns)  # Wᵀ G: (C·|kernel|, N·positions)
+            columns = columns.reshape(x.shape[1], *kernel_size, x.shape[0], *grad_out.shape[2:])
+            order = (1 + spatial, *range(2 + spatial, 2 + 2 * spatial), 0, *range(1, 1 + spatial))
+            geometry = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "dilation": dilation}
+            grad_x = Fold.forward(columns.transpose(order), input_shape=x.shape, **geometry)
+            del columns  # back to the workspace
+        if needs[1]:
+            columns = Conv._columns(out, x, weight, stride, padding, dilation)
+            grad_w = np.matmul(columns, grads.T).T.reshape(weight.shape)  # (columns Gᵀ)ᵀ
+        if len(needs) > 2 and needs[2]:
+            grad_b = grads.sum(axis=1)
+        return (grad_x, grad_w, grad_b)[: len(needs)]
+
+
+def _col2im_padded_rows(grad_out, matrix, input_shape, kernel_size, padding, dilation) -> np.ndarray:
+    """The input gradient of a stride-1 convolution, col2im of ``Wᵀ G`` with the output laid over padded rows.
+
+    With stride 1, output position ``o`` (per spatial axis) reads padded input position ``o + k d``. Giving the
+    gradient G the padded input's last-axis length (zeros past the output's width), every kernel offset's
+    contribution becomes one contiguous run of the flattened padded plane, shifted by the offset: col2im is one
+    long add per kernel offset instead of one per output row (rows of 14 values for the benchmark's conv2). The
+    product ``Wᵀ G`` grows by the padded width over the output width (~30% there); it still measures faster.
+    """
+    channels, batch, spatial = input_shape[1], input_shape[0], len(kernel_size)
+    out_channels = matrix.shape[0]
+    padded = tuple(n + 2 * p for n, p in zip(input_shape[2:], padding))
+    out_sizes = grad_out.shape[2:]
+    plane = math.prod(padded)
+    run = math.prod(out_sizes[:-1]) * padded[-1]  # output positions over padded rows, flattened
+    # G with the padded last-axis length, zeros in the extra columns: (O, N, *out[:-1], padded[-1])
+    wide = Conv.workspace.take((out_channels, batch, *out_sizes[:-1], padded[-1]), grad_out.dtype)
+    wide[..., out_sizes[-1] :] = 0
+    wide[..., : out_sizes[-1]] = grad_out.swapaxes(0, 1)
+    columns = Conv.workspace.take((matrix.shape[1], batch * run), grad_out.dtype)
+    np.matmul(matrix.T, wide.reshape(out_channels, -1), out=columns)  # (C·|kernel|, N·run)
+    del wide
+    columns = columns.reshape(channels, math.prod(kernel_size), batch, run)
+    tail = sum((k - 1) * d for k, d in zip(kernel_size[-1:], dilation[-1:]))  # runs may end past the plane
+    result = np.zeros((channels, batch, plane + tail), dtype=grad_out.dtype)
+    strides = [math.prod(padded[axis + 1 :]) for axis in range(spatial)]
+    for index, offsets in enumerate(np.ndindex(*kernel_size)):
+        shift = sum(o * d * step for o, d, step in zip(offsets, dilation, strides))
+        result[:, :, shift : shift + run] += columns[:, index]
+    del columns
+    result = result[:, :, :plane].reshape(channels, batch, *padded)
+    crop = tuple(slice(p, p + n) for p, n in zip(padding, input_shape[2:]))
+    return result[(slice(None), slice(None), *crop)].swapaxes(0, 1)  # (N, C, *spatial), channel-major
+
+
+def _conv_out_sizes(shape, kernel_size, stride, padding, dilation) -> tuple[int, ...]:
+    return tuple(
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(shape[2:], kernel_size, stride, padding, dilation)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -171,22 +171,17 @@ def _conv(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, dilation: A
             f"{name}: input of shape {x.shape} is smaller than the kernel {kernel} "
             f"(padding {padding}, dilation {dilation})"
         )
-    batch, out_channels = x.shape[0], weight.shape[0]
-    columns = unfold(x, kernel, stride, padding, dilation)  # (N, *out, C, *kernel)
-    # Channels and kernel first: a view of unfold's buffer, so the reshape to a matrix copies nothing, and
-    # the GEMM's input gradient comes back in the layout fold reads fastest (see ops.Unfold).
-    columns = columns.permute(1 + spatial, *range(2 + spatial, 2 + 2 * spatial), 0, *range(1, 1 + spatial))
-    fan_in = int(np.prod(columns.shape[: 1 + spatial]))
-    matrix = columns.reshape(fan_in, -1)  # (C * kernel, N * out positions)
-    out = weight.reshape(out_channels, fan_in) @ matrix  # one GEMM: (out_channels, N * positions)
-    if bias is not None:
-        out = out + as_tensor(bias).reshape(out_channels, 1)
-    out = out.reshape(out_channels, batch, *out_sizes)
-    return out.permute(1, 0, *range(2, 2 + spatial))  # (N, out_channels, *out)
+    attrs = {"stride": stride, "padding": padding, "dilation": dilation}
+    if bias is None:
+        return apply(OPS["conv"], x, weight, **attrs)
+    bias = as_tensor(bias)
+    if bias.shape != (weight.shape[0],):
+        raise ShapeError(f"{name}: bias of shape {bias.shape} does not fit weight of shape {weight.shape}")
+    return apply(OPS["conv"], x, weight, bias, **attrs)  # im2col and one GEMM (ops.Conv)
 
 
 def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1) -> Tensor:
-    """2-d convolution (cross-correlation, as in PyTorch) by im2col and one matrix product.
+    """2-d convolution (cross-correlation, as in PyTorch) by im2col and one matrix product (``ops.Conv``).
 
     :math:`y_{n,o,i,j} = b_o + \\sum_{c,p,q} w_{o,c,p,q}\\, x_{n,c,\\, i s + p d,\\, j s + q d}`
 

@@ -4,10 +4,9 @@ Parameter names, shapes and gate order are PyTorch's, so a PyTorch ``state_dict`
 unchanged: ``weight_ih_l{k}`` (G·H, in), ``weight_hh_l{k}`` (G·H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (G·H,),
 with gates (i, f, g, o) for LSTM and (r, z, n) for GRU.
 
-Each RNN and LSTM step is one matrix product for all gates: the input and the previous hidden state are
-joined and multiplied by the joined weights ``[W_ih | W_hh]`` (GRU keeps the two apart: its new gate needs
-the hidden part alone). The LSTM's gates and state update are then one node (``ops.LSTMCell``). The loop
-over time steps is the only Python loop.
+Each layer is one node of the graph (``ops.RNNLayer``, ``ops.LSTMLayer``, ``ops.GRULayer``): the input
+projection of the whole sequence is one matrix product, the loop over time steps runs inside the primitive's
+forward and, backwards, inside its VJP, and each weight gradient is again one matrix product over all steps.
 For truncated backpropagation through time, pass the returned state back in after ``.detach()``.
 """
 
@@ -70,11 +69,14 @@ class _RecurrentBase(Module):
         for param in self.parameters():
             init.uniform_(param, -bound, bound)
 
-    def _layer_params(self, layer: int) -> tuple[Tensor, Tensor | None]:
-        """The joined weight [W_ih | W_hh] (G·H, in + H) and the summed bias of one layer."""
-        joined = fn.concatenate([getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_hh_l{layer}")], axis=1)
-        bias = getattr(self, f"bias_ih_l{layer}") + getattr(self, f"bias_hh_l{layer}") if self.bias else None
-        return joined, bias
+    def _layer_args(self, layer: int, summed_bias: bool = True) -> tuple[Tensor, ...]:
+        """W_ih, W_hh and the bias of one layer: b_ih + b_hh in one (RNN, LSTM), or both apart (GRU's new gate
+        needs b_hh alone); nothing without bias."""
+        weights = (getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_hh_l{layer}"))
+        if not self.bias:
+            return weights
+        biases = (getattr(self, f"bias_ih_l{layer}"), getattr(self, f"bias_hh_l{layer}"))
+        return weights + ((biases[0] + biases[1],) if summed_bias else biases)
 
     def _prepare(self, x: Tensor, state: Any) -> tuple[Tensor, bool, Any]:
         name = type(self).__name__
@@ -106,22 +108,15 @@ class _RecurrentBase(Module):
             raise ShapeError(f"{type(self).__name__}: expected initial state of shape {expected}, got {state.shape}")
         return state
 
-    def _finish(self, outputs: list[Tensor], batched: bool) -> Tensor:
-        output = fn.stack(outputs, axis=0)  # (T, N, H)
+    def _finish(self, output: Tensor, batched: bool) -> Tensor:
+        """The last layer's states (T, N, H) in the caller's layout."""
         if not batched:
             return output.squeeze(1)
         return output.transpose(0, 1) if self.batch_first else output
 
-    @staticmethod
-    def _time_steps(x: Tensor) -> list[Tensor]:
-        """The input (T, N, in) as T tensors (N, in). Layers above the first take the previous layer's
-        per-step outputs instead of slices of their stack: the gradient of a slice is a zero array of the
-        whole stack, so slicing a stack that needs a gradient costs T full-size arrays per layer."""
-        return [x[t] for t in range(x.shape[0])]
-
-    def _between_layers(self, outputs: list[Tensor], layer: int) -> list[Tensor]:
+    def _between_layers(self, outputs: Tensor, layer: int) -> Tensor:
         if self.dropout and self.training and layer < self.num_layers - 1:
-            return [F.dropout(h, self.dropout) for h in outputs]
+            return F.dropout(outputs, self.dropout)
         return outputs
 
     def extra_repr(self) -> str:
@@ -169,16 +164,13 @@ class RNN(_RecurrentBase):
     def forward(self, x: Tensor, h0: Any = None) -> tuple[Tensor, Tensor]:
         x, batched, _ = self._prepare(fn.as_tensor(x), h0)
         h_all = self._initial(h0, x.shape[1], x.dtype, batched)
-        activation = fn.tanh if self.nonlinearity == "tanh" else fn.relu
-        finals, inputs = [], self._time_steps(x)
+        finals, inputs = [], x
         for layer in range(self.num_layers):
-            weight, bias = self._layer_params(layer)
-            h = h_all[layer]
-            outputs = []
-            for x_t in inputs:
-                h = activation(F.linear(fn.concatenate([x_t, h], axis=1), weight, bias))  # (N, H)
-                outputs.append(h)
-            finals.append(h)
+            # (T, N, H): the states of every step, one node
+            outputs = apply(
+                OPS["rnn_layer"], inputs, h_all[layer], *self._layer_args(layer), nonlinearity=self.nonlinearity
+            )
+            finals.append(outputs[-1])
             inputs = self._between_layers(outputs, layer)
         output = self._finish(outputs, batched)
         h_n = fn.stack(finals, axis=0)
@@ -211,18 +203,13 @@ class LSTM(_RecurrentBase):
         h0, c0 = (None, None) if state is None else state
         h_all = self._initial(h0, x.shape[1], x.dtype, batched)
         c_all = self._initial(c0, x.shape[1], x.dtype, batched)
-        final_h, final_c, inputs = [], [], self._time_steps(x)
+        final_h, final_c, inputs = [], [], x
         for layer in range(self.num_layers):
-            weight, bias = self._layer_params(layer)
-            h, c = h_all[layer], c_all[layer]
-            outputs = []
-            for x_t in inputs:
-                gates = F.linear(fn.concatenate([x_t, h], axis=1), weight, bias)  # (N, 4H): one GEMM
-                cell = apply(OPS["lstm_cell"], gates, c)  # (7, N, H): h_t, c_t and the activations, one node
-                h, c = cell[0], cell[1]
-                outputs.append(h)
-            final_h.append(h)
-            final_c.append(c)
+            # (2, T, N, H): h_t and c_t of every step, one node
+            states = apply(OPS["lstm_layer"], inputs, h_all[layer], c_all[layer], *self._layer_args(layer))
+            outputs = states[0]  # (T, N, H)
+            final_h.append(states[0, -1])
+            final_c.append(states[1, -1])
             inputs = self._between_layers(outputs, layer)
         output = self._finish(outputs, batched)
         h_n, c_n = fn.stack(final_h, axis=0), fn.stack(final_c, axis=0)
@@ -245,23 +232,11 @@ class GRU(_RecurrentBase):
     def forward(self, x: Tensor, h0: Any = None) -> tuple[Tensor, Tensor]:
         x, batched, _ = self._prepare(fn.as_tensor(x), h0)
         h_all = self._initial(h0, x.shape[1], x.dtype, batched)
-        size = self.hidden_size
-        finals, inputs = [], self._time_steps(x)
+        finals, inputs = [], x
         for layer in range(self.num_layers):
-            w_ih, w_hh = getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_hh_l{layer}")
-            b_ih = getattr(self, f"bias_ih_l{layer}") if self.bias else None
-            b_hh = getattr(self, f"bias_hh_l{layer}") if self.bias else None
-            h = h_all[layer]
-            outputs = []
-            for x_t in inputs:
-                from_input = F.linear(x_t, w_ih, b_ih)  # (N, 3H)
-                from_hidden = F.linear(h, w_hh, b_hh)  # (N, 3H): the new gate needs it apart from the input
-                reset_update = fn.sigmoid(from_input[:, : 2 * size] + from_hidden[:, : 2 * size])
-                r, z = reset_update[:, :size], reset_update[:, size:]
-                n = fn.tanh(from_input[:, 2 * size :] + r * from_hidden[:, 2 * size :])
-                h = n + z * (h - n)  # (1 - z) n + z h
-                outputs.append(h)
-            finals.append(h)
+            # (T, N, H): the states of every step, one node
+            outputs = apply(OPS["gru_layer"], inputs, h_all[layer], *self._layer_args(layer, summed_bias=False))
+            finals.append(outputs[-1])
             inputs = self._between_layers(outputs, layer)
         output = self._finish(outputs, batched)
         h_n = fn.stack(finals, axis=0)
