@@ -33,6 +33,7 @@ import io
 import itertools
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ import numpy as np
 
 import chainrule as cr
 from chainrule import data, nn, optim
+from chainrule.errors import DataError
 from chainrule.io import atomic_write_bytes
 from chainrule.nn import functional as F
 
@@ -252,7 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         method, _, values = item.partition("=")
         grids[method] = [float(v) for v in values.split(",")]
 
-    train, _, _ = data.mnist(download=False, limit=args.train_size)
+    try:
+        train, _, _ = data.mnist(download=False, limit=args.train_size)
+    except DataError as error:  # one message saying where it looked and what to do, not a traceback
+        print(f"kfac_autoencoder.py: error: {error}", file=sys.stderr)
+        return 1
     images = train.arrays[0].reshape(-1, 784).astype(np.float32)
     eval_images = images[: args.eval_size]
     print(f"autoencoder {args.widths} (mirror), {len(images)} images, batch {args.batch_size}, target {args.target}")

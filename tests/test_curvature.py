@@ -262,7 +262,8 @@ def test_cg_solves_damped_systems_like_numpy(damping):
 
 
 def test_cg_reports_non_positive_curvature_and_maxiter():
-    result = curvature.cg(np.diag([1.0, -1.0]), np.array([1.0, 1.0]))
+    with pytest.warns(RuntimeWarning, match="non-positive curvature"):
+        result = curvature.cg(np.diag([1.0, -1.0]), np.array([1.0, 1.0]))
     assert not result.converged and result.reason == "non-positive curvature"
     assert "did NOT converge" in str(result)
     slow = curvature.cg(np.diag(np.arange(1.0, 50.0)), np.ones(49), maxiter=2)

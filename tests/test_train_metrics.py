@@ -108,3 +108,22 @@ def test_the_curves_mark_the_best_validation_epoch_in_a_panel_per_quantity(tmp_p
         assert best == [2, 2]  # both best validation epochs are epoch 2: lowest loss, highest accuracy
         assert training_colour != validation_colour
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_the_best_epoch_label_stays_inside_the_panel(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="plots need the plot extra")
+    from chainrule.train import plots
+
+    history = History()
+    for epoch, val_loss in enumerate([0.9, 0.8, 0.7, 0.6, 0.5], start=1):  # best loss last, best accuracy first
+        history.append({"epoch": epoch, "loss": 1.0, "val_loss": val_loss, "accuracy": 0.5, "val_accuracy": val_loss})
+    seen = []
+    real_save = plots._save
+
+    def save(figure, path):
+        seen.extend((ax.get_title(), text.get_text(), text.get_ha()) for ax in figure.axes for text in ax.texts)
+        return real_save(figure, path)
+
+    monkeypatch.setattr(plots, "_save", save)
+    plots.plot_history(history, tmp_path / "curves.png")
+    assert seen == [("loss", "best: epoch 5", "right"), ("accuracy", "best: epoch 1", "left")]

@@ -43,8 +43,10 @@ def plot_history(history: History, path: str | os.PathLike[str]) -> Path:
                 lower_is_better = key == "loss" or key in ("mae", "rmse", "mse")
                 best = int(np.nanargmin(values) if lower_is_better else np.nanargmax(values))
                 ax.axvline(epochs[best], color="C1", linestyle=":", alpha=0.7)
-                ax.annotate(f"best: epoch {epochs[best]}", (epochs[best], values[best]), xytext=(4, 8),
-                            textcoords="offset points", fontsize=8, color="C1")  # fmt: skip
+                right = best > 0.75 * (len(epochs) - 1)  # left of a line near the right edge, to stay inside
+                ax.annotate(f"best: epoch {epochs[best]}", (epochs[best], values[best]), textcoords="offset points",
+                            xytext=(-4 if right else 4, 8), ha="right" if right else "left",
+                            fontsize=8, color="C1")  # fmt: skip
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.set_title(key)
