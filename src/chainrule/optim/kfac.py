@@ -45,7 +45,8 @@ Adaptive damping (``adaptive_damping=True``; Levenberg–Marquardt, Martens & Gr
 
 .. math::
     \\rho = \\frac{h(\\theta + \\delta) - h(\\theta)}{M(\\delta) - M(0)}, \\qquad
-    M(\\delta) - M(0) = \\nabla h^\\top \\delta + \\tfrac12 \\delta^\\top (\\hat F + (\\lambda + \\eta_\\text{wd}) I)\\delta,
+    M(\\delta) - M(0) = \\nabla h^\\top \\delta
+    + \\tfrac12 \\delta^\\top (\\hat F + (\\lambda + \\eta_\\text{wd}) I)\\delta,
 
 compares the loss change to the change the damped quadratic model predicted, and :math:`\\lambda \\leftarrow
 \\omega\\lambda` if :math:`\\rho > 3/4`, :math:`\\lambda \\leftarrow \\lambda / \\omega` if :math:`\\rho < 1/4`,
@@ -655,7 +656,10 @@ class KFAC(Optimizer):
         group = self.param_groups[0]
         damping, weight_decay = group["damping"], group["weight_decay"]
         deltas = {id(p): (p.data - old).astype(np.float64) for p, old in zip(params, before)}
-        linear = sum(float(np.sum(p.grad.data * deltas[id(p)])) for p in params)
+        linear = 0.0
+        for p in params:
+            assert p.grad is not None  # params holds only parameters with a gradient
+            linear += float(np.sum(p.grad.data * deltas[id(p)]))
         squared = sum(float(np.sum(d * d)) for d in deltas.values())
         curvature = 0.0
         for layer, state in zip(self.layers, self.layer_state):
