@@ -112,6 +112,9 @@ def run(
             inverse_every=args.inverse_every,
             factor_every=args.factor_every,
             likelihood="bernoulli",
+            inverse=args.inverse,
+            adaptive_damping=args.adaptive_damping,
+            damping_every=args.damping_every,
             seed=args.seed,
         )
     elif method == "sgd":
@@ -136,7 +139,14 @@ def run(
             opt.backward(loss, output)
         else:
             loss.backward()
-        opt.step()
+        if kfac and args.adaptive_damping:  # the loss at the new point, on the same batch (a forward pass)
+            opt.step(
+                lambda batch=batch: (
+                    F.binary_cross_entropy_with_logits(model(batch), batch, reduction="sum") / len(batch)
+                )
+            )
+        else:
+            opt.step()
         elapsed += time.perf_counter() - start
         cpu += time.process_time() - cpu_start
         if not np.isfinite(loss.item()):
@@ -159,6 +169,7 @@ def run(
         if reached is None
         else {"iterations": reached[0], "seconds": reached[1], "cpu_seconds": reached[2]},
         "final_error": curve[-1][3],
+        "final_damping": opt.param_groups[0]["damping"] if kfac else None,
         "seconds_per_step": elapsed / max(curve[-1][0], 1),
         "cpu_seconds_per_step": cpu / max(curve[-1][0], 1),
     }
@@ -227,6 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inverse-every", type=int, default=20)
     parser.add_argument("--factor-every", type=int, default=5)
     parser.add_argument("--kfac-momentum", type=float, default=0.9)
+    parser.add_argument(
+        "--inverse",
+        choices=("factored", "eigen"),
+        default="factored",
+        help="K-FAC's damped inverse: factored (pi-corrected) or eigen (exact damping)",
+    )
+    parser.add_argument(
+        "--adaptive-damping", action="store_true", help="K-FAC: Levenberg-Marquardt damping (starts at --damping)"
+    )
+    parser.add_argument("--damping-every", type=int, default=5, help="K-FAC: T of the adaptive damping")
     parser.add_argument(
         "--init",
         choices=("sparse", "default"),
