@@ -20,6 +20,7 @@ Usage::
     python benchmarks/kfac_autoencoder.py                      # the small variant, a few minutes
     python benchmarks/kfac_autoencoder.py --full --iterations 2000 --target 10 --threads 2
     python benchmarks/kfac_autoencoder.py --widths 784,500,250,30 --target 20 --out ae.png
+    python benchmarks/kfac_autoencoder.py --methods kfac --inverse eigen --adaptive-damping   # K-FAC's options
 
 Writes a PNG of the error curves (``--out``, default ``kfac_autoencoder.png`` in the current directory) and a
 JSON of every run next to it. MNIST comes from ``$CHAINRULE_DATA/mnist`` (default ``../shared/data``).
