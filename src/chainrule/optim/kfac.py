@@ -292,7 +292,8 @@ class KFAC(Optimizer):
     lr : float
         Learning rate :math:`\\eta` (default 0.01).
     damping : float
-        Tikhonov damping :math:`\\lambda > 0` (default 1e-3).
+        Tikhonov damping :math:`\\lambda > 0` (default 1e-3): factored with the π-correction, or exact with
+        ``inverse="eigen"`` (which damps less at the same value); the starting value with ``adaptive_damping``.
     momentum : float
         :math:`\\mu \\in [0, 1)` (default 0.9).
     weight_decay : float
@@ -732,7 +733,13 @@ class KFAC(Optimizer):
         super().load_state_dict(state_dict)
         self.layer_state = restored
         self.steps = check.integer("KFAC.load_state_dict", "steps", kfac.get("steps", 0), minimum=0)
-        self.damping_stats = {str(k): float(v) for k, v in dict(kfac.get("damping_stats", {})).items()}
+        stats = kfac.get("damping_stats", {})
+        try:
+            self.damping_stats = {str(k): float(v) for k, v in dict(stats).items()}
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"KFAC.load_state_dict: 'damping_stats' must map names to numbers, got {stats!r}"
+            ) from error
 
     def remove_hooks(self) -> None:
         """Take K-FAC's hooks off the model (the optimizer cannot update factors afterwards)."""
