@@ -20,6 +20,7 @@ Usage::
     python benchmarks/kfac_autoencoder.py                      # the small variant, a few minutes
     python benchmarks/kfac_autoencoder.py --full --iterations 2000 --target 10 --threads 2
     python benchmarks/kfac_autoencoder.py --widths 784,500,250,30 --target 20 --out ae.png
+    python benchmarks/kfac_autoencoder.py --methods kfac --inverse eigen --adaptive-damping   # K-FAC's options
 
 Writes a PNG of the error curves (``--out``, default ``kfac_autoencoder.png`` in the current directory) and a
 JSON of every run next to it. MNIST comes from ``$CHAINRULE_DATA/mnist`` (default ``../shared/data``).
@@ -114,6 +115,9 @@ def run(
             inverse_every=args.inverse_every,
             factor_every=args.factor_every,
             likelihood="bernoulli",
+            inverse=args.inverse,
+            adaptive_damping=args.adaptive_damping,
+            damping_every=args.damping_every,
             seed=args.seed,
         )
     elif method == "sgd":
@@ -138,7 +142,14 @@ def run(
             opt.backward(loss, output)
         else:
             loss.backward()
-        opt.step()
+        if kfac and args.adaptive_damping:  # the loss at the new point, on the same batch (a forward pass)
+            opt.step(
+                lambda batch=batch: (
+                    F.binary_cross_entropy_with_logits(model(batch), batch, reduction="sum") / len(batch)
+                )
+            )
+        else:
+            opt.step()
         elapsed += time.perf_counter() - start
         cpu += time.process_time() - cpu_start
         if not np.isfinite(loss.item()):
@@ -161,6 +172,7 @@ def run(
         if reached is None
         else {"iterations": reached[0], "seconds": reached[1], "cpu_seconds": reached[2]},
         "final_error": curve[-1][3],
+        "final_damping": opt.param_groups[0]["damping"] if kfac else None,
         "seconds_per_step": elapsed / max(curve[-1][0], 1),
         "cpu_seconds_per_step": cpu / max(curve[-1][0], 1),
     }
@@ -229,6 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inverse-every", type=int, default=20)
     parser.add_argument("--factor-every", type=int, default=5)
     parser.add_argument("--kfac-momentum", type=float, default=0.9)
+    parser.add_argument(
+        "--inverse",
+        choices=("factored", "eigen"),
+        default="factored",
+        help="K-FAC's damped inverse: factored (pi-corrected) or eigen (exact damping)",
+    )
+    parser.add_argument(
+        "--adaptive-damping", action="store_true", help="K-FAC: Levenberg-Marquardt damping (starts at --damping)"
+    )
+    parser.add_argument("--damping-every", type=int, default=5, help="K-FAC: T of the adaptive damping")
     parser.add_argument(
         "--init",
         choices=("sparse", "default"),

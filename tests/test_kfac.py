@@ -9,7 +9,14 @@ import chainrule as cr
 from chainrule import nn, optim
 from chainrule.errors import ArgumentError, CheckpointError, GradientError
 from chainrule.nn import functional as F
-from chainrule.optim.kfac import damped_inverses, kfac_factors
+from chainrule.optim.kfac import (
+    damped_inverses,
+    eigen_precondition,
+    factor_eigens,
+    kfac_factors,
+    kfac_precondition,
+    levenberg_marquardt,
+)
 from helpers import TORCH_MISSING, torch
 
 needs_torch = pytest.mark.skipif(torch is None, reason=TORCH_MISSING)
@@ -247,3 +254,186 @@ def test_adam_fallback_moves_other_parameters_by_adams_first_step():
     opt.step()
     # Adam's first step is lr * g / (|g| + eps): the sign of the gradient, times the learning rate.
     np.testing.assert_allclose(before - norm_bias.data, 0.01 * np.sign(norm_bias.grad.data), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The eigendecomposition path (exact damping) and adaptive (Levenberg-Marquardt) damping
+# ---------------------------------------------------------------------------------------------------
+def _tiny_problem(seed=7):
+    _ = cr.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(3, 4, dtype=np.float64), nn.Tanh(), nn.Linear(4, 2, dtype=np.float64))
+    rng = np.random.default_rng(seed)
+    return model, cr.tensor(rng.normal(size=(8, 3))), cr.tensor(rng.integers(0, 2, size=8))
+
+
+def test_eigen_precondition_equals_the_dense_exact_damped_solve():
+    rng = np.random.default_rng(0)
+    a_root, g_root = rng.normal(size=(4, 6)), rng.normal(size=(3, 2))  # rank-deficient factors: damping matters
+    a_factor, g_factor = a_root @ a_root.T / 6, g_root @ g_root.T / 2
+    gradient = rng.normal(size=(3, 4))
+    for damping in (1e-3, 0.3):
+        exact = np.linalg.solve(
+            np.kron(a_factor, g_factor) + damping * np.eye(12), gradient.flatten(order="F")
+        ).reshape(gradient.shape, order="F")
+        got = eigen_precondition(gradient, factor_eigens(a_factor), factor_eigens(g_factor), damping)
+        np.testing.assert_allclose(got, exact, rtol=1e-10, atol=1e-12)
+        # The factored form inverts A kron G + lambda I plus the cross terms pi sqrt(lambda) I kron G +
+        # sqrt(lambda)/pi A kron I: a different (more damped) matrix, so a different direction.
+        a_inv, g_inv = damped_inverses(a_factor, g_factor, damping)
+        pi = np.sqrt((np.trace(a_factor) / 4) / (np.trace(g_factor) / 3))
+        root = np.sqrt(damping)
+        with_cross_terms = (
+            np.kron(a_factor, g_factor)
+            + damping * np.eye(12)
+            + pi * root * np.kron(np.eye(4), g_factor)
+            + root / pi * np.kron(a_factor, np.eye(3))
+        )
+        np.testing.assert_allclose(
+            kfac_precondition(gradient, a_inv, g_inv).flatten(order="F"),
+            np.linalg.solve(with_cross_terms, gradient.flatten(order="F")),
+            rtol=1e-10,
+            atol=1e-12,
+        )
+        assert not np.allclose(kfac_precondition(gradient, a_inv, g_inv), exact, rtol=1e-3)
+
+
+def test_eigen_step_equals_the_dense_exact_damped_solve():
+    model, x, y = _tiny_problem()
+    before = [p.data.copy() for p in model.parameters()]
+    opt = optim.KFAC(model, lr=0.5, damping=0.2, momentum=0.0, kl_clip=0.0, empirical=True, inverse="eigen")
+    output = model(x)
+    opt.zero_grad()
+    opt.backward(F.cross_entropy(output, y), output, targets=y)
+    expected = []
+    for layer, state in zip([model[0], model[2]], opt.layer_state):
+        gradient = np.concatenate([layer.weight.grad.data, layer.bias.grad.data[:, None]], axis=1)
+        size = gradient.size
+        dense = np.kron(state["A"], state["G"]) + 0.2 * np.eye(size)
+        expected.append(np.linalg.solve(dense, gradient.flatten(order="F")).reshape(gradient.shape, order="F"))
+    opt.step()
+    assert {"A_eigvals", "A_eigvecs", "G_eigvals", "G_eigvecs"} <= set(opt.layer_state[0])
+    assert "A_inv" not in opt.layer_state[0]
+    moved = [old - p.data for old, p in zip(before, model.parameters())]
+    for index, direction in enumerate(expected):
+        np.testing.assert_allclose(moved[2 * index], 0.5 * direction[:, :-1], rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(moved[2 * index + 1], 0.5 * direction[:, -1], rtol=1e-9, atol=1e-13)
+
+
+def test_levenberg_marquardt_rule():
+    omega = (19 / 20) ** 5
+    assert levenberg_marquardt(0.1, 0.9, omega) == pytest.approx(0.1 * omega)  # rho > 3/4: lower
+    assert levenberg_marquardt(0.1, 0.1, omega) == pytest.approx(0.1 / omega)  # rho < 1/4: raise
+    assert levenberg_marquardt(0.1, -3.0, omega) == pytest.approx(0.1 / omega)
+    assert levenberg_marquardt(0.1, float("nan"), omega) == pytest.approx(0.1 / omega)
+    assert levenberg_marquardt(0.1, 0.5, omega) == 0.1  # in between: keep
+    assert levenberg_marquardt(1e-8, 1.0, omega) == 1e-8  # the bounds hold
+
+
+def _adaptive_step(closure_loss, inverse="eigen", weight_decay=0.0):
+    """One adaptive-damping step on the tiny problem; ``closure_loss(true_new_loss)`` is what the closure returns."""
+    model, x, y = _tiny_problem()
+    opt = optim.KFAC(
+        model,
+        lr=0.3,
+        damping=0.1,
+        momentum=0.0,
+        kl_clip=0.0,
+        weight_decay=weight_decay,
+        empirical=True,
+        inverse=inverse,
+        adaptive_damping=True,
+        damping_every=3,
+    )
+    before = [p.data.copy() for p in model.parameters()]
+    output = model(x)
+    loss = F.cross_entropy(output, y)
+    opt.zero_grad()
+    opt.backward(loss, output, targets=y)
+    returned = opt.step(lambda: closure_loss(F.cross_entropy(model(x), y).item()))
+    return opt, model, before, loss.item(), returned
+
+
+@pytest.mark.parametrize("inverse", ["eigen", "factored"])
+def test_adaptive_damping_predicted_change_is_the_damped_quadratic_model(inverse):
+    opt, model, before, old_loss, returned = _adaptive_step(lambda new: new, inverse, weight_decay=0.01)
+    stats = opt.damping_stats
+    deltas = [p.data - old for p, old in zip(model.parameters(), before)]
+    predicted = 0.0
+    for index, (layer, state) in enumerate(zip([model[0], model[2]], opt.layer_state)):
+        gradient = np.concatenate([layer.weight.grad.data, layer.bias.grad.data[:, None]], axis=1)
+        gradient = gradient + 0.01 * np.concatenate([before[2 * index], before[2 * index + 1][:, None]], axis=1)
+        step = np.concatenate([deltas[2 * index], deltas[2 * index + 1][:, None]], axis=1).flatten(order="F")
+        dense = np.kron(state["A"], state["G"]) + (0.1 + 0.01) * np.eye(step.size)
+        predicted += gradient.flatten(order="F") @ step + 0.5 * step @ dense @ step
+    np.testing.assert_allclose(stats["predicted"], predicted, rtol=1e-10)
+    decay = 0.005 * sum((p.data**2).sum() - (old**2).sum() for p, old in zip(model.parameters(), before))
+    np.testing.assert_allclose(stats["actual"], returned - old_loss + decay, rtol=1e-10)
+    np.testing.assert_allclose(stats["rho"], stats["actual"] / stats["predicted"], rtol=1e-12)
+    assert stats["predicted"] < 0
+
+
+def test_adaptive_damping_moves_lambda_the_right_way():
+    omega = (19 / 20) ** 3
+    # The loss went up: rho < 0 < 1/4, damping is raised.
+    opt = _adaptive_step(lambda new: new + 10.0)[0]
+    assert opt.damping_stats["rho"] < 0.25
+    assert opt.param_groups[0]["damping"] == pytest.approx(0.1 / omega)
+    # The loss fell by much more than predicted: rho > 3/4, damping is lowered.
+    opt = _adaptive_step(lambda new: new - 10.0)[0]
+    assert opt.damping_stats["rho"] > 0.75
+    assert opt.param_groups[0]["damping"] == pytest.approx(0.1 * omega)
+    # Exactly half the predicted decrease: rho = 1/2, damping kept.
+    probe = _adaptive_step(lambda new: new)[0].damping_stats
+    opt = _adaptive_step(lambda new: float("nan"))[0]
+    assert opt.param_groups[0]["damping"] == pytest.approx(0.1 / omega)  # a NaN loss is a bad step
+    opt = _adaptive_step(lambda new: new - probe["actual"] + 0.5 * probe["predicted"])[0]
+    assert opt.damping_stats["rho"] == pytest.approx(0.5)
+    assert opt.param_groups[0]["damping"] == 0.1
+
+
+def test_adaptive_damping_calls_the_closure_every_damping_every_steps_and_trains():
+    model, x, y = _tiny_problem()
+    opt = optim.KFAC(model, lr=0.2, damping=1.0, inverse="eigen", adaptive_damping=True, damping_every=3, seed=0)
+    calls, losses = [], []
+
+    def closure():
+        calls.append(opt.steps)
+        return F.cross_entropy(model(x), y)
+
+    for _ in range(30):
+        output = model(x)
+        loss = F.cross_entropy(output, y)
+        opt.zero_grad()
+        opt.backward(loss, output)
+        opt.step(closure)
+        losses.append(loss.item())
+    assert calls == list(range(1, 31, 3))  # steps is counted up before the closure runs
+    assert losses[-1] < 0.5 * losses[0]
+    assert opt.param_groups[0]["damping"] < 1.0  # mostly good steps on this easy problem
+    saved = opt.state_dict()
+    other = optim.KFAC(model, inverse="eigen", adaptive_damping=True)
+    other.load_state_dict(saved)
+    assert other.param_groups[0]["damping"] == opt.param_groups[0]["damping"]
+    assert other.damping_stats == opt.damping_stats
+    for mine, theirs in zip(opt.layer_state, other.layer_state):
+        assert set(mine) == {"A", "G", "A_eigvals", "A_eigvecs", "G_eigvals", "G_eigvecs"} == set(theirs)
+        for key in mine:
+            np.testing.assert_array_equal(mine[key], theirs[key])
+    saved["kfac"]["layers"][0]["A_eigvals"] = np.ones(2)
+    with pytest.raises(CheckpointError, match="A_eigvals"):
+        other.load_state_dict(saved)
+
+
+def test_eigen_and_adaptive_misuse_raise():
+    model = nn.Linear(2, 2)
+    for kwargs in (dict(inverse="cholesky"), dict(adaptive_damping=1), dict(damping_every=0)):
+        name = next(iter(kwargs))
+        with pytest.raises(ArgumentError, match=name):
+            optim.KFAC(model, **kwargs)
+    x, y = cr.randn(3, 2), cr.tensor([0, 1, 0])
+    for adaptive, closure, message in ((False, lambda: 0.0, "only with adaptive_damping"), (True, None, "closure")):
+        opt = optim.KFAC(model, adaptive_damping=adaptive)
+        output = model(x)
+        opt.backward(F.cross_entropy(output, y), output)
+        with pytest.raises(ArgumentError, match=message):
+            opt.step(closure)

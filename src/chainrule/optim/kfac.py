@@ -23,7 +23,39 @@ running averages over steps. With Tikhonov damping :math:`\\lambda`, factored wi
 
 and since :math:`(A \\otimes G)^{-1} \\operatorname{vec}(V) = \\operatorname{vec}(G^{-1} V A^{-1})` the
 preconditioned gradient of a layer is the small product :math:`\\Delta = G_\\lambda^{-1} \\nabla_{\\bar W} L\\,
-A_\\lambda^{-1}`. The damped inverses are refreshed every ``inverse_every`` steps. The step is KL-clipped
+A_\\lambda^{-1}`. The damped inverses are refreshed every ``inverse_every`` steps.
+
+With ``inverse="eigen"`` the factors' eigendecompositions :math:`A = Q_A \\operatorname{diag}(\\lambda_A) Q_A^\\top`,
+:math:`G = Q_G \\operatorname{diag}(\\lambda_G) Q_G^\\top` are refreshed instead, and the damping is exact: since
+:math:`A \\otimes G + \\lambda I = (Q_A \\otimes Q_G) \\operatorname{diag}(\\lambda_A \\otimes \\lambda_G + \\lambda)
+(Q_A \\otimes Q_G)^\\top`,
+
+.. math::
+    (A \\otimes G + \\lambda I)^{-1} \\operatorname{vec}(V) = \\operatorname{vec}\\Bigl(Q_G \\bigl[(Q_G^\\top V Q_A)
+    \\oslash (\\lambda_G \\lambda_A^\\top + \\lambda)\\bigr] Q_A^\\top\\Bigr)
+
+(:math:`\\oslash`: elementwise division). The factored form adds the cross terms :math:`\\pi\\sqrt\\lambda\\, I \\otimes
+G + \\frac{\\sqrt\\lambda}{\\pi} A \\otimes I` to the matrix it inverts, so it damps more than the exact form at the
+same :math:`\\lambda` (a larger λ does the same there); the exact form costs an ``eigh`` per factor instead of an
+``inv`` at each refresh, and since λ enters only the elementwise division, a changed λ (adaptive damping) takes
+effect at once instead of at the next refresh.
+
+Adaptive damping (``adaptive_damping=True``; Levenberg–Marquardt, Martens & Grosse 2015 §6.5): every
+``damping_every`` (:math:`T`) steps, the reduction ratio of the step :math:`\\delta` just taken,
+
+.. math::
+    \\rho = \\frac{h(\\theta + \\delta) - h(\\theta)}{M(\\delta) - M(0)}, \\qquad
+    M(\\delta) - M(0) = \\nabla h^\\top \\delta
+    + \\tfrac12 \\delta^\\top (\\hat F + (\\lambda + \\eta_\\text{wd}) I)\\delta,
+
+compares the loss change to the change the damped quadratic model predicted, and :math:`\\lambda \\leftarrow
+\\omega\\lambda` if :math:`\\rho > 3/4`, :math:`\\lambda \\leftarrow \\lambda / \\omega` if :math:`\\rho < 1/4`,
+with :math:`\\omega = (19/20)^T`. Here :math:`\\hat F` is the Kronecker-factored Fisher :math:`A \\otimes G` itself
+(the paper uses the exact Fisher, which costs an extra pass), so the curvature term of a layer is
+:math:`\\langle D, G D A \\rangle` for its step matrix :math:`D`; parameters outside the layers enter with their
+first-order and damping terms only. :math:`h` includes the weight decay :math:`\\frac{\\eta_\\text{wd}}2
+\\lVert\\theta\\rVert^2`. The model assumes the loss is the *mean* negative log-likelihood per sample (what the
+factors approximate the Fisher of). The step is KL-clipped
 (Ba, Grosse & Martens 2017): :math:`\\nu = \\min\\bigl(1, \\sqrt{\\kappa / (\\eta^2 \\sum_\\text{layers}
 \\langle \\Delta, \\nabla L \\rangle)}\\bigr)`, then heavy-ball momentum :math:`b \\leftarrow \\mu b + \\nu
 \\Delta`, :math:`\\bar W \\leftarrow \\bar W - \\eta b`. Parameters outside ``Linear``/``Conv1d``/``Conv2d``
@@ -33,13 +65,14 @@ layers (BatchNorm, embeddings, …) take an SGD-with-momentum or Adam step inste
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from chainrule import _checks as check
 from chainrule import rng
-from chainrule.autograd import grad
+from chainrule.autograd import grad, no_grad
 from chainrule.errors import ArgumentError, CheckpointError, GradientError, ShapeError
 from chainrule.nn import functional as F
 from chainrule.nn.capture import LAYERS, LayerRecorder, input_rows, output_grad_rows, weight_matrix_shape
@@ -49,9 +82,21 @@ from chainrule.optim.optimizer import Optimizer
 from chainrule.optim.sgd import sgd_update
 from chainrule.tensor import Tensor
 
-__all__ = ["KFAC", "kfac_factors", "damped_inverses", "kfac_precondition", "kl_clip_scale"]
+__all__ = [
+    "KFAC",
+    "kfac_factors",
+    "damped_inverses",
+    "kfac_precondition",
+    "factor_eigens",
+    "eigen_precondition",
+    "levenberg_marquardt",
+    "kl_clip_scale",
+]
 
 LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
+INVERSES = ("factored", "eigen")
+#: Adaptive damping keeps λ within these bounds (a run of very good or very bad steps cannot drive it to 0 or inf).
+DAMPING_BOUNDS = (1e-8, 1e8)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -123,6 +168,70 @@ def kfac_precondition(grad_matrix: np.ndarray, a_inverse: np.ndarray, g_inverse:
     return g_inverse @ grad_matrix @ a_inverse
 
 
+def factor_eigens(factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (clipped at 0: a factor is positive semi-definite, round-off may say otherwise) and
+    eigenvectors (columns) of a symmetric factor, ``(lambdas, Q)`` with ``factor = Q diag(lambdas) Q^T``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values, vectors = factor_eigens(np.array([[2.0, 0.0], [0.0, -1e-18]]))
+    >>> values.tolist()
+    [0.0, 2.0]
+    """
+    values, vectors = np.linalg.eigh((factor + factor.T) / 2)
+    return np.maximum(values, 0), vectors
+
+
+def eigen_precondition(
+    grad_matrix: np.ndarray,
+    a_eigen: tuple[np.ndarray, np.ndarray],
+    g_eigen: tuple[np.ndarray, np.ndarray],
+    damping: float,
+) -> np.ndarray:
+    """:math:`(A \\otimes G + \\lambda I)^{-1} \\operatorname{vec}(V)` with exact damping, from the factors'
+    eigendecompositions: :math:`Q_G [(Q_G^\\top V Q_A) \\oslash (\\lambda_G \\lambda_A^\\top + \\lambda)] Q_A^\\top`.
+
+    Parameters
+    ----------
+    grad_matrix : ndarray, shape (d_out, d_in)
+        :math:`V`.
+    a_eigen, g_eigen : (ndarray, ndarray)
+        :func:`factor_eigens` of :math:`A` (d_in) and :math:`G` (d_out).
+    damping : float
+        :math:`\\lambda > 0`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A, G = np.diag([1.0, 3.0]), np.diag([2.0])          # A kron G = diag(2, 6)
+    >>> eigen_precondition(np.array([[3.0, 7.0]]), factor_eigens(A), factor_eigens(G), 1.0).tolist()
+    [[1.0, 1.0]]
+    """
+    a_values, a_vectors = a_eigen
+    g_values, g_vectors = g_eigen
+    rotated = g_vectors.T @ grad_matrix @ a_vectors
+    rotated /= np.outer(g_values, a_values) + damping
+    return g_vectors @ rotated @ a_vectors.T
+
+
+def levenberg_marquardt(damping: float, rho: float, omega: float) -> float:
+    """The Levenberg–Marquardt rule: :math:`\\omega\\lambda` if :math:`\\rho > 3/4` (the quadratic model was
+    good: trust it more), :math:`\\lambda/\\omega` if :math:`\\rho < 1/4` (or ρ is NaN), else λ; kept within
+    :data:`DAMPING_BOUNDS`. ``omega`` in (0, 1).
+
+    Examples
+    --------
+    >>> levenberg_marquardt(1.0, 0.9, 0.5), levenberg_marquardt(1.0, 0.1, 0.5), levenberg_marquardt(1.0, 0.5, 0.5)
+    (0.5, 2.0, 1.0)
+    """
+    if rho > 0.75:
+        damping *= omega
+    elif not rho >= 0.25:  # NaN counts as a bad step
+        damping /= omega
+    return min(max(damping, DAMPING_BOUNDS[0]), DAMPING_BOUNDS[1])
+
+
 def kl_clip_scale(inner: float, lr: float, kl_clip: float) -> float:
     """:math:`\\nu = \\min(1, \\sqrt{\\kappa / (\\eta^2 \\langle\\Delta, \\nabla L\\rangle)})`; 1 when off (κ = 0).
 
@@ -183,7 +292,8 @@ class KFAC(Optimizer):
     lr : float
         Learning rate :math:`\\eta` (default 0.01).
     damping : float
-        Tikhonov damping :math:`\\lambda > 0` (default 1e-3).
+        Tikhonov damping :math:`\\lambda > 0` (default 1e-3): factored with the π-correction, or exact with
+        ``inverse="eigen"`` (which damps less at the same value); the starting value with ``adaptive_damping``.
     momentum : float
         :math:`\\mu \\in [0, 1)` (default 0.9).
     weight_decay : float
@@ -195,7 +305,17 @@ class KFAC(Optimizer):
     factor_every : int
         Update the factors every this many steps (the sampled-label pass is skipped in between; default 1).
     inverse_every : int
-        Recompute the damped inverses every this many steps, ``T`` in the paper (default 10).
+        Recompute the damped inverses (or eigendecompositions) every this many steps, ``T`` in the paper
+        (default 10).
+    inverse : {"factored", "eigen"}
+        ``"factored"`` (default): the inverses of the π-corrected damped factors; ``"eigen"``: the factors'
+        eigendecompositions and exact damping :math:`(A \\otimes G + \\lambda I)^{-1}` (module docstring).
+    adaptive_damping : bool
+        Adapt λ by the Levenberg–Marquardt rule every ``damping_every`` steps (default False); ``step`` then
+        needs a closure that returns the loss at the new parameters (see :meth:`step`). ``damping`` is the
+        starting value. With ``inverse="factored"`` a new λ reaches the inverses at their next refresh.
+    damping_every : int
+        :math:`T` of the adaptive damping, which also sets :math:`\\omega = (19/20)^T` (default 5).
     likelihood : {"categorical", "bernoulli", "gaussian"}
         The model's predictive distribution, i.e. its loss: cross-entropy on logits, binary cross-entropy on
         logits, or squared error (unit variance).
@@ -252,6 +372,9 @@ class KFAC(Optimizer):
         kl_clip: float = 1e-3,
         factor_every: int = 1,
         inverse_every: int = 10,
+        inverse: str = "factored",
+        adaptive_damping: bool = False,
+        damping_every: int = 5,
         likelihood: str = "categorical",
         empirical: bool = False,
         fallback: str = "sgd",
@@ -273,6 +396,9 @@ class KFAC(Optimizer):
         super().__init__([p for p in model.parameters() if p.requires_grad], defaults)
         self.factor_every = check.integer("KFAC", "factor_every", factor_every, minimum=1)
         self.inverse_every = check.integer("KFAC", "inverse_every", inverse_every, minimum=1)
+        self.inverse = check.one_of("KFAC", "inverse", inverse, INVERSES)
+        self.adaptive_damping = check.flag("KFAC", "adaptive_damping", adaptive_damping)
+        self.damping_every = check.integer("KFAC", "damping_every", damping_every, minimum=1)
         self.likelihood = check.one_of("KFAC", "likelihood", likelihood, LIKELIHOODS)
         self.empirical = check.flag("KFAC", "empirical", empirical)
         self.fallback = check.one_of("KFAC", "fallback", fallback, ("sgd", "adam"))
@@ -291,6 +417,9 @@ class KFAC(Optimizer):
         ]
         self.layer_state: list[dict[str, np.ndarray]] = [{} for _ in self.layers]
         self.steps = 0
+        #: The last adaptive-damping check: ``{"rho", "actual", "predicted", "damping"}`` (empty before one).
+        self.damping_stats: dict[str, float] = {}
+        self._loss: float | None = None
         self._recorder = LayerRecorder(self.layers).attach()
         self._recorder.record_grads = False
 
@@ -318,6 +447,7 @@ class KFAC(Optimizer):
         if self.steps % self.factor_every == 0:
             self._update_factors(output, targets)
         self._recorder.clear()
+        self._loss = float(loss.data)  # h(theta), for the adaptive damping's reduction ratio
         loss.backward()
 
     def _update_factors(self, output: Tensor, targets: Any) -> None:
@@ -414,14 +544,26 @@ class KFAC(Optimizer):
                     f"KFAC.step: no curvature statistics for {type(layer).__name__}({layer.extra_repr()}) yet; "
                     "backpropagate with opt.backward(loss, output) instead of loss.backward()"
                 )
-            if refresh or "A_inv" not in state:
+            if self.inverse == "eigen":
+                if refresh or "A_eigvecs" not in state:
+                    state["A_eigvals"], state["A_eigvecs"] = factor_eigens(state["A"])
+                    state["G_eigvals"], state["G_eigvecs"] = factor_eigens(state["G"])
+            elif refresh or "A_inv" not in state:
                 state["A_inv"], state["G_inv"] = damped_inverses(state["A"], state["G"], damping)
             rows = weight_matrix_shape(layer)
             gradient = weight.grad.data.reshape(rows) + weight_decay * weight.data.reshape(rows)
             if bias is not None:
                 bias_grad = bias.grad.data if bias.grad is not None else np.zeros_like(bias.data)
                 gradient = np.concatenate([gradient, (bias_grad + weight_decay * bias.data)[:, None]], axis=1)
-            direction = kfac_precondition(gradient, state["A_inv"], state["G_inv"])
+            if self.inverse == "eigen":
+                direction = eigen_precondition(
+                    gradient,
+                    (state["A_eigvals"], state["A_eigvecs"]),
+                    (state["G_eigvals"], state["G_eigvecs"]),
+                    damping,
+                )
+            else:
+                direction = kfac_precondition(gradient, state["A_inv"], state["G_inv"])
             inner += float(np.sum(direction * gradient))
             updates.append((weight, bias, rows[1], direction))
         scale = kl_clip_scale(inner, lr, group["kl_clip"])
@@ -449,12 +591,110 @@ class KFAC(Optimizer):
                 moved.add(id(param))
         return moved
 
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update the parameters; with ``adaptive_damping=True``, also adapt the damping every ``damping_every``
+        steps, which needs ``closure``.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Returns the training loss on the same batch at the parameters as they are when it is called
+            (a forward pass only; it runs without grad). Unlike a closure for ``LBFGS`` it is called *after*
+            the update, and only on the steps that adapt the damping: the loss at the new point
+            :math:`h(\\theta + \\delta)`; :math:`h(\\theta)` is the loss given to :meth:`backward`. Required with
+            ``adaptive_damping=True``, refused without it.
+
+        Returns
+        -------
+        float or None
+            The closure's loss when it was called, else None.
+
+        Examples
+        --------
+        >>> import chainrule as cr
+        >>> from chainrule import nn, optim
+        >>> from chainrule.nn import functional as F
+        >>> _ = cr.manual_seed(0)
+        >>> model = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2))
+        >>> x = cr.randn(64, 2)
+        >>> y = (x[:, 0] * x[:, 1] > 0).long()
+        >>> opt = optim.KFAC(model, lr=0.1, damping=1.0, inverse="eigen", adaptive_damping=True, seed=0)
+        >>> for _ in range(30):
+        ...     output = model(x)
+        ...     opt.zero_grad()
+        ...     opt.backward(F.cross_entropy(output, y), output)
+        ...     _ = opt.step(lambda: F.cross_entropy(model(x), y))
+        >>> opt.param_groups[0]["damping"] < 1.0      # good steps: the damping came down
+        True
+        """
+        if not self.adaptive_damping:
+            if closure is not None:
+                raise ArgumentError(
+                    "KFAC.step: a closure is used only with adaptive_damping=True (it gives the loss after the step)"
+                )
+            return super().step()
+        if closure is None or not callable(closure):
+            raise ArgumentError(
+                "KFAC.step: adaptive_damping=True needs step(closure), a closure returning the loss on the same "
+                f"batch at the new parameters; got {type(closure).__name__}"
+            )
+        if self.steps % self.damping_every != 0:
+            return super().step()
+        if self._loss is None:
+            raise GradientError("KFAC.step: no loss recorded; backpropagate with opt.backward(loss, output)")
+        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        before = [p.data.copy() for p in params]
+        super().step()
+        with no_grad():
+            loss = closure()
+        new_loss = float(loss.data if isinstance(loss, Tensor) else loss)
+        self._adapt_damping(params, before, new_loss)
+        return new_loss
+
+    def _adapt_damping(self, params: list[Tensor], before: list[np.ndarray], new_loss: float) -> None:
+        """Compute ρ for the step just taken (params moved from ``before``) and update λ by Levenberg–Marquardt."""
+        assert self._loss is not None
+        group = self.param_groups[0]
+        damping, weight_decay = group["damping"], group["weight_decay"]
+        deltas = {id(p): (p.data - old).astype(np.float64) for p, old in zip(params, before)}
+        linear = 0.0
+        for p in params:
+            assert p.grad is not None  # params holds only parameters with a gradient
+            linear += float(np.sum(p.grad.data * deltas[id(p)]))
+        squared = sum(float(np.sum(d * d)) for d in deltas.values())
+        curvature = 0.0
+        for layer, state in zip(self.layers, self.layer_state):
+            if id(layer.weight) not in deltas or "A" not in state:
+                continue
+            rows = weight_matrix_shape(layer)
+            step = deltas[id(layer.weight)].reshape(rows)
+            if self._has_bias(layer):
+                bias_step = deltas.get(id(layer.bias), np.zeros(rows[0]))
+                step = np.concatenate([step, bias_step[:, None]], axis=1)
+            curvature += float(np.sum(step * (state["G"] @ step @ state["A"])))
+        # Weight decay: h includes wd/2 |theta|^2, so its gradient and curvature join the model and the loss.
+        decay_before = sum(float(np.sum(old.astype(np.float64) ** 2)) for old in before)
+        decay_after = sum(float(np.sum(p.data.astype(np.float64) ** 2)) for p in params)
+        linear += weight_decay * sum(float(np.sum(old * deltas[id(p)])) for p, old in zip(params, before))
+        predicted = linear + 0.5 * (curvature + (damping + weight_decay) * squared)
+        actual = new_loss - self._loss + 0.5 * weight_decay * (decay_after - decay_before)
+        if predicted < 0 and math.isfinite(actual):
+            rho = actual / predicted
+        else:  # the model predicts no decrease, or the loss blew up: an untrustworthy step
+            rho = -math.inf
+        omega = (19 / 20) ** self.damping_every
+        group["damping"] = levenberg_marquardt(damping, rho, omega)
+        for other in self.param_groups[1:]:
+            other["damping"] = group["damping"]
+        self.damping_stats = {"rho": rho, "actual": actual, "predicted": predicted, "damping": group["damping"]}
+
     # -- state dicts ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The base optimizer's state dict plus ``"kfac"``: the step count and each layer's factors and inverses."""
         saved = super().state_dict()
         saved["kfac"] = {
             "steps": self.steps,
+            "damping_stats": dict(self.damping_stats),
             "layers": [{name: array.copy() for name, array in state.items()} for state in self.layer_state],
         }
         return saved
@@ -475,6 +715,10 @@ class KFAC(Optimizer):
                 "A_inv": (rows_in, rows_in),
                 "G": (rows_out,) * 2,
                 "G_inv": (rows_out,) * 2,
+                "A_eigvals": (rows_in,),
+                "A_eigvecs": (rows_in, rows_in),
+                "G_eigvals": (rows_out,),
+                "G_eigvecs": (rows_out,) * 2,
             }
             state = {}
             for name, array in saved.items():
@@ -489,6 +733,13 @@ class KFAC(Optimizer):
         super().load_state_dict(state_dict)
         self.layer_state = restored
         self.steps = check.integer("KFAC.load_state_dict", "steps", kfac.get("steps", 0), minimum=0)
+        stats = kfac.get("damping_stats", {})
+        try:
+            self.damping_stats = {str(k): float(v) for k, v in dict(stats).items()}
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"KFAC.load_state_dict: 'damping_stats' must map names to numbers, got {stats!r}"
+            ) from error
 
     def remove_hooks(self) -> None:
         """Take K-FAC's hooks off the model (the optimizer cannot update factors afterwards)."""
