@@ -859,6 +859,13 @@ class Sum(Primitive):
         return (xp.broadcast_to(_as_kept(xp, grad_out, x.shape, axis, keepdims), shape=x.shape),)
 
     @staticmethod
+    def fast_vjp(grad_out, needs, out, x, *, axis=None, keepdims=False):
+        # the same view, without the namespace's checks (the forward has validated axis against x already)
+        if axis is not None and not keepdims:
+            grad_out = np.expand_dims(grad_out, axis)
+        return (np.broadcast_to(grad_out, x.shape),)
+
+    @staticmethod
     def jvp(xp, tangents, out, x, *, axis=None, keepdims=False):
         return xp.sum(tangents[0], axis=axis, keepdims=keepdims)
 
@@ -2127,6 +2134,18 @@ class Linear(Primitive):
                 grad_w = xp.matmul(xp.permute(rows, axes=(1, 0)), inputs)  # (out, in)
             if len(needs) > 2 and needs[2]:
                 grad_b = xp.sum(rows, axis=0)
+        return (grad_x, grad_w, grad_b)[: len(needs)]
+
+    @staticmethod
+    def fast_vjp(grad_out, needs, out, x, weight, bias=None):
+        # the generic rule's products on NumPy arrays directly (a small layer's step is mostly per-call overhead)
+        grad_x = np.matmul(grad_out, weight) if needs[0] else None
+        grad_w = grad_b = None
+        rows = grad_out.reshape(-1, grad_out.shape[-1])
+        if needs[1]:
+            grad_w = np.matmul(rows.T, x.reshape(-1, x.shape[-1]))
+        if len(needs) > 2 and needs[2]:
+            grad_b = rows.sum(axis=0)
         return (grad_x, grad_w, grad_b)[: len(needs)]
 
     @staticmethod
