@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             a_times.append(_spawn(workload, args.a, args.threads, args.steps, args.a_env, args.clock))
             b_times.append(_spawn(workload, args.b, args.threads, args.steps, args.b_env, args.clock))
         a, b = statistics.median(a_times), statistics.median(b_times)
-        runs = f"A {' '.join(f'{t:.1f}' for t in a_times)}; B {' '.join(f'{t:.1f}' for t in b_times)}"
-        print(f"| {workload} | {a:.1f} | {b:.1f} | {b / a:.2f} | {runs} |", flush=True)
+        runs = f"A {' '.join(f'{t:.2f}' for t in a_times)}; B {' '.join(f'{t:.2f}' for t in b_times)}"
+        print(f"| {workload} | {a:.2f} | {b:.2f} | {b / a:.2f} | {runs} |", flush=True)
     return 0
 
 
