@@ -2119,7 +2119,7 @@ class Linear(Primitive):
 
     @staticmethod
     def forward(x, weight, bias=None):
-        if np.shape(x)[-1:] != np.shape(weight)[1:]:
+        if x.shape[-1:] != weight.shape[1:]:
             raise ShapeError(
                 f"linear: input of shape {np.shape(x)} does not fit weight of shape {np.shape(weight)} "
                 f"(expected the input's last dimension to be {np.shape(weight)[1]})"
