@@ -5,7 +5,8 @@ and time the same step with each, alternating A, B, A, B ... in fresh child proc
 processes hits both alike; each child reports the median of its timed steps, the table the median over children.
 
 Workloads: the benchmark's (``benchmarks/run.py``) models on random data, batch 128:
-``lstm`` LSTM(28→128) + Linear, ``gru`` GRU(28→128) + Linear, ``cnn`` the two-convolution network, ``mlp``.
+``lstm`` LSTM(28→128) + Linear, ``gru`` GRU(28→128) + Linear, ``cnn`` the two-convolution network, ``mlp``;
+``moons`` is ``benchmarks/run.py``'s micrograd step (MLP 2-16-16-1, hinge + L2, 100 points, plain SGD).
 
 Usage::
 
@@ -37,6 +38,8 @@ def child(workload: str, steps: int, clock: str = "wall") -> dict:
 
     cr.manual_seed(0)
     rng = np.random.default_rng(0)
+    if workload == "moons":
+        return _moons_child(steps, clock)
     if workload in ("lstm", "gru"):
         recurrent = (nn.LSTM if workload == "lstm" else nn.GRU)(28, 128, batch_first=True)
         head = nn.Linear(128, 10)
@@ -82,6 +85,39 @@ def child(workload: str, steps: int, clock: str = "wall") -> dict:
     return {"ms": 1000 * statistics.median(times)}
 
 
+def _moons_child(steps: int, clock: str) -> dict:
+    import chainrule as cr
+    from chainrule import nn
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run import _moons_data
+
+    points, signs = _moons_data()
+    cr.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))
+    x, y = cr.tensor(points), cr.tensor(signs).reshape(-1, 1)
+    parameters = list(model.parameters())
+
+    def step() -> None:  # the same step as benchmarks/run.py's _moons
+        loss = (1.0 - y * model(x)).relu().mean() + 1e-4 * sum((p * p).sum() for p in parameters)
+        for p in parameters:
+            p.grad = None
+        loss.backward()
+        with cr.no_grad():
+            for p in parameters:
+                p -= 0.05 * p.grad
+
+    for _ in range(WARMUP * 10):
+        step()
+    timer = time.process_time if clock == "cpu" else time.perf_counter
+    times = []
+    for _ in range(steps * 10):
+        start = timer()
+        step()
+        times.append(timer() - start)
+    return {"ms": 1000 * statistics.median(times)}
+
+
 def _spawn(workload: str, source: str, threads: int, steps: int, extra_env: list[str], clock: str) -> float:
     env = dict(os.environ, PYTHONPATH=str(Path(source).resolve()))
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -121,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             a_times.append(_spawn(workload, args.a, args.threads, args.steps, args.a_env, args.clock))
             b_times.append(_spawn(workload, args.b, args.threads, args.steps, args.b_env, args.clock))
         a, b = statistics.median(a_times), statistics.median(b_times)
-        runs = f"A {' '.join(f'{t:.1f}' for t in a_times)}; B {' '.join(f'{t:.1f}' for t in b_times)}"
-        print(f"| {workload} | {a:.1f} | {b:.1f} | {b / a:.2f} | {runs} |", flush=True)
+        runs = f"A {' '.join(f'{t:.2f}' for t in a_times)}; B {' '.join(f'{t:.2f}' for t in b_times)}"
+        print(f"| {workload} | {a:.2f} | {b:.2f} | {b / a:.2f} | {runs} |", flush=True)
     return 0
 
 

@@ -137,18 +137,20 @@ def topological_order(roots: Iterable[Any], parents: Callable[[Any], Iterable[An
     order: list[Any] = []
     visited: set[int] = set()
     stack: list[tuple[Any, bool]] = [(root, False) for root in roots]
+    push, pop = stack.append, stack.pop  # bound once: this loop runs for every node of every backward
     while stack:
-        node, parents_done = stack.pop()
+        node, parents_done = pop()
         if parents_done:
             order.append(node)
             continue
-        if id(node) in visited:
+        key = id(node)
+        if key in visited:
             continue
-        visited.add(id(node))
-        stack.append((node, True))
+        visited.add(key)
+        push((node, True))
         for parent in node._graph_parents() if parents is None else parents(node):
             if id(parent) not in visited:
-                stack.append((parent, False))
+                push((parent, False))
     return order
 
 

@@ -407,7 +407,7 @@ def sum(
 
 
 def _count(x: Tensor, axis: Any) -> int:
-    return int(np.prod([x.shape[a] for a in normalize_axis(axis, x.ndim)], dtype=np.int64))
+    return math.prod(x.shape[a] for a in normalize_axis(axis, x.ndim))
 
 
 @_method

@@ -301,7 +301,7 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
     out._version = None if data.base is None else _shared_version(data, args)
     # Only a floating-point result can carry a gradient: casting to int64 or bool ends the graph.
     if _GradMode.enabled and op.differentiable and data.dtype.kind == "f":
-        parents = tuple(a for a in args if isinstance(a, Tensor) and a._requires_grad)
+        parents = tuple([a for a in args if isinstance(a, Tensor) and a._requires_grad])
         if parents:
             out._requires_grad = True
             out._ctx = _Node(op, args, attrs, parents, site)
@@ -738,7 +738,10 @@ class Tensor:
         args = ctx.args
         if _Version.clock != ctx.epoch:  # something changed in place since this op ran: was it what we read?
             _check_saved(ctx, self)
-        needs = tuple(isinstance(a, Tensor) and a._requires_grad and (needed is None or id(a) in needed) for a in args)
+        if needed is None:
+            needs = tuple([isinstance(a, Tensor) and a._requires_grad for a in args])
+        else:
+            needs = tuple([isinstance(a, Tensor) and a._requires_grad and id(a) in needed for a in args])
         op = ctx.op
         # The engine picks the rule: the generic one on tensors when recording a graph, else the op's NumPy
         # fast rule if it has one, else the generic one on NumPy arrays.
@@ -749,7 +752,7 @@ class Tensor:
             rule = partial(op.vjp, xp)
         else:
             out = self.data
-            inputs = tuple(a.data if isinstance(a, Tensor) else a for a in args)
+            inputs = tuple([a.data if isinstance(a, Tensor) else a for a in args])
             if type(out) is np.ndarray:
                 xp = numpy_namespace
                 rule = op.fast_vjp or partial(op.vjp, xp)
