@@ -445,3 +445,67 @@ def test_monitor_needs_the_fraction_to_stay_high():
         GradientMonitor(unit_fraction=0)
     with pytest.raises(cr.ArgumentError, match="patience"):
         GradientMonitor(patience=0)
+
+
+class _FunctionalReLUNet(nn.Module):
+    """Linear → x.relu() (a function, not a module) → Linear: the ReLU is seen only at the second layer's input."""
+
+    def __init__(self, hidden: int = 8) -> None:
+        super().__init__()
+        self.first = nn.Linear(2, hidden)
+        self.second = nn.Linear(hidden, 2)
+
+    def forward(self, x):
+        return self.second(self.first(x).relu())
+
+
+def test_monitor_sees_dead_units_of_a_functional_relu():
+    cr.manual_seed(0)
+    model = _FunctionalReLUNet()
+    model.first.bias.data[:6] = -100.0  # 6 of 8 units never fire on these inputs
+    monitor = GradientMonitor(patience=3)
+    with pytest.warns(GradientWarning, match="dead units") as caught:
+        fit(model, _classification(), epochs=1, batch_size=16, callbacks=[monitor], optimizer="sgd", lr=0.0, verbose=0)
+    assert [(kind, layer) for kind, layer, _ in monitor.warnings_] == [("dead", "second")]
+    message = next(str(w.message) for w in caught if "dead units" in str(w.message))
+    assert "75% of the input units of layer 'second'" in message and "seen at the input of layer 'second'" in message
+    second = [r for r in monitor.records if r["layer"] == "second"]
+    assert len(second) == 4 and all(r["input_zero_fraction"] == 0.75 for r in second)
+    first = [r for r in monitor.records if r["layer"] == "first"]
+    assert all(math.isnan(r["input_zero_fraction"]) for r in first)  # the data is not counted
+    # hooks gone after fit
+    assert all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks for m in model.modules())
+
+
+def test_monitor_healthy_functional_relu_is_not_warned():
+    cr.manual_seed(0)
+    model = _FunctionalReLUNet(16)
+    monitor = GradientMonitor(patience=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientWarning)
+        fit(model, _classification(), epochs=1, batch_size=16, callbacks=[monitor], verbose=0)
+    second = [r for r in monitor.records if r["layer"] == "second"]
+    assert all(0 <= r["input_zero_fraction"] < 0.5 for r in second)
+
+
+def test_monitor_output_grad_norm_matches_autograd_grad():
+    cr.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).double()
+    x = cr.Tensor(np.random.default_rng(1).normal(size=(4, 3)))
+    target = cr.Tensor(np.random.default_rng(2).normal(size=(4, 2)))
+    # independently: ∂L/∂y for each layer's output y, from chainrule.autograd.grad on the same forward
+    h = model[0](x)
+    a = model[1](h)
+    out = model[2](a)
+    loss = ((out - target) ** 2).sum()
+    dh, dout = cr.autograd.grad(loss, [h, out])
+    monitor = GradientMonitor()
+    monitor.attach(model)
+    model.zero_grad()
+    ((model(x) - target) ** 2).sum().backward()
+    records = {r["layer"]: r for r in monitor.record_step(1) if "grad_norm" in r}
+    monitor.detach()
+    assert records["0"]["output_grad_norm"] == pytest.approx(np.linalg.norm(dh.data), rel=1e-12)
+    assert records["2"]["output_grad_norm"] == pytest.approx(np.linalg.norm(dout.data), rel=1e-12)
+    assert np.linalg.norm(dout.data) != pytest.approx(np.linalg.norm(dh.data))  # the two differ: a real check
+    assert all(not m._forward_pre_hooks and not m._backward_hooks for m in model.modules())

@@ -16,12 +16,22 @@ and, for each ReLU, Sigmoid and Tanh *module* (seen through forward hooks, remov
 * Sigmoid/Tanh: the fraction of saturated outputs (sigmoid below 0.01 or above 0.99, :math:`|\\tanh| > 0.99`),
   where the local derivative is almost 0.
 
-Activations applied as functions inside ``forward`` (``x.relu()``) are not modules and are not seen.
+and, for every weight layer, through module hooks (forward pre-hooks and full backward hooks):
+
+* the norm of the gradient flowing back through the layer's output, :math:`\\lVert \\partial L / \\partial y
+  \\rVert_2` (``grad_output`` of a full backward hook; summed in squares over the calls of one step when the
+  layer is called several times), a direct per-layer vanishing/exploding measure;
+* the fraction of its input units that are exactly 0 for every sample of the batch, when the input was
+  computed inside the model (it requires a gradient, so the raw data is not counted) and is not the output of a
+  monitored activation module. This is how activations applied as functions inside ``forward`` (``x.relu()``)
+  are seen: which function made the input cannot be known, only its values, so the warning names the layer at
+  whose input the zeros were seen.
 
 It warns (:class:`GradientWarning`, once per kind and layer) when a layer's gradient norm is below
 ``vanish_ratio`` times the last layer's (vanishing), above ``explode_norm`` (exploding), or NaN/inf, and when
 at least ``unit_fraction`` of a ReLU layer's units are dead or of a Sigmoid/Tanh layer's outputs are saturated
-for ``patience`` monitored steps in a row.
+for ``patience`` monitored steps in a row; likewise when at least ``unit_fraction`` of a weight layer's input
+units are 0 for every sample (the input zero fraction above).
 """
 
 from __future__ import annotations
@@ -115,7 +125,10 @@ class GradientMonitor(Callback):
     ----------
     records : list of dict
         One dict per monitored step and layer. Weight layers: ``step``, ``epoch``, ``layer``, ``type``,
-        ``grad_norm``, ``weight_norm``, ``update_ratio`` (NaN when the previous weights were not kept).
+        ``grad_norm``, ``weight_norm``, ``update_ratio`` (NaN when the previous weights were not kept),
+        ``output_grad_norm`` (:math:`\\lVert \\partial L / \\partial y \\rVert` at the layer's output; NaN when no
+        gradient reached it through a hooked call) and ``input_zero_fraction`` (the fraction of input units 0
+        for every sample; NaN when the input is the data, not a tensor, or a monitored activation's output).
         Activation modules: ``step``, ``epoch``, ``layer``, ``type`` and ``dead_fraction`` (ReLU) or
         ``saturated_fraction`` (Sigmoid/Tanh).
     warnings_ : list of (kind, layer, message)
@@ -173,6 +186,9 @@ class GradientMonitor(Callback):
         self._layers: list[tuple[str, Module, list[Any]]] = []
         self._activations: dict[str, tuple[str, np.ndarray | None]] = {}
         self._removers: list[Callable[[], None]] = []
+        self._output_grad_sq: dict[str, float] = {}
+        self._input_zeros: dict[str, float] = {}
+        self._measuring = True
         self._previous: tuple[int, list[list[np.ndarray]]] | None = None
 
     # -- attaching to a model --------------------------------------------------------------------------
@@ -185,14 +201,44 @@ class GradientMonitor(Callback):
                 name = name or type(module).__name__
                 self._activations[name] = (type(module).__name__, None)
                 self._removers.append(module.register_forward_hook(self._hook(name)))
+        for name, module, _ in self._layers:
+            self._removers.append(module.register_forward_pre_hook(self._input_hook(name)))
+            self._removers.append(module.register_full_backward_hook(self._output_grad_hook(name)))
         self._snapshot(step)
 
     def detach(self) -> None:
-        """Remove the forward hooks (called at the end of training)."""
+        """Remove the forward and backward hooks (called at the end of training)."""
         for remove in self._removers:
             remove()
         self._removers = []
         self._activations = {}
+        self._output_grad_sq = {}
+        self._input_zeros = {}
+
+    def _input_hook(self, name: str) -> Callable[[Module, tuple], None]:
+        def see_input(module: Module, args: tuple) -> None:
+            if not (self._measuring and module.training and is_grad_enabled()) or not args:
+                return
+            x = args[0]
+            data = getattr(x, "data", None)
+            if not getattr(x, "requires_grad", False) or not isinstance(data, np.ndarray) or data.ndim < 2:
+                return  # the data itself, or not a tensor: not an activation's output
+            for _, output in self._activations.values():
+                if output is not None and np.may_share_memory(data, output):
+                    return  # a monitored activation module made it: measured there
+            self._input_zeros[name] = float(np.mean(np.all(data == 0, axis=0)))
+
+        return see_input
+
+    def _output_grad_hook(self, name: str) -> Callable[[Module, tuple, tuple], None]:
+        def keep_grad_output(module: Module, grad_input: tuple, grad_output: tuple) -> None:
+            if not self._measuring:
+                return
+            arrays = [g.data for g in grad_output if g is not None]
+            if arrays:
+                self._output_grad_sq[name] = self._output_grad_sq.get(name, 0.0) + _norm(arrays) ** 2
+
+        return keep_grad_output
 
     def _hook(self, name: str) -> Callable[[Module, tuple, Any], None]:
         def keep_output(module: Module, inputs: tuple, output: Any) -> None:
@@ -206,8 +252,12 @@ class GradientMonitor(Callback):
         """Copy the weights if the next step is measured, for its update ratio."""
         if (step + 1) % self.every == 0:
             self._previous = (step, [[w.data.copy() for w in weights] for _, _, weights in self._layers])
+            self._measuring = True
         else:
             self._previous = None
+            self._measuring = False
+        self._output_grad_sq = {}
+        self._input_zeros = {}
 
     # -- Callback hooks ------------------------------------------------------------------------------------
     def on_train_begin(self, state: TrainState) -> None:
@@ -248,8 +298,12 @@ class GradientMonitor(Callback):
                 "grad_norm": _norm(grads) if grads else math.nan,
                 "weight_norm": weight_norm,
                 "update_ratio": update_ratio,
+                "output_grad_norm": math.sqrt(self._output_grad_sq[name]) if name in self._output_grad_sq else math.nan,
+                "input_zero_fraction": self._input_zeros.get(name, math.nan),
             }
             new.append(record)
+            if not math.isnan(record["input_zero_fraction"]):
+                self._check_input_zeros(record, step)
             if grads:  # a layer the loss did not reach has no gradient: nothing to check
                 with_grads.append(record)
         for name, (kind, output) in self._activations.items():
@@ -334,6 +388,26 @@ class GradientMonitor(Callback):
                 "almost 0. Standardize the inputs, use Xavier init (chainrule.nn.init.xavier_uniform_), a lower "
                 "learning rate, or ReLU",
             )
+
+    def _check_input_zeros(self, record: dict[str, Any], step: int) -> None:
+        """Warn when the zeros at a weight layer's input (a functional activation's dead units) stay high."""
+        layer = record["layer"]
+        key = f"input of {layer}"
+        fraction = record["input_zero_fraction"]
+        streak = self._high_streak.get(key, 0) + 1 if fraction >= self.unit_fraction else 0
+        self._high_streak[key] = streak
+        if streak < self.patience:
+            return
+        self._emit(
+            "dead",
+            layer,
+            f"dead units at step {step}: {fraction:.0%} of the input units of layer {layer!r} ({record['type']}) "
+            f"are 0 for every sample of the batch ({streak} monitored steps in a row), seen at the input of layer "
+            f"{layer!r} (an activation applied as a function, such as x.relu(), most likely made them; no "
+            "activation module did). Units that are always 0 get no gradient and stop learning. Lower the "
+            "learning rate, use LeakyReLU or GELU, or initialise with He init (chainrule.nn.init.kaiming_normal_) "
+            "and small positive biases",
+        )
 
     def _emit(self, kind: str, layer: str, message: str) -> None:
         if (kind, layer) in self._warned:
