@@ -473,6 +473,7 @@ def test_monitor_sees_dead_units_of_a_functional_relu():
     assert len(second) == 4 and all(r["input_zero_fraction"] == 0.75 for r in second)
     first = [r for r in monitor.records if r["layer"] == "first"]
     assert all(math.isnan(r["input_zero_fraction"]) for r in first)  # the data is not counted
+    assert "input zeros 75%" in monitor.summary()
     # hooks gone after fit
     assert all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks for m in model.modules())
 

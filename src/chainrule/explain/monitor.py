@@ -403,10 +403,10 @@ class GradientMonitor(Callback):
             layer,
             f"dead units at step {step}: {fraction:.0%} of the input units of layer {layer!r} ({record['type']}) "
             f"are 0 for every sample of the batch ({streak} monitored steps in a row), seen at the input of layer "
-            f"{layer!r} (an activation applied as a function, such as x.relu(), most likely made them; no "
-            "activation module did). Units that are always 0 get no gradient and stop learning. Lower the "
-            "learning rate, use LeakyReLU or GELU, or initialise with He init (chainrule.nn.init.kaiming_normal_) "
-            "and small positive biases",
+            f"{layer!r}, which is not the output of a ReLU/Sigmoid/Tanh module: an activation applied as a function "
+            "(x.relu()) or a module the monitor does not watch made them. Units that are always 0 get no gradient "
+            "and stop learning. Lower the learning rate, use LeakyReLU or GELU, or initialise with He init "
+            "(chainrule.nn.init.kaiming_normal_) and small positive biases",
         )
 
     def _emit(self, kind: str, layer: str, message: str) -> None:
@@ -472,7 +472,9 @@ class GradientMonitor(Callback):
                         f"{mean / last_mean:.3g}" if last_mean > 0 else "-",
                         f"{final['weight_norm']:.3g}",
                         "-" if math.isnan(final["update_ratio"]) else f"{final['update_ratio']:.2g}",
-                        "",
+                        ""
+                        if math.isnan(final.get("input_zero_fraction", math.nan))
+                        else f"input zeros {final['input_zero_fraction']:.0%}",
                     ]
                 )
             else:
