@@ -139,8 +139,14 @@ def _batches(images, labels, workload: str):
 
 
 def _epoch(framework: str, workload: str, images, labels) -> dict:
-    """One timed training epoch of ``workload`` in ``framework``: the same model code for both, since
-    chainrule's ``nn`` and ``optim`` take PyTorch's names and arguments."""
+    """One timed training epoch of ``workload`` in ``framework``."""
+    return _timed_epoch(training_step(framework, workload), workload, images, labels)
+
+
+def training_step(framework: str, workload: str):
+    """``step(x, y) -> loss`` of ``workload`` in ``framework`` (one SGD step on a batch of NumPy arrays): the same
+    model code for both, since chainrule's ``nn`` and ``optim`` take PyTorch's names and arguments.
+    ``benchmarks/step_ab.py`` times the same step."""
     if framework == "chainrule":
         import chainrule as lib
         from chainrule import nn, optim
@@ -181,7 +187,7 @@ def _epoch(framework: str, workload: str, images, labels) -> dict:
         optimizer.step()
         return loss.item()
 
-    return _timed_epoch(step, workload, images, labels)
+    return step
 
 
 def _timed_epoch(step, workload: str, images, labels) -> dict:
@@ -222,6 +228,11 @@ def _moons_data():
 
 def _moons(framework: str) -> dict:
     """Milliseconds per full-batch step: forward, hinge + L2 loss, backward, SGD update."""
+    return _timed_steps(moons_step(framework), MOONS_STEPS)
+
+
+def moons_step(framework: str):
+    """``step()``: one full-batch step of the micrograd moons demo in ``framework`` (also timed by step_ab.py)."""
     points, signs = _moons_data()
     if framework == "chainrule":
         import chainrule as cr
@@ -248,7 +259,7 @@ def _moons(framework: str) -> dict:
             for p in parameters:
                 p -= 0.05 * p.grad
 
-    return _timed_steps(step, MOONS_STEPS)
+    return step
 
 
 def _scalar(framework: str) -> dict:

@@ -30,88 +30,31 @@ BATCH, STEPS, WARMUP = 128, 20, 3
 
 
 def child(workload: str, steps: int, clock: str = "wall") -> dict:
+    """The median time of one step of ``workload``: ``benchmarks/run.py``'s own step, on random data."""
     import numpy as np
 
-    import chainrule as cr
-    from chainrule import nn, optim
-    from chainrule.nn import functional as F
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run import moons_step, training_step
 
-    cr.manual_seed(0)
-    rng = np.random.default_rng(0)
-    if workload == "moons":
-        return _moons_child(steps, clock)
-    if workload in ("lstm", "gru"):
-        recurrent = (nn.LSTM if workload == "lstm" else nn.GRU)(28, 128, batch_first=True)
-        head = nn.Linear(128, 10)
-        model = nn.ModuleList([recurrent, head])
-        x = rng.standard_normal((BATCH, 28, 28), dtype=np.float32)
-
-        def forward(inputs):
-            output, _ = recurrent(inputs)
-            return head(output[:, -1])
-
-    elif workload == "cnn":
-        model = nn.Sequential(
-            nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(1568, 10),
-        )  # fmt: skip
-        x = rng.standard_normal((BATCH, 1, 28, 28), dtype=np.float32)
-        forward = model
+    if workload == "moons":  # a millisecond-sized step: ten times as many
+        step, warmup, steps = moons_step("chainrule"), WARMUP * 10, steps * 10
     else:
-        model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
-        x = rng.standard_normal((BATCH, 784), dtype=np.float32)
-        forward = model
-    y = rng.integers(0, 10, BATCH)
-    optimizer = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    inputs = cr.as_tensor(x)
+        rng = np.random.default_rng(0)
+        shape = {"mlp": (BATCH, 784), "cnn": (BATCH, 1, 28, 28)}.get(workload, (BATCH, 28, 28))
+        x, y = rng.standard_normal(shape, dtype=np.float32), rng.integers(0, 10, BATCH)
+        train_step = training_step("chainrule", workload)
 
-    def step() -> None:
-        loss = F.cross_entropy(forward(inputs), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        def step() -> None:
+            train_step(x, y)
 
-    for _ in range(WARMUP):
+        warmup = WARMUP
+    for _ in range(warmup):
         step()
     # CPU time of this process: on a loaded machine it counts only this process's work (at one thread it is
     # the wall time a quiet machine would show; with more threads it adds them up, so use wall time there).
     timer = time.process_time if clock == "cpu" else time.perf_counter
     times = []
     for _ in range(steps):
-        start = timer()
-        step()
-        times.append(timer() - start)
-    return {"ms": 1000 * statistics.median(times)}
-
-
-def _moons_child(steps: int, clock: str) -> dict:
-    import chainrule as cr
-    from chainrule import nn
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from run import _moons_data
-
-    points, signs = _moons_data()
-    cr.manual_seed(0)
-    model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))
-    x, y = cr.tensor(points), cr.tensor(signs).reshape(-1, 1)
-    parameters = list(model.parameters())
-
-    def step() -> None:  # the same step as benchmarks/run.py's _moons
-        loss = (1.0 - y * model(x)).relu().mean() + 1e-4 * sum((p * p).sum() for p in parameters)
-        for p in parameters:
-            p.grad = None
-        loss.backward()
-        with cr.no_grad():
-            for p in parameters:
-                p -= 0.05 * p.grad
-
-    for _ in range(WARMUP * 10):
-        step()
-    timer = time.process_time if clock == "cpu" else time.perf_counter
-    times = []
-    for _ in range(steps * 10):
         start = timer()
         step()
         times.append(timer() - start)
