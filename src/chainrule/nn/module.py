@@ -171,19 +171,21 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        for pre_hook in list(self._forward_pre_hooks.values()):
-            changed = pre_hook(self, args)
-            if changed is not None:
-                args = changed if isinstance(changed, tuple) else (changed,)
+        if self._forward_pre_hooks:  # most calls have no hooks: no list is built for them
+            for pre_hook in list(self._forward_pre_hooks.values()):
+                changed = pre_hook(self, args)
+                if changed is not None:
+                    args = changed if isinstance(changed, tuple) else (changed,)
         backward_call = None
         if self._backward_hooks and is_grad_enabled():
             backward_call = BackwardHookCall(self)
             args = backward_call.wrap_inputs(args)
         output = self.forward(*args, **kwargs)
-        for hook in list(self._forward_hooks.values()):
-            result = hook(self, args, output)
-            if result is not None:
-                output = result
+        if self._forward_hooks:
+            for hook in list(self._forward_hooks.values()):
+                result = hook(self, args, output)
+                if result is not None:
+                    output = result
         if backward_call is not None:
             output = backward_call.wrap_outputs(output)
         return output
