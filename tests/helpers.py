@@ -824,3 +824,14 @@ def rule_calls(outputs: list) -> list[RuleCall]:
         needs = tuple(isinstance(a, cr.Tensor) and a.requires_grad for a in ctx.args)
         calls.append(RuleCall(ctx.op, node, needs, inputs, ctx.attrs))
     return calls
+
+
+def copy_run(run: Any, tmp: Any, change: Callable[[Any], None]) -> str:
+    """A copy of a trained run directory (its files) under ``tmp``, with ``change(copy)`` applied; its path."""
+    copy = tmp / "run-copy"
+    copy.mkdir()
+    for item in run.iterdir():
+        if item.is_file():
+            (copy / item.name).write_bytes(item.read_bytes())
+    change(copy)
+    return str(copy)

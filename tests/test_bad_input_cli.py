@@ -25,6 +25,7 @@ import pytest
 
 from chainrule import _checks
 from chainrule.cli import main
+from helpers import copy_run
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,6 @@ EXPLAIN = ["explain", "--model", "2,1", "--input", "1,0", "--target", "1"]
 
 def _explain_weights(name: str, content: str | bytes):
     return lambda tmp, run: [*EXPLAIN, "--weights", _write(tmp, name, content)]
-
-
-def _run_copy(tmp: Path, run: Path, change: Callable[[Path], None]) -> str:
-    """A copy of the trained run with one file changed."""
-    copy = tmp / "run"
-    copy.mkdir()
-    for item in run.iterdir():
-        if item.is_file():
-            (copy / item.name).write_bytes(item.read_bytes())
-    change(copy)
-    return str(copy)
 
 
 def _truncate(name: str, keep: int | None = None):
@@ -364,38 +354,38 @@ RUN_ROWS = [
     ),
     odd(
         "evaluate truncated model",
-        lambda tmp, run: ["evaluate", _run_copy(tmp, run, _truncate("model.safetensors"))],
+        lambda tmp, run: ["evaluate", copy_run(run, tmp, _truncate("model.safetensors"))],
         1,
         "model.safetensors",
     ),
     odd(
         "evaluate model of 3 bytes",
-        lambda tmp, run: ["evaluate", _run_copy(tmp, run, _truncate("model.safetensors", 3))],
+        lambda tmp, run: ["evaluate", copy_run(run, tmp, _truncate("model.safetensors", 3))],
         1,
         "model.safetensors",
     ),
     odd(
         "evaluate truncated config",
-        lambda tmp, run: ["evaluate", _run_copy(tmp, run, _truncate("config.json"))],
+        lambda tmp, run: ["evaluate", copy_run(run, tmp, _truncate("config.json"))],
         1,
         "config.json",
         "not valid JSON",
     ),
     odd(
         "evaluate config a list",
-        lambda tmp, run: ["evaluate", _run_copy(tmp, run, lambda d: (d / "config.json").write_text("[]"))],
+        lambda tmp, run: ["evaluate", copy_run(run, tmp, lambda d: (d / "config.json").write_text("[]"))],
         1,
         "config.json",
     ),
     odd(
         "evaluate config without data",
-        lambda tmp, run: ["evaluate", _run_copy(tmp, run, _rewrite_config(lambda c: c.pop("data")))],
+        lambda tmp, run: ["evaluate", copy_run(run, tmp, _rewrite_config(lambda c: c.pop("data")))],
         1,
         "config.json",
     ),
     odd(
         "evaluate config unknown model",
-        lambda tmp, run: ["evaluate", _run_copy(tmp, run, _rewrite_config(lambda c: c["model"].update(model="tree")))],
+        lambda tmp, run: ["evaluate", copy_run(run, tmp, _rewrite_config(lambda c: c["model"].update(model="tree")))],
         1,
         "config.json",
         "model.model",

@@ -33,6 +33,7 @@ import chainrule.onnx  # noqa: E402
 from chainrule import nn  # noqa: E402
 from chainrule.cli import main  # noqa: E402
 from chainrule.errors import ArgumentError, ChainruleError, CheckpointError, DTypeError, ShapeError  # noqa: E402
+from helpers import copy_run  # noqa: E402
 
 export = chainrule.onnx.export
 
@@ -147,16 +148,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def _copy(run: Path, tmp: Path, change: Callable[[Path], None]) -> str:
-    copy = tmp / "copy"
-    copy.mkdir()
-    for item in run.iterdir():
-        if item.is_file():
-            (copy / item.name).write_bytes(item.read_bytes())
-    change(copy)
-    return str(copy)
-
-
 def _truncate(copy: Path) -> None:
     data = (copy / "model.safetensors").read_bytes()
     (copy / "model.safetensors").write_bytes(data[: len(data) // 2])
@@ -189,9 +180,9 @@ CLI_ROWS: list[tuple[str, Callable[[Path, Path], list[str]], int, tuple[str, ...
     ("run missing", lambda tmp, run: [str(tmp / "none"), "--onnx", str(tmp / "m.onnx")], 1,
      ("is not a run directory",)),
     ("not a run", lambda tmp, run: [str(tmp), "--onnx", str(tmp / "m.onnx")], 1, ("is not a run directory",)),
-    ("truncated weights", lambda tmp, run: [_copy(run, tmp, _truncate), "--onnx", str(tmp / "m.onnx")], 1,
+    ("truncated weights", lambda tmp, run: [copy_run(run, tmp, _truncate), "--onnx", str(tmp / "m.onnx")], 1,
      ("model.safetensors", "truncated")),
-    ("corrupt config", lambda tmp, run: [_copy(run, tmp, _bad_config), "--onnx", str(tmp / "m.onnx")], 1,
+    ("corrupt config", lambda tmp, run: [copy_run(run, tmp, _bad_config), "--onnx", str(tmp / "m.onnx")], 1,
      ("config.json", "'model'")),
     ("no --onnx", lambda tmp, run: [str(run)], 2, ("--onnx",)),
 ]  # fmt: skip

@@ -99,12 +99,13 @@ def _text_table(title: str, headers: list[str], rows: list[list[str]]) -> str:
     lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
     lines.append("  ".join("-" * w for w in widths))
     for row in rows:
-        cells = [cell.rjust(w) if _numeric(cell) else cell.ljust(w) for cell, w in zip(row, widths)]
+        cells = [cell.rjust(w) if is_number(cell) else cell.ljust(w) for cell, w in zip(row, widths)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
-def _numeric(cell: str) -> bool:
+def is_number(cell: str) -> bool:
+    """Whether ``cell`` reads as a number (right-aligned in tables; a data row in a CSV)."""
     try:
         float(cell)
     except ValueError:

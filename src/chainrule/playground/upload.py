@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from chainrule.errors import DataError
+from chainrule.explain.tables import is_number
 
 __all__ = ["read_points_csv", "MAX_ROWS", "MAX_BYTES", "MAX_CLASSES"]
 
@@ -47,7 +48,7 @@ def read_points_csv(text: str | bytes) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"CSV: the file has {len(text):,} characters; the playground takes at most {MAX_BYTES:,}")
     lines = [line.strip() for line in text.splitlines()]
     rows = [(number, line) for number, line in enumerate(lines, start=1) if line and not line.startswith("#")]
-    if rows and not _numeric(rows[0][1].split(",")[0]):
+    if rows and not is_number(rows[0][1].split(",")[0]):
         rows = rows[1:]  # a header
     if len(rows) > MAX_ROWS:
         raise DataError(f"CSV: {len(rows):,} rows; the playground takes at most {MAX_ROWS:,} points")
@@ -59,7 +60,7 @@ def read_points_csv(text: str | bytes) -> tuple[np.ndarray, np.ndarray]:
         if len(cells) != 3:
             raise DataError(f"CSV line {number}: expected 3 values (x,y,label), got {len(cells)}: {line[:60]!r}")
         for column, cell in enumerate(cells):
-            if not _numeric(cell):
+            if not is_number(cell):
                 raise DataError(f"CSV line {number}, column {column + 1}: {cell[:30]!r} is not a number")
             value = float(cell)
             if not math.isfinite(value):
@@ -80,10 +81,3 @@ def read_points_csv(text: str | bytes) -> tuple[np.ndarray, np.ndarray]:
         )
     return points, np.searchsorted(classes, targets).astype(np.int64)
 
-
-def _numeric(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
