@@ -22,7 +22,7 @@ import numpy as np
 
 from chainrule import tensor as _tensor
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
-from chainrule.ops import OPS, normalize_axis
+from chainrule.ops import ELEMENTWISE, OPS, normalize_axis
 from chainrule.tensor import Tensor, _to_array, _wrap, apply
 
 __all__ = [
@@ -142,81 +142,56 @@ def _unary(name: str, x: Any, **attrs: Any) -> Tensor:
     return apply(OPS[name], as_tensor(x), **attrs)
 
 
-# -- elementwise -------------------------------------------------------------------------------------
-@_method
-def exp(x: Any) -> Tensor:
-    """:math:`e^x`, elementwise.
+_DOMAIN_NOTES = {
+    "real": "",
+    "positive": "Differentiable for :math:`x > 0`.",
+    "nonzero": "Not differentiable at 0; the gradient there is the one stated.",
+}
+_EXAMPLE_INPUTS = {"real": "[-0.5, 1.5]", "positive": "[0.5, 1.5]", "nonzero": "[-1.5, 0.5]"}
+
+
+def _elementwise(name: str) -> Callable[..., Tensor]:
+    """The function ``chainrule.<name>`` (and the Tensor method) of the elementwise row ``ops.ELEMENTWISE[name]``.
+
+    The op is declared by its row in :mod:`chainrule.ops` (forward, chain-rule factor, domain, maths); this
+    makes the function and its docstring from it, so nothing is written twice.
+    """
+    op = ELEMENTWISE[name]
+
+    def function(x: Any) -> Tensor:
+        return apply(op, as_tensor(x))
+
+    function.__name__ = function.__qualname__ = name
+    converted = "; integer and boolean inputs become float32 first" if op.float_only else ""
+    function.__doc__ = f"""{op.__doc__}
+
+    Elementwise: the output has the input's shape{converted}. {_DOMAIN_NOTES[op.domain]}
 
     Examples
     --------
     >>> import chainrule as cr
-    >>> cr.exp(cr.tensor([0.0, 1.0]))
-    tensor([1.      , 2.718282])
+    >>> x = cr.tensor({_EXAMPLE_INPUTS[op.domain]}, dtype="float64", requires_grad=True)
+    >>> cr.{name}(x).shape
+    (2,)
+    >>> cr.gradcheck(cr.{name}, [x])  # the chain-rule factor against central differences
+    True
     """
-    return _unary("exp", x)
+    _METHODS[name] = function
+    return function
 
 
-@_method
-def log(x: Any) -> Tensor:
-    """Natural logarithm, elementwise; derivative :math:`1/x`."""
-    return _unary("log", x)
-
-
-@_method
-def sqrt(x: Any) -> Tensor:
-    """Square root, elementwise; derivative :math:`1 / (2\\sqrt{x})`."""
-    return _unary("sqrt", x)
-
-
-@_method
-def abs(x: Any) -> Tensor:
-    """:math:`|x|`, elementwise; derivative ``sign(x)`` (0 at 0)."""
-    return _unary("abs", x)
-
-
-@_method
-def sin(x: Any) -> Tensor:
-    """Sine, elementwise."""
-    return _unary("sin", x)
-
-
-@_method
-def cos(x: Any) -> Tensor:
-    """Cosine, elementwise."""
-    return _unary("cos", x)
-
-
-@_method
-def atan(x: Any) -> Tensor:
-    """Inverse tangent, elementwise; derivative :math:`1/(1 + x^2)`."""
-    return _unary("atan", x)
-
-
-@_method
-def tanh(x: Any) -> Tensor:
-    """Hyperbolic tangent; derivative :math:`1 - \\tanh^2 x`."""
-    return _unary("tanh", x)
-
-
-@_method
-def sigmoid(x: Any) -> Tensor:
-    """Logistic sigmoid :math:`\\sigma(x) = 1/(1+e^{-x})`; derivative :math:`\\sigma(1-\\sigma)`.
-
-    Finite for any input (no overflow at :math:`\\pm 10^4`).
-
-    Examples
-    --------
-    >>> import chainrule as cr
-    >>> cr.sigmoid(cr.tensor([-1e4, 0.0, 1e4]))
-    tensor([0. , 0.5, 1. ])
-    """
-    return _unary("sigmoid", x)
-
-
-@_method
-def relu(x: Any) -> Tensor:
-    """:math:`\\max(x, 0)`; derivative 1 for :math:`x > 0`, else 0."""
-    return _unary("relu", x)
+# -- elementwise: the rows of ops.ELEMENTWISE (their maths is there) ---------------------------------
+exp = _elementwise("exp")
+log = _elementwise("log")
+sqrt = _elementwise("sqrt")
+abs = _elementwise("abs")
+sin = _elementwise("sin")
+cos = _elementwise("cos")
+atan = _elementwise("atan")
+tanh = _elementwise("tanh")
+sigmoid = _elementwise("sigmoid")
+relu = _elementwise("relu")
+erf = _elementwise("erf")
 
 
 @_method
@@ -229,12 +204,6 @@ def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
 def elu(x: Any, alpha: float = 1.0) -> Tensor:
     """``x`` for :math:`x > 0`, else :math:`\\alpha (e^x - 1)`."""
     return _unary("elu", x, alpha=float(alpha))
-
-
-@_method
-def erf(x: Any) -> Tensor:
-    """The error function :math:`\\frac{2}{\\sqrt\\pi}\\int_0^x e^{-t^2} dt`."""
-    return _unary("erf", x)
 
 
 @_method

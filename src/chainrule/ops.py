@@ -123,9 +123,13 @@ class Primitive:
 
 
 class Elementwise(Primitive):
-    """A one-input elementwise op: its Jacobian is diagonal, so ``jvp(t) == vjp(t)``."""
+    """A one-input elementwise op: its Jacobian is diagonal, so ``jvp(t) == vjp(t)``.
+
+    Most are declared by one row of :func:`elementwise`; ``cast`` writes its own ``jvp``."""
 
     float_only = True
+    #: where the op is smooth (see :data:`DOMAINS`): the op-table tests draw its inputs there
+    domain: str = "real"
 
     @classmethod
     def jvp(cls, xp: Any, tangents: Sequence[Any], out: Any, x: Any, **attrs: Any) -> Any:  # type: ignore[override]
@@ -335,25 +339,6 @@ class Pow(Primitive):
         )
 
 
-class Neg(Elementwise):
-    name = "neg"
-    saves_inputs = ()
-    saves_output = False
-    float_only = False
-
-    @staticmethod
-    def array_forward(xp, x):
-        return -x
-
-    @staticmethod
-    def forward(x):
-        return np.negative(x)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (-grad_out,)
-
-
 class Maximum(Primitive):
     """Elementwise maximum (NaN propagates); at ties the gradient is split evenly between the two inputs."""
 
@@ -499,171 +484,119 @@ def _swap_last(xp: Any, x: Any) -> Any:
 
 
 # ===================================================================================================
-# Elementwise functions
+# Elementwise functions: one row each
 # ===================================================================================================
-class Exp(Elementwise):
-    name = "exp"
-    saves_inputs = ()
+#: The one-input elementwise primitives declared by :func:`elementwise`, by name (also in :data:`OPS`).
+ELEMENTWISE: dict[str, type[Elementwise]] = {}
 
-    @staticmethod
-    def array_forward(xp, x):
-        return xp.exp(x)
-
-    @staticmethod
-    def forward(x):
-        return np.exp(x)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (grad_out * out,)
+#: Where an elementwise op is smooth, the values the op-table tests draw its inputs from (away from kinks).
+DOMAINS = ("real", "positive", "nonzero")
 
 
-class Log(Elementwise):
-    name = "log"
-    saves_output = False
+def elementwise(
+    name: str,
+    forward: Callable[..., Any],
+    vjp: Callable[..., Any],
+    *,
+    reads: Literal["", "x", "y", "xy"],
+    array: str | Callable[..., Any] | None = None,
+    fast_vjp: Callable[..., Any] | None = None,
+    float_only: bool = True,
+    domain: str = "real",
+    doc: str = "",
+) -> type[Elementwise]:
+    """Declare a one-input elementwise primitive by its forward and its chain-rule factor, in one row.
 
-    @staticmethod
-    def array_forward(xp, x):
-        return xp.log(x)
+    The row is the whole op: the primitive class is built from it and registered in :data:`OPS` and
+    :data:`ELEMENTWISE`; :mod:`chainrule.functions` turns it into ``chainrule.<name>`` and ``Tensor.<name>``;
+    the op-table tests (``tests/helpers.py``) draw inputs from ``domain`` and check it against central
+    differences and PyTorch. Because the Jacobian is diagonal, the JVP is the same rule applied to the tangent.
 
-    @staticmethod
-    def forward(x):
-        return np.log(x)
+    Parameters
+    ----------
+    name : str
+        The op's name in the table, the function and the method.
+    forward : callable
+        ``forward(x, **attrs) -> y`` on NumPy arrays.
+    vjp : callable
+        ``vjp(xp, g, x, y, **attrs) -> g * dy/dx``, the incoming gradient ``g`` times the local derivative,
+        written against the namespace ``xp`` (see the module docstring) from the input ``x`` and output ``y``.
+    reads : {"", "x", "y", "xy"}
+        What ``vjp`` reads besides ``g`` (the engine refuses a backward after either was changed in place).
+    array : str or callable, optional
+        The forward on another array library: the name of the array-API function (``"exp"``) or
+        ``array(xp, x, **attrs)``; None: NumPy only.
+    fast_vjp : callable, optional
+        ``fast_vjp(g, x, y, **attrs)``: the same gradient, NumPy only, computed the fastest way.
+    float_only : bool
+        Convert integer and boolean inputs to floating point first.
+    domain : {"real", "positive", "nonzero"}
+        Where the op is smooth: anywhere, for ``x > 0`` (``log``) or away from a kink at 0 (``abs``).
+    doc : str
+        One line of maths for the docstring: the function and its derivative.
 
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (grad_out / x,)
+    Examples
+    --------
+    >>> from chainrule.ops import ELEMENTWISE
+    >>> ELEMENTWISE["tanh"].saves_output, ELEMENTWISE["tanh"].saves_inputs
+    (True, ())
+    """
+    if reads not in ("", "x", "y", "xy") or domain not in DOMAINS:
+        raise ArgumentError(f"elementwise {name}: reads must be '', 'x', 'y' or 'xy' and domain one of {DOMAINS}")
 
+    def rule(xp: Any, grad_out: Any, needs: Sequence[bool], out: Any, x: Any, **attrs: Any) -> tuple:
+        return (vjp(xp, grad_out, x, out, **attrs),)
 
-class Sqrt(Elementwise):
-    name = "sqrt"
-    saves_inputs = ()
+    body: dict[str, Any] = {
+        "__doc__": doc,
+        "__module__": __name__,
+        "name": name,
+        "domain": domain,
+        "float_only": float_only,
+        "saves_inputs": True if "x" in reads else (),
+        "saves_output": "y" in reads,
+        "forward": staticmethod(forward),
+        "vjp": staticmethod(rule),
+    }
+    if array is not None:
+        body["array_forward"] = staticmethod(array if callable(array) else _array_function(array))
+    if fast_vjp is not None:
 
-    @staticmethod
-    def array_forward(xp, x):
-        return xp.sqrt(x)
+        def fast_rule(grad_out: Any, needs: Sequence[bool], out: Any, x: Any, **attrs: Any) -> tuple:
+            return (fast_vjp(grad_out, x, out, **attrs),)
 
-    @staticmethod
-    def forward(x):
-        return np.sqrt(x)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (grad_out * 0.5 / out,)
-
-
-class Abs(Elementwise):
-    """``|x|``; the gradient at 0 is 0, as in PyTorch."""
-
-    name = "abs"
-    saves_output = False
-    float_only = False
-
-    @staticmethod
-    def array_forward(xp, x):
-        return xp.abs(x)
-
-    @staticmethod
-    def forward(x):
-        return np.abs(x)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (grad_out * xp.sign(x),)
-
-
-class Sin(Elementwise):
-    name = "sin"
-    saves_output = False
-
-    @staticmethod
-    def array_forward(xp, x):
-        return xp.sin(x)
-
-    @staticmethod
-    def forward(x):
-        return np.sin(x)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (grad_out * xp.cos(x),)
-
-
-class Cos(Elementwise):
-    name = "cos"
-    saves_output = False
-
-    @staticmethod
-    def array_forward(xp, x):
-        return xp.cos(x)
-
-    @staticmethod
-    def forward(x):
-        return np.cos(x)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (-grad_out * xp.sin(x),)
+        body["fast_vjp"] = staticmethod(fast_rule)
+    op = type("".join(part.title() for part in name.split("_")), (Elementwise,), body)
+    ELEMENTWISE[name] = op
+    return op
 
 
-class Atan(Elementwise):
-    name = "atan"
-    saves_output = False
+def _array_function(function: str) -> Callable[..., Any]:
+    def array_forward(xp: Any, x: Any) -> Any:
+        return getattr(xp, function)(x)
 
-    @staticmethod
-    def array_forward(xp, x):
-        return xp.atan(x)
-
-    @staticmethod
-    def forward(x):
-        return np.arctan(x)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (grad_out / (1.0 + x * x),)
+    return array_forward
 
 
-class Tanh(Elementwise):
-    name = "tanh"
-    saves_inputs = ()
-
-    @staticmethod
-    def array_forward(xp, x):
-        return xp.tanh(x)
-
-    @staticmethod
-    def forward(x):
-        return np.tanh(x)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (grad_out * (1.0 - out * out),)
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return _logistic(x, out=np.empty_like(x))  # out: an array even for 0-d input
 
 
-class Sigmoid(Elementwise):
-    """The logistic function :math:`1 / (1 + e^{-x})`, evaluated without overflow for any input."""
+def _logistic(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``1 / (1 + e^-x)`` into ``out``, accurate to a few ulp. Below about -88 (float32) e^-x overflows to
+    inf and the result is 0, as in PyTorch (the true value is a subnormal number there). Four passes in
+    place, no branches (a ``where`` between two stable forms is several times slower)."""
+    np.negative(x, out=out)
+    with np.errstate(over="ignore", under="ignore"):
+        np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
 
-    name = "sigmoid"
-    saves_inputs = ()
 
-    @staticmethod
-    def array_forward(xp, x):
-        return 1.0 / (1.0 + xp.exp(-x))
-
-    @staticmethod
-    def forward(x):
-        return _logistic(x, out=np.empty_like(x))  # out: an array even for 0-d input
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (grad_out * out * (1.0 - out),)
-
-    @staticmethod
-    def fast_vjp(grad_out, needs, out, x):
-        # the same products in the same order, one temporary fewer
-        grad = grad_out * out
-        grad *= 1.0 - out
-        return (grad,)
+def _sigmoid_fast_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    grad = g * y  # the generic rule's products in the same order, one temporary fewer
+    grad *= 1.0 - y
+    return grad
 
 
 def _masked(value: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -678,139 +611,80 @@ def _masked(value: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, value, 0.0)
 
 
-def _logistic(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``1 / (1 + e^-x)`` into ``out``, accurate to a few ulp. Below about -88 (float32) e^-x overflows to
-    inf and the result is 0, as in PyTorch (the true value is a subnormal number there). Four passes in
-    place, no branches (a ``where`` between two stable forms is several times slower)."""
-    np.negative(x, out=out)
-    with np.errstate(over="ignore", under="ignore"):
-        np.exp(out, out=out)
-    out += 1.0
-    return np.reciprocal(out, out=out)
-
-
-class Relu(Elementwise):
-    """``max(x, 0)``; the gradient is 0 where ``x <= 0`` (also for a non-finite ``grad_out``) and passes
-    elsewhere, NaN inputs included, as in PyTorch."""
-
-    name = "relu"
-    saves_output = False
-    float_only = False
-
-    @staticmethod
-    def array_forward(xp, x):
-        return xp.maximum(x, xp.zeros_like(x))
-
-    @staticmethod
-    def forward(x):
-        return np.maximum(x, 0)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (xp.where(~(x <= 0), grad_out, 0.0),)
-
-    @staticmethod
-    def fast_vjp(grad_out, needs, out, x):
-        return (_masked(grad_out, ~(x <= 0)),)
-
-
-class LeakyRelu(Elementwise):
-    name = "leaky_relu"
-    saves_output = False
-
-    @staticmethod
-    def array_forward(xp, x, *, negative_slope):
-        return xp.where(x > 0, x, x * negative_slope)
-
-    @staticmethod
-    def forward(x, *, negative_slope):
-        return np.where(x > 0, x, x * negative_slope)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x, *, negative_slope):
-        return (xp.where(x > 0, grad_out, grad_out * negative_slope),)
-
-
-class Elu(Elementwise):
-    """``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
-
-    name = "elu"
-
-    @staticmethod
-    def array_forward(xp, x, *, alpha):
-        return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, xp.zeros_like(x))))
-
-    @staticmethod
-    def forward(x, *, alpha):
-        return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x, *, alpha):
-        return (xp.where(x > 0, grad_out, grad_out * (out + alpha)),)
-
-
-class Softplus(Elementwise):
-    """:math:`\\log(1 + e^x)`, computed as ``logaddexp(0, x)`` so it is finite for any input."""
-
-    name = "softplus"
-    saves_output = False
-
-    @staticmethod
-    def array_forward(xp, x):
-        return xp.logaddexp(xp.zeros_like(x), x)
-
-    @staticmethod
-    def forward(x):
-        with np.errstate(under="ignore"):
-            return np.logaddexp(0, x)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (grad_out * xp.sigmoid(x),)
+def _softplus(x: np.ndarray) -> np.ndarray:
+    with np.errstate(under="ignore"):
+        return np.logaddexp(0, x)
 
 
 _erf_scalar = np.frompyfunc(math.erf, 1, 1)
 
 
-class Erf(Elementwise):
-    """The error function; derivative :math:`2/\\sqrt{\\pi}\\, e^{-x^2}`."""
-
-    name = "erf"
-    saves_output = False
-
-    @staticmethod
-    def forward(x):
-        x = np.asarray(x)
-        return np.asarray(_erf_scalar(x), dtype=x.dtype)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x):
-        return (grad_out * (2.0 / math.sqrt(math.pi)) * xp.exp(-(x * x)),)
+def _erf(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    return np.asarray(_erf_scalar(x), dtype=x.dtype)
 
 
-class Clip(Elementwise):
-    """Clamp into ``[min, max]`` (either may be None); the gradient passes where the input is inside."""
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
-    name = "clip"
-    saves_output = False
-    float_only = False
+# fmt: off
+elementwise("neg", np.negative, lambda xp, g, x, y: -g, reads="", array=lambda xp, x: -x, float_only=False,
+            doc=r":math:`-x`, the ``-`` operator; derivative :math:`-1`.")
+elementwise("exp", np.exp, lambda xp, g, x, y: g * y, reads="y", array="exp",
+            doc=r":math:`e^x`; derivative :math:`e^x` (the output itself).")
+elementwise("log", np.log, lambda xp, g, x, y: g / x, reads="x", array="log", domain="positive",
+            doc=r"The natural logarithm :math:`\ln x`; derivative :math:`1/x`.")
+elementwise("sqrt", np.sqrt, lambda xp, g, x, y: g * 0.5 / y, reads="y", array="sqrt", domain="positive",
+            doc=r":math:`\sqrt{x}`; derivative :math:`1 / (2\sqrt{x})`.")
+elementwise("abs", np.abs, lambda xp, g, x, y: g * xp.sign(x), reads="x", array="abs", float_only=False,
+            domain="nonzero", doc=r":math:`|x|`; derivative :math:`\mathrm{sign}(x)`, 0 at 0 as in PyTorch.")
+elementwise("sin", np.sin, lambda xp, g, x, y: g * xp.cos(x), reads="x", array="sin",
+            doc=r":math:`\sin x`; derivative :math:`\cos x`.")
+elementwise("cos", np.cos, lambda xp, g, x, y: -g * xp.sin(x), reads="x", array="cos",
+            doc=r":math:`\cos x`; derivative :math:`-\sin x`.")
+elementwise("atan", np.arctan, lambda xp, g, x, y: g / (1.0 + x * x), reads="x", array="atan",
+            doc=r"The inverse tangent :math:`\arctan x`; derivative :math:`1 / (1 + x^2)`.")
+elementwise("tanh", np.tanh, lambda xp, g, x, y: g * (1.0 - y * y), reads="y", array="tanh",
+            doc=r":math:`\tanh x`; derivative :math:`1 - \tanh^2 x`.")
+elementwise("sigmoid", _sigmoid, lambda xp, g, x, y: g * y * (1.0 - y), reads="y",
+            array=lambda xp, x: 1.0 / (1.0 + xp.exp(-x)), fast_vjp=_sigmoid_fast_vjp,
+            doc=r"The logistic function :math:`\sigma(x) = 1 / (1 + e^{-x})`, finite for any input; "
+                r"derivative :math:`\sigma(x)(1 - \sigma(x))`.")
+elementwise("relu", lambda x: np.maximum(x, 0), lambda xp, g, x, y: xp.where(~(x <= 0), g, 0.0), reads="x",
+            array=lambda xp, x: xp.maximum(x, xp.zeros_like(x)), fast_vjp=lambda g, x, y: _masked(g, ~(x <= 0)),
+            float_only=False, domain="nonzero",
+            doc=r":math:`\max(x, 0)`; derivative 1 for :math:`x > 0` and NaN inputs, else 0 (also for a "
+                "non-finite incoming gradient), as in PyTorch.")
+elementwise("leaky_relu", lambda x, *, negative_slope: np.where(x > 0, x, x * negative_slope),
+            lambda xp, g, x, y, *, negative_slope: xp.where(x > 0, g, g * negative_slope), reads="x",
+            array=lambda xp, x, *, negative_slope: xp.where(x > 0, x, x * negative_slope), domain="nonzero",
+            doc=r":math:`x` for :math:`x > 0`, else :math:`a x` (``negative_slope``); derivative 1 or :math:`a`.")
+elementwise("elu", lambda x, *, alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
+            lambda xp, g, x, y, *, alpha: xp.where(x > 0, g, g * (y + alpha)), reads="xy",
+            array=lambda xp, x, *, alpha: xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, xp.zeros_like(x)))),
+            domain="nonzero",
+            doc=r":math:`x` for :math:`x > 0`, else :math:`\alpha (e^x - 1)`; derivative 1 or :math:`y + \alpha`.")
+elementwise("softplus", _softplus, lambda xp, g, x, y: g * xp.sigmoid(x), reads="x",
+            array=lambda xp, x: xp.logaddexp(xp.zeros_like(x), x),
+            doc=r":math:`\log(1 + e^x)`, computed as ``logaddexp(0, x)`` so it is finite for any input; "
+                r"derivative :math:`\sigma(x)`.")
+elementwise("erf", _erf, lambda xp, g, x, y: g * _TWO_OVER_SQRT_PI * xp.exp(-(x * x)), reads="x",
+            doc=r"The error function :math:`\frac{2}{\sqrt\pi}\int_0^x e^{-t^2} dt`; derivative "
+                r":math:`\frac{2}{\sqrt\pi} e^{-x^2}`.")
+elementwise("clip", lambda x, *, min, max: np.clip(x, min, max), lambda xp, g, x, y, *, min, max:
+            xp.where(_inside(x, min, max), g, 0.0), reads="x", array=lambda xp, x, *, min, max: xp.clip(x, min, max),
+            float_only=False,
+            doc=r"Clamp into ``[min, max]`` (either may be None); derivative 1 inside (ends included), else 0.")
+# fmt: on
 
-    @staticmethod
-    def array_forward(xp, x, *, min, max):
-        return xp.clip(x, min, max)
 
-    @staticmethod
-    def forward(x, *, min, max):
-        return np.clip(x, min, max)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, x, *, min, max):
-        inside = True
-        if min is not None:
-            inside = x >= min
-        if max is not None:
-            inside = (x <= max) if min is None else inside & (x <= max)
-        return (xp.where(inside, grad_out, 0.0),)
+def _inside(x: Any, low: Any, high: Any) -> Any:
+    """Where ``low <= x <= high``, a missing bound left out (True when both are)."""
+    inside: Any = True
+    if low is not None:
+        inside = x >= low
+    if high is not None:
+        inside = (x <= high) if low is None else inside & (x <= high)
+    return inside
 
 
 class Cast(Elementwise):
