@@ -621,6 +621,20 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 _sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
 _gelu = lambda a: a * 0.5 * (1 + _erf(a / math.sqrt(2)))  # noqa: E731
 
+def _np(reduce: Callable) -> Callable:
+    """A NumPy reduction as the table's reference ``ref(a, axis, keepdims)``."""
+    return lambda a, ax, k: reduce(a, axis=ax, keepdims=k)
+
+
+def _reduction_case(name: str, ref: Callable, torch_name: str, domain: str = "real", min_side: int = 1) -> OpCase:
+    """The case of the reduction ``chainrule.<name>`` against ``ref`` and ``torch.<torch_name>`` (dim, keepdim)."""
+    torch_fn = None
+    if torch is not None:
+        reduce = getattr(torch, torch_name)
+        torch_fn = lambda a, ax, k: reduce(a, dim=_torch_dims(a, ax), keepdim=k)  # noqa: E731
+    return OpCase(name, _reduction(getattr(cr, name), ref, torch_fn, domain, min_side=min_side))
+
+
 # Rows of ops.ELEMENTWISE with a case of their own below: neg is the - operator, clip needs bounds, and
 # leaky_relu is checked with a slope other than its default.
 _HAND_WRITTEN_ROWS = {"neg", "clip", "leaky_relu"}
@@ -690,69 +704,14 @@ OP_CASES: list[OpCase] = [
     OpCase("silu", _unary(cr.silu, lambda a: a * _sigmoid(a), _t("nn.functional.silu"))),
     OpCase("clip", _clip()),
     # reductions
-    OpCase(
-        "sum",
-        _reduction(
-            cr.sum,
-            lambda a, ax, k: np.sum(a, axis=ax, keepdims=k),
-            None if torch is None else (lambda a, ax, k: a.sum(dim=_torch_dims(a, ax), keepdim=k)),
-        ),
-    ),
-    OpCase(
-        "mean",
-        _reduction(
-            cr.mean,
-            lambda a, ax, k: np.mean(a, axis=ax, keepdims=k),
-            None if torch is None else (lambda a, ax, k: a.mean(dim=_torch_dims(a, ax), keepdim=k)),
-        ),
-    ),
-    OpCase(
-        "max",
-        _reduction(
-            cr.max,
-            lambda a, ax, k: np.max(a, axis=ax, keepdims=k),
-            None if torch is None else (lambda a, ax, k: torch.amax(a, dim=_torch_dims(a, ax), keepdim=k)),
-            "distinct",
-        ),
-    ),
-    OpCase(
-        "min",
-        _reduction(
-            cr.min,
-            lambda a, ax, k: np.min(a, axis=ax, keepdims=k),
-            None if torch is None else (lambda a, ax, k: torch.amin(a, dim=_torch_dims(a, ax), keepdim=k)),
-            "distinct",
-        ),
-    ),
-    OpCase("prod", _reduction(cr.prod, lambda a, ax, k: np.prod(a, axis=ax, keepdims=k), _torch_prod, "unit")),
-    OpCase(
-        "var",
-        _reduction(
-            cr.var,
-            _np_var,
-            None if torch is None else (lambda a, ax, k: torch.var(a, dim=_torch_dims(a, ax), keepdim=k)),
-            "distinct",
-            min_side=2,
-        ),
-    ),
-    OpCase(
-        "std",
-        _reduction(
-            cr.std,
-            lambda a, ax, k: np.sqrt(_np_var(a, ax, k)),
-            None if torch is None else (lambda a, ax, k: torch.std(a, dim=_torch_dims(a, ax), keepdim=k)),
-            "distinct",
-            min_side=2,
-        ),
-    ),
-    OpCase(
-        "logsumexp",
-        _reduction(
-            cr.logsumexp,
-            _np_logsumexp,
-            None if torch is None else (lambda a, ax, k: torch.logsumexp(a, dim=_torch_dims(a, ax), keepdim=k)),
-        ),
-    ),
+    _reduction_case("sum", _np(np.sum), "sum"),
+    _reduction_case("mean", _np(np.mean), "mean"),
+    _reduction_case("max", _np(np.max), "amax", "distinct"),
+    _reduction_case("min", _np(np.min), "amin", "distinct"),
+    OpCase("prod", _reduction(cr.prod, _np(np.prod), _torch_prod, "unit")),
+    _reduction_case("var", _np_var, "var", "distinct", min_side=2),
+    _reduction_case("std", lambda a, ax, k: np.sqrt(_np_var(a, ax, k)), "std", "distinct", min_side=2),
+    _reduction_case("logsumexp", _np_logsumexp, "logsumexp"),
     OpCase(
         "softmax",
         _softmax_like(cr.softmax, _np_softmax, None if torch is None else (lambda a, ax: torch.softmax(a, ax))),

@@ -324,6 +324,13 @@ def _reduction(
     return axes, bool(keepdims)
 
 
+def _reduce(op: str, x: Any, axis: Any, keepdims: Any, dim: Any, keepdim: Any) -> Tensor:
+    """Apply the reduction primitive ``op`` over ``axis`` (or its alias ``dim``)."""
+    x = as_tensor(x)
+    axes, keep = _reduction(op, x, axis, keepdims, dim, keepdim)
+    return apply(OPS[op], x, axis=axes, keepdims=keep)
+
+
 def _axis_key(axis: Any) -> Any:
     """A comparable form of an axis argument (``1`` and ``(1,)`` agree)."""
     return tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
@@ -370,9 +377,7 @@ def sum(
     >>> cr.sum(cr.tensor([[1.0, 2.0], [3.0, 4.0]]), dim=0).tolist()
     [4.0, 6.0]
     """
-    x = as_tensor(x)
-    axes, keep = _reduction("sum", x, axis, keepdims, dim, keepdim)
-    return apply(OPS["sum"], x, axis=axes, keepdims=keep)
+    return _reduce("sum", x, axis, keepdims, dim, keepdim)
 
 
 def _count(x: Tensor, axis: Any) -> int:
@@ -477,9 +482,7 @@ def max(
     >>> x.grad.tolist()
     [[0.0, 0.5, 0.5]]
     """
-    x = as_tensor(x)
-    axes, keep = _reduction("max", x, axis, keepdims, dim, keepdim)
-    return apply(OPS["max"], x, axis=axes, keepdims=keep)
+    return _reduce("max", x, axis, keepdims, dim, keepdim)
 
 
 @_method
@@ -494,9 +497,7 @@ def min(
     >>> cr.min(cr.tensor([[4.0, 2.0], [1.0, 5.0]]), dim=1).tolist()
     [2.0, 1.0]
     """
-    x = as_tensor(x)
-    axes, keep = _reduction("min", x, axis, keepdims, dim, keepdim)
-    return apply(OPS["min"], x, axis=axes, keepdims=keep)
+    return _reduce("min", x, axis, keepdims, dim, keepdim)
 
 
 @_method
@@ -517,9 +518,7 @@ def prod(
     >>> x.grad.tolist()
     [0.0, 6.0, 0.0]
     """
-    x = as_tensor(x)
-    axes, keep = _reduction("prod", x, axis, keepdims, dim, keepdim)
-    return apply(OPS["prod"], x, axis=axes, keepdims=keep)
+    return _reduce("prod", x, axis, keepdims, dim, keepdim)
 
 
 @_method
@@ -534,9 +533,7 @@ def logsumexp(
     >>> round(cr.logsumexp(cr.tensor([0.0, 0.0]), dim=0).item(), 6)
     0.693147
     """
-    x = as_tensor(x)
-    axes, keep = _reduction("logsumexp", x, axis, keepdims, dim, keepdim)
-    return apply(OPS["logsumexp"], x, axis=axes, keepdims=keep)
+    return _reduce("logsumexp", x, axis, keepdims, dim, keepdim)
 
 
 @_method

@@ -339,50 +339,39 @@ class Pow(Primitive):
         )
 
 
-class Maximum(Primitive):
-    """Elementwise maximum (NaN propagates); at ties the gradient is split evenly between the two inputs."""
+class _Select(Primitive):
+    """Elementwise max/min of two inputs (NaN propagates); at ties the gradient is split evenly between them.
 
-    name = "maximum"
+    ``_wins(a, b)`` says where ``a`` alone is the result (``a > b`` for maximum); the subclass names the op."""
+
     saves_output = False
+    _wins: Callable[[Any, Any], Any]
+    _numpy: np.ufunc
 
-    @staticmethod
-    def array_forward(xp, a, b):
-        return xp.maximum(a, b)
+    @classmethod
+    def array_forward(cls, xp, a, b):
+        return getattr(xp, cls.name)(a, b)
 
-    @staticmethod
-    def forward(a, b):
-        return np.maximum(a, b)
+    @classmethod
+    def forward(cls, a, b):
+        return cls._numpy(a, b)
 
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, a, b):
-        return _select_vjp(xp, grad_out, needs, a, b, _raw(a) < _raw(b), _raw(a) > _raw(b))
+    @classmethod
+    def vjp(cls, xp, grad_out, needs, out, a, b):
+        raw_a, raw_b = _raw(a), _raw(b)
+        return _select_vjp(xp, grad_out, needs, a, b, cls._wins(raw_b, raw_a), cls._wins(raw_a, raw_b))
 
-    @staticmethod
-    def jvp(xp, tangents, out, a, b):
-        return _select_jvp(xp, tangents, a, b, a > b)
+    @classmethod
+    def jvp(cls, xp, tangents, out, a, b):
+        return _select_jvp(xp, tangents, a, b, cls._wins(a, b))
 
 
-class Minimum(Primitive):
-    """Elementwise minimum (NaN propagates); at ties the gradient is split evenly between the two inputs."""
+class Maximum(_Select):
+    name, _wins, _numpy = "maximum", staticmethod(operator.gt), np.maximum
 
-    name = "minimum"
-    saves_output = False
 
-    @staticmethod
-    def array_forward(xp, a, b):
-        return xp.minimum(a, b)
-
-    @staticmethod
-    def forward(a, b):
-        return np.minimum(a, b)
-
-    @staticmethod
-    def vjp(xp, grad_out, needs, out, a, b):
-        return _select_vjp(xp, grad_out, needs, a, b, _raw(a) > _raw(b), _raw(a) < _raw(b))
-
-    @staticmethod
-    def jvp(xp, tangents, out, a, b):
-        return _select_jvp(xp, tangents, a, b, a < b)
+class Minimum(_Select):
+    name, _wins, _numpy = "minimum", staticmethod(operator.lt), np.minimum
 
 
 def _select_vjp(xp, grad_out, needs, a, b, a_loses, b_loses):
@@ -785,6 +774,15 @@ class _Extremum(Primitive):
     """
 
     float_only = False
+    _pairwise: np.ufunc  # np.maximum
+    _reduce: Callable[..., Any]  # np.max
+
+    @classmethod
+    def forward(cls, x, *, axis=None, keepdims=False):
+        if np.size(x) == 0:
+            raise ShapeError(f"{cls.name}: cannot reduce an empty tensor of shape {np.shape(x)}")
+        few = _reduce_few(cls._pairwise, x, axis, keepdims)  # pooling windows: a few elementwise passes
+        return cls._reduce(x, axis=axis, keepdims=keepdims) if few is None else few
 
     @staticmethod
     def _winners(xp, out, x, axis, keepdims):
@@ -812,25 +810,11 @@ class _Extremum(Primitive):
 
 
 class Max(_Extremum):
-    name = "max"
-
-    @staticmethod
-    def forward(x, *, axis=None, keepdims=False):
-        if np.size(x) == 0:
-            raise ShapeError(f"max: cannot reduce an empty tensor of shape {np.shape(x)}")
-        few = _reduce_few(np.maximum, x, axis, keepdims)  # pooling windows: a few elementwise passes
-        return np.max(x, axis=axis, keepdims=keepdims) if few is None else few
+    name, _pairwise, _reduce = "max", np.maximum, np.max
 
 
 class Min(_Extremum):
-    name = "min"
-
-    @staticmethod
-    def forward(x, *, axis=None, keepdims=False):
-        if np.size(x) == 0:
-            raise ShapeError(f"min: cannot reduce an empty tensor of shape {np.shape(x)}")
-        few = _reduce_few(np.minimum, x, axis, keepdims)  # pooling windows: a few elementwise passes
-        return np.min(x, axis=axis, keepdims=keepdims) if few is None else few
+    name, _pairwise, _reduce = "min", np.minimum, np.min
 
 
 class Prod(Primitive):
