@@ -76,7 +76,7 @@ import numpy as np
 from chainrule import compiled
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
 
-__all__ = ["Primitive", "Elementwise", "OPS", "numpy_namespace", "array_namespace", "normalize_axis"]
+__all__ = ["Primitive", "Elementwise", "LinearMap", "OPS", "numpy_namespace", "array_namespace", "normalize_axis"]
 
 OPS: dict[str, type[Primitive]] = {}
 
@@ -135,6 +135,22 @@ class Elementwise(Primitive):
     def jvp(cls, xp: Any, tangents: Sequence[Any], out: Any, x: Any, **attrs: Any) -> Any:  # type: ignore[override]
         (grad,) = cls.vjp(xp, tangents[0], (True,), out, x, **attrs)
         return grad
+
+
+class LinearMap(Primitive):
+    """A primitive linear in its one input (affine for ``pad``'s fill value): ``reshape``, ``sum``, ``getitem`` ….
+
+    It reads no values, only shapes, and its JVP is the map itself applied to the tangent (with a fill
+    ``value`` of 0): subclasses write ``forward`` and ``vjp``, the adjoint map."""
+
+    saves_inputs = ()
+    saves_output = False
+
+    @classmethod
+    def jvp(cls, xp: Any, tangents: Sequence[Any], out: Any, x: Any, **attrs: Any) -> Any:
+        if "value" in attrs:
+            attrs["value"] = 0.0
+        return getattr(xp, cls.name)(tangents[0], **attrs)
 
 
 def _plus(a: Any, b: Any) -> Any:
@@ -676,12 +692,10 @@ def _inside(x: Any, low: Any, high: Any) -> Any:
     return inside
 
 
-class Cast(Elementwise):
+class Cast(LinearMap):
     """Change the dtype; the gradient is cast back to the input's dtype."""
 
     name = "cast"
-    saves_inputs = ()
-    saves_output = False
     float_only = False
 
     @staticmethod
@@ -696,21 +710,14 @@ class Cast(Elementwise):
     def vjp(xp, grad_out, needs, out, x, *, dtype):
         return (xp.cast(grad_out, dtype=x.dtype),)
 
-    @classmethod
-    def jvp(cls, xp, tangents, out, x, *, dtype):
-        return xp.cast(tangents[0], dtype=dtype)
-
-
 # ===================================================================================================
 # Reductions
 # ===================================================================================================
 _SMALL = 4096  # elements: below this a fast rule may pay a copy to save NumPy's per-call overhead
 
 
-class Sum(Primitive):
+class Sum(LinearMap):
     name = "sum"
-    saves_inputs = ()
-    saves_output = False
 
     @staticmethod
     def array_forward(xp, x, *, axis=None, keepdims=False):
@@ -733,11 +740,6 @@ class Sum(Primitive):
         if x.size <= _SMALL:  # filling a few numbers is cheaper than broadcast_to's setup of a view
             return (np.full(x.shape, grad_out),)
         return (np.broadcast_to(grad_out, x.shape),)
-
-    @staticmethod
-    def jvp(xp, tangents, out, x, *, axis=None, keepdims=False):
-        return xp.sum(tangents[0], axis=axis, keepdims=keepdims)
-
 
 def _reduce_few(ufunc: np.ufunc, x: Any, axis: Any, keepdims: bool, dtype: Any = None) -> np.ndarray | None:
     """``ufunc.reduce`` over ``axis`` as a loop of elementwise ops when the reduced axes are short, else None.
@@ -1696,10 +1698,8 @@ def _one_hot(labels: np.ndarray, classes: int, dtype: Any) -> np.ndarray:
 # ===================================================================================================
 # Shape ops
 # ===================================================================================================
-class Reshape(Primitive):
+class Reshape(LinearMap):
     name = "reshape"
-    saves_inputs = ()
-    saves_output = False
 
     @staticmethod
     def array_forward(xp, x, *, shape):
@@ -1719,17 +1719,10 @@ class Reshape(Primitive):
     def vjp(xp, grad_out, needs, out, x, *, shape):
         return (xp.reshape(grad_out, shape=x.shape),)
 
-    @staticmethod
-    def jvp(xp, tangents, out, x, *, shape):
-        return xp.reshape(tangents[0], shape=shape)
-
-
-class Permute(Primitive):
+class Permute(LinearMap):
     """Reorder the axes (NumPy's ``transpose`` with an explicit permutation)."""
 
     name = "permute"
-    saves_inputs = ()
-    saves_output = False
 
     @staticmethod
     def array_forward(xp, x, *, axes):
@@ -1743,15 +1736,8 @@ class Permute(Primitive):
     def vjp(xp, grad_out, needs, out, x, *, axes):
         return (xp.permute(grad_out, axes=tuple(np.argsort(axes).tolist())),)
 
-    @staticmethod
-    def jvp(xp, tangents, out, x, *, axes):
-        return xp.permute(tangents[0], axes=axes)
-
-
-class BroadcastTo(Primitive):
+class BroadcastTo(LinearMap):
     name = "broadcast_to"
-    saves_inputs = ()
-    saves_output = False
 
     @staticmethod
     def array_forward(xp, x, *, shape):
@@ -1768,11 +1754,6 @@ class BroadcastTo(Primitive):
     def vjp(xp, grad_out, needs, out, x, *, shape):
         return (xp.sum_to(grad_out, shape=x.shape),)
 
-    @staticmethod
-    def jvp(xp, tangents, out, x, *, shape):
-        return xp.broadcast_to(tangents[0], shape=shape)
-
-
 def _sum_to_axes(x_shape: tuple, shape: tuple) -> tuple[int, ...]:
     """The axes to sum so that ``x_shape`` (a broadcast of ``shape``) comes back to ``shape``."""
     lead = len(x_shape) - len(shape)
@@ -1781,12 +1762,10 @@ def _sum_to_axes(x_shape: tuple, shape: tuple) -> tuple[int, ...]:
     return tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and x_shape[lead + i] != 1)
 
 
-class SumTo(Primitive):
+class SumTo(LinearMap):
     """Sum a broadcast result back to ``shape``: the adjoint of ``broadcast_to``."""
 
     name = "sum_to"
-    saves_inputs = ()
-    saves_output = False
 
     @staticmethod
     def array_forward(xp, x, *, shape):
@@ -1805,11 +1784,6 @@ class SumTo(Primitive):
     @staticmethod
     def vjp(xp, grad_out, needs, out, x, *, shape):
         return (xp.broadcast_to(grad_out, shape=x.shape),)
-
-    @staticmethod
-    def jvp(xp, tangents, out, x, *, shape):
-        return xp.sum_to(tangents[0], shape=shape)
-
 
 def _spelled_out(index: Any) -> Any:
     """``index`` as a tuple ending in ``...`` when it names fewer axes (the array API wants every axis named)."""
@@ -1831,12 +1805,10 @@ def _is_basic_index(index: Any) -> bool:
     return True
 
 
-class Getitem(Primitive):
+class Getitem(LinearMap):
     """``x[index]`` for ints, slices, None, Ellipsis, integer arrays and boolean masks."""
 
     name = "getitem"
-    saves_inputs = ()
-    saves_output = False
 
     @staticmethod
     def array_forward(xp, x, *, index):
@@ -1850,20 +1822,13 @@ class Getitem(Primitive):
     def vjp(xp, grad_out, needs, out, x, *, index):
         return (xp.scatter_add(grad_out, index=index, shape=x.shape),)
 
-    @staticmethod
-    def jvp(xp, tangents, out, x, *, index):
-        return xp.getitem(tangents[0], index=index)
-
-
-class ScatterAdd(Primitive):
+class ScatterAdd(LinearMap):
     """Zeros of ``shape`` with ``values`` added at ``index`` (repeated indices add up, as ``np.add.at``).
 
     The adjoint of :class:`Getitem`.
     """
 
     name = "scatter_add"
-    saves_inputs = ()
-    saves_output = False
 
     @staticmethod
     def array_forward(xp, values, *, index, shape):
@@ -1885,11 +1850,6 @@ class ScatterAdd(Primitive):
     @staticmethod
     def vjp(xp, grad_out, needs, out, values, *, index, shape):
         return (xp.getitem(grad_out, index=index),)
-
-    @staticmethod
-    def jvp(xp, tangents, out, values, *, index, shape):
-        return xp.scatter_add(tangents[0], index=index, shape=shape)
-
 
 class Concatenate(Primitive):
     """Join tensors along an existing ``axis``."""
@@ -1922,12 +1882,10 @@ class Concatenate(Primitive):
         return xp.concatenate(*parts, axis=axis)
 
 
-class Pad(Primitive):
+class Pad(LinearMap):
     """Constant padding: ``pad_width`` is one ``(before, after)`` pair per axis."""
 
     name = "pad"
-    saves_inputs = ()
-    saves_output = False
 
     @staticmethod
     def forward(x, *, pad_width, value=0.0):
@@ -1937,11 +1895,6 @@ class Pad(Primitive):
     def vjp(xp, grad_out, needs, out, x, *, pad_width, value=0.0):
         index = tuple(slice(before, before + n) for (before, _), n in zip(pad_width, x.shape))
         return (xp.getitem(grad_out, index=index),)
-
-    @staticmethod
-    def jvp(xp, tangents, out, x, *, pad_width, value=0.0):
-        return xp.pad(tangents[0], pad_width=pad_width, value=0.0)
-
 
 # ===================================================================================================
 # Ops without a gradient (used inside rules and by comparisons)
@@ -2028,7 +1981,7 @@ def _window_slices(offsets, stride, dilation, out_sizes):
     return tuple(slice(o * d, o * d + s * (n - 1) + 1, s) for o, s, d, n in zip(offsets, stride, dilation, out_sizes))
 
 
-class Unfold(Primitive):
+class Unfold(LinearMap):
     """Sliding windows of ``x`` (N, C, *spatial) as an array (N, *out_spatial, C, *kernel_size) (im2col).
 
     Convolution is this followed by one matrix product; pooling is this followed by a reduction over the
@@ -2042,8 +1995,6 @@ class Unfold(Primitive):
     """
 
     name = "unfold"
-    saves_inputs = ()
-    saves_output = False
 
     @staticmethod
     def forward(x, *, kernel_size, stride, padding, dilation, value=0.0):
@@ -2069,17 +2020,10 @@ class Unfold(Primitive):
         )
         return (folded,)
 
-    @staticmethod
-    def jvp(xp, tangents, out, x, *, kernel_size, stride, padding, dilation, value=0.0):
-        return xp.unfold(tangents[0], kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
-
-
-class Fold(Primitive):
+class Fold(LinearMap):
     """The adjoint of :class:`Unfold` (col2im): add every window back to where it came from."""
 
     name = "fold"
-    saves_inputs = ()
-    saves_output = False
 
     @staticmethod
     def forward(columns, *, input_shape, kernel_size, stride, padding, dilation):
@@ -2102,18 +2046,6 @@ class Fold(Primitive):
     @staticmethod
     def vjp(xp, grad_out, needs, out, columns, *, input_shape, kernel_size, stride, padding, dilation):
         return (xp.unfold(grad_out, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation),)
-
-    @staticmethod
-    def jvp(xp, tangents, out, columns, *, input_shape, kernel_size, stride, padding, dilation):
-        return xp.fold(
-            tangents[0],
-            input_shape=input_shape,
-            kernel_size=kernel_size,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-        )
-
 
 class MaxPool(Primitive):
     """Maximum over sliding windows: (N, C, *spatial) -> (N, C, *out_spatial), padding with -inf.
