@@ -13,14 +13,7 @@ import pytest
 import chainrule as cr
 from chainrule import nn
 from chainrule.train import History, NonFiniteLossError, ProgressBar, TerminateOnNaN, evaluate, fit
-
-
-def _blobs(n=120, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    centers = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
-    x = (centers[y] + rng.normal(scale=0.6, size=(n, 2))).astype(np.float32)
-    return x, y.astype(np.int64)
+from three_blobs import three_blobs
 
 
 def _model():
@@ -29,14 +22,14 @@ def _model():
 
 
 def _poisoned(n_bad=3):
-    x, y = _blobs(60, seed=1)
+    x, y = three_blobs(60, seed=1)
     x[:n_bad, 0] = np.nan
     return x, y
 
 
 def test_a_nan_validation_loss_warns_once_when_it_first_appears():
     with pytest.warns(RuntimeWarning, match=r"epoch 1, validation data: the inputs hold 3 non-finite values") as seen:
-        history = fit(_model(), _blobs(), val_data=_poisoned(), epochs=3, verbose=0, seed=0, optimizer="sgd")
+        history = fit(_model(), three_blobs(120), val_data=_poisoned(), epochs=3, verbose=0, seed=0, optimizer="sgd")
     assert len([w for w in seen if "validation" in str(w.message)]) == 1
     assert len(history) == 3 and math.isnan(history["val_loss"][-1])
 
@@ -46,7 +39,7 @@ def test_terminate_on_nan_can_watch_the_validation_loss():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(NonFiniteLossError, match=r"val_loss became nan in epoch 1"):
-            fit(_model(), _blobs(), val_data=_poisoned(), epochs=3, verbose=0, callbacks=[callback], seed=0)
+            fit(_model(), three_blobs(120), val_data=_poisoned(), epochs=3, verbose=0, callbacks=[callback], seed=0)
     with pytest.raises(ValueError, match="TerminateOnNaN: monitor"):
         TerminateOnNaN(monitor=())
 
@@ -57,7 +50,7 @@ def test_evaluate_on_non_finite_inputs_warns_once_with_the_count():
     assert len(seen) == 1 and math.isnan(result["loss"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        evaluate(_model(), _blobs(), loss="cross_entropy")  # finite: silent
+        evaluate(_model(), three_blobs(120), loss="cross_entropy")  # finite: silent
 
 
 def test_predict_on_non_finite_inputs_warns_with_the_count():
@@ -129,9 +122,8 @@ class _Terminal(io.StringIO):
 def test_the_progress_bar_prints_the_epoch_summary_on_its_own_line():
     pytest.importorskip("tqdm")
     out = _Terminal()
-    fit(
-        _model(), _blobs(), val_split=0.25, epochs=2, callbacks=[ProgressBar(1, file=out)], seed=0, metrics=["accuracy"]
-    )
+    callbacks = [ProgressBar(1, file=out)]
+    fit(_model(), three_blobs(120), val_split=0.25, epochs=2, callbacks=callbacks, seed=0, metrics=["accuracy"])
     lines = [line.strip() for line in out.getvalue().replace("\r", "\n").splitlines()]
     summaries = [line for line in lines if line.startswith("epoch 2/2  loss")]
     assert summaries and "val_loss" in summaries[-1] and "val_accuracy" in summaries[-1]

@@ -20,14 +20,7 @@ from chainrule.train import (
     fit,
     predict,
 )
-
-
-def _blobs(n=240, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    centers = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
-    x = (centers[y] + rng.normal(scale=0.6, size=(n, 2))).astype(np.float32)
-    return x, y.astype(np.int64)
+from three_blobs import three_blobs
 
 
 def _model(dropout=0.0):
@@ -39,7 +32,7 @@ def _model(dropout=0.0):
 
 def test_fit_learns_and_records_every_epoch():
     cr.manual_seed(0)
-    x, y = _blobs()
+    x, y = three_blobs(240)
     model = _model()
     history = fit(model, (x, y), loss="cross_entropy", optimizer="sgd", lr=0.1, epochs=15, batch_size=16,
                   val_split=0.25, verbose=0)  # fmt: skip
@@ -55,7 +48,7 @@ def test_fit_learns_and_records_every_epoch():
 
 
 def test_the_seed_reaches_shuffling_and_dropout():
-    x, y = _blobs()
+    x, y = three_blobs(240)
 
     def run():
         cr.manual_seed(3)
@@ -70,7 +63,7 @@ def test_the_seed_reaches_shuffling_and_dropout():
 
 
 def test_fit_accepts_datasets_and_loaders():
-    x, y = _blobs(64)
+    x, y = three_blobs(64)
     cr.manual_seed(0)
     loader = DataLoader(TensorDataset(x, y), batch_size=10, shuffle=True)
     history = fit(_model(), loader, epochs=2, verbose=0, val_data=TensorDataset(x, y))
@@ -78,7 +71,7 @@ def test_fit_accepts_datasets_and_loaders():
 
 
 def test_early_stopping_stops_and_restores_the_best_weights():
-    x, y = _blobs(60)
+    x, y = three_blobs(60)
     cr.manual_seed(0)
     model = _model()
     snapshots = []
@@ -98,7 +91,7 @@ def test_early_stopping_stops_and_restores_the_best_weights():
 
 
 def test_scheduler_callback_changes_the_learning_rate():
-    x, y = _blobs(40)
+    x, y = three_blobs(40)
     model = _model()
     opt = optim.SGD(model.parameters(), lr=0.1)
     history = fit(model, (x, y), optimizer=opt, epochs=4, callbacks=[LRScheduler(optim.lr_scheduler.StepLR(opt, 2))],
@@ -107,7 +100,7 @@ def test_scheduler_callback_changes_the_learning_rate():
 
 
 def _training_run(directory, epochs, resume=None):
-    x, y = _blobs(120)
+    x, y = three_blobs(120)
     cr.manual_seed(11)
     model = _model(dropout=0.2)
     opt = optim.Adam(model.parameters(), lr=0.01)
@@ -140,7 +133,7 @@ def test_a_resumed_run_matches_an_uninterrupted_one_bit_for_bit(tmp_path):
 
 def test_a_nan_batch_stops_in_that_step_and_leaves_the_checkpoint(tmp_path):
     pytest.importorskip("safetensors", reason="checkpoints need the io extra")
-    x, y = _blobs(64)
+    x, y = three_blobs(64)
     cr.manual_seed(0)
     model = _model()
     fit(model, (x, y), epochs=1, batch_size=16, callbacks=[ModelCheckpoint(tmp_path, monitor="loss")], verbose=0)
@@ -154,7 +147,7 @@ def test_a_nan_batch_stops_in_that_step_and_leaves_the_checkpoint(tmp_path):
 
 
 def test_bad_arguments_are_explained():
-    x, y = _blobs(10)
+    x, y = three_blobs(10)
     with pytest.raises(ValueError, match="epochs must be a non-negative integer"):
         fit(_model(), (x, y), epochs=-1, verbose=0)
     with pytest.raises(ValueError, match="unknown loss 'crossentropy'"):
@@ -200,7 +193,7 @@ BROKEN_CHECKPOINTS = {
 @pytest.mark.parametrize("case", list(BROKEN_CHECKPOINTS))
 def test_resuming_from_a_broken_checkpoint_names_the_file_and_entry(tmp_path, case):
     pytest.importorskip("safetensors", reason="checkpoints need the io extra")
-    x, y = _blobs(32)
+    x, y = three_blobs(32)
     model = _model()
     fit(model, (x, y), epochs=1, batch_size=16, callbacks=[ModelCheckpoint(tmp_path)], verbose=0)
     checkpoint = cr.load(tmp_path / "last.safetensors")
@@ -215,7 +208,7 @@ def test_resuming_from_a_broken_checkpoint_names_the_file_and_entry(tmp_path, ca
 
 def test_resuming_with_another_kind_of_optimizer_is_refused(tmp_path):
     pytest.importorskip("safetensors", reason="checkpoints need the io extra")
-    x, y = _blobs(40)
+    x, y = three_blobs(40)
     model = _model()
     fit(model, (x, y), optimizer=optim.SGD(model.parameters(), lr=0.1, momentum=0.9), epochs=1, verbose=0,
         callbacks=[ModelCheckpoint(tmp_path, monitor="loss")])  # fmt: skip
@@ -227,7 +220,7 @@ def test_resuming_with_another_kind_of_optimizer_is_refused(tmp_path):
 def test_fit_records_early_stopping_so_the_diagnosis_does_not_suggest_it(tmp_path):
     from chainrule.train.history import History
 
-    x, y = _blobs(60)
+    x, y = three_blobs(60)
     cr.manual_seed(0)
     overfit = [{"epoch": e, "loss": 1 / e, "val_loss": 0.5 + abs(e - 3) * 0.2} for e in range(1, 9)]
     assert "early stopping" in History(overfit).diagnosis()

@@ -7,6 +7,7 @@ inputs of shape ``(N, 2)`` (float32) and labels of shape ``(N,)`` (int64).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,29 @@ def _classification(
         metadata={**metadata, "seed": seed, "test_fraction": test_fraction},
     )
     return Splits(train, test, info)
+
+
+def _two_arcs(
+    n_samples: int,
+    noise: float,
+    seed: int,
+    end: float,
+    inner: Callable[[np.ndarray], np.ndarray],
+    endpoint: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Moons and circles: ``N // 2`` points on the unit arc ``(cos t, sin t)`` (label 0), the rest at
+    ``inner(t)`` (label 1), ``t`` evenly spaced from 0 to ``end`` on each arc; then Gaussian noise on all.
+
+    Returns points ``(N, 2)`` float64 and labels ``(N,)`` float64, converted by :func:`_classification`.
+    """
+    generator = np.random.default_rng(seed)
+    n_outer = n_samples // 2
+    outer = np.linspace(0, end, n_outer, endpoint=endpoint)
+    inner_angle = np.linspace(0, end, n_samples - n_outer, endpoint=endpoint)
+    points = np.concatenate([np.stack([np.cos(outer), np.sin(outer)], axis=1), inner(inner_angle)])
+    labels = np.concatenate([np.zeros(n_outer), np.ones(n_samples - n_outer)])
+    points += noise * generator.standard_normal(points.shape)
+    return points, labels
 
 
 def xor(n_samples: int = 400, noise: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> Splits:
@@ -105,19 +129,9 @@ def moons(n_samples: int = 400, noise: float = 0.1, test_fraction: float = 0.2, 
     (40, 2)
     """
     _check("moons", n_samples, noise)
-    generator = np.random.default_rng(seed)
-    n_outer = n_samples // 2
-    n_inner = n_samples - n_outer
-    outer = np.linspace(0, np.pi, n_outer)
-    inner = np.linspace(0, np.pi, n_inner)
-    points = np.concatenate(
-        [
-            np.stack([np.cos(outer), np.sin(outer)], axis=1),
-            np.stack([1 - np.cos(inner), 0.5 - np.sin(inner)], axis=1),
-        ]
+    points, labels = _two_arcs(
+        n_samples, noise, seed, np.pi, lambda t: np.stack([1 - np.cos(t), 0.5 - np.sin(t)], axis=1)
     )
-    labels = np.concatenate([np.zeros(n_outer), np.ones(n_inner)])
-    points += noise * generator.standard_normal(points.shape)
     return _classification("moons", points, labels, 2, test_fraction, seed, {"n_samples": n_samples, "noise": noise})
 
 
@@ -152,19 +166,9 @@ def circles(
     _check("circles", n_samples, noise)
     if not 0 < factor < 1:
         raise ValueError(f"circles: factor must lie in (0, 1), got {factor!r}")
-    generator = np.random.default_rng(seed)
-    n_outer = n_samples // 2
-    n_inner = n_samples - n_outer
-    outer = np.linspace(0, 2 * np.pi, n_outer, endpoint=False)
-    inner = np.linspace(0, 2 * np.pi, n_inner, endpoint=False)
-    points = np.concatenate(
-        [
-            np.stack([np.cos(outer), np.sin(outer)], axis=1),
-            factor * np.stack([np.cos(inner), np.sin(inner)], axis=1),
-        ]
+    points, labels = _two_arcs(
+        n_samples, noise, seed, 2 * np.pi, lambda t: factor * np.stack([np.cos(t), np.sin(t)], axis=1), endpoint=False
     )
-    labels = np.concatenate([np.zeros(n_outer), np.ones(n_inner)])
-    points += noise * generator.standard_normal(points.shape)
     metadata = {"n_samples": n_samples, "noise": noise, "factor": factor}
     return _classification("circles", points, labels, 2, test_fraction, seed, metadata)
 

@@ -1,6 +1,6 @@
 // The digit pad: draw (or load) a digit, send the pixels to the server, show what a trained run makes of it:
 // the classes, the sample the model saw (prepared like `chainrule predict`), every layer, the contributions.
-import { decode, diverging } from "./draw.js";
+import { decode, diverging, paint } from "./draw.js";
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
@@ -73,17 +73,6 @@ async function predict() {
   if (pending === request) render(body);
 }
 
-function image(canvas, width, height, colourAt) {
-  canvas.width = width; canvas.height = height;
-  const c = canvas.getContext("2d");
-  const data = c.createImageData(width, height);
-  for (let i = 0; i < width * height; i++) {
-    const colour = colourAt(i);
-    data.data.set([colour[0], colour[1], colour[2], 255], 4 * i);
-  }
-  c.putImageData(data, 0, 0);
-}
-
 function render(result) {
   const box = $("pad-result");
   const bars = result.classes.map((c) => `<span>${escape(c.name)}</span><div class="track"><div class="pbar" style="width:${(100 * c.probability).toFixed(1)}%"></div></div><span>${(100 * c.probability).toFixed(1)}%</span>`).join("");
@@ -95,10 +84,10 @@ function render(result) {
     </div>
     <div id="pad-layers"></div>`;
   const input = decode(result.input.data);
-  image($("pad-input"), result.input.width, result.input.height, (i) => [255 - input[i], 255 - input[i], 255 - input[i]]);
+  paint($("pad-input"), result.input.width, result.input.height, (i) => [255 - input[i], 255 - input[i], 255 - input[i]]);
   if (result.saliency) {
     const saliency = decode(result.saliency.data);
-    image($("pad-saliency"), result.input.width, result.input.height, (i) => diverging(saliency[i] / 127.5 - 1));
+    paint($("pad-saliency"), result.input.width, result.input.height, (i) => diverging(saliency[i] / 127.5 - 1));
   }
   const layers = $("pad-layers");
   result.layers.forEach((layer, k) => {

@@ -22,11 +22,13 @@ export function diverging(t) {
   return t >= 0 ? mix(WHITE, CLASS_COLOURS[1], t) : mix(WHITE, CLASS_COLOURS[0], -t);
 }
 
-function paint(canvas, size, colourAt, lighten) {
-  canvas.width = size; canvas.height = size;
+// Sizes the canvas to width × height pixels and paints pixel i (row by row) colourAt(i), an [r, g, b] colour,
+// mixed towards white by the fraction `lighten`.
+export function paint(canvas, width, height, colourAt, lighten = 0) {
+  canvas.width = width; canvas.height = height;
   const context = canvas.getContext("2d");
-  const image = context.createImageData(size, size);
-  for (let i = 0; i < size * size; i++) {
+  const image = context.createImageData(width, height);
+  for (let i = 0; i < width * height; i++) {
     let colour = colourAt(i);
     if (lighten) colour = mix(colour, WHITE, lighten);
     image.data[4 * i] = colour[0]; image.data[4 * i + 1] = colour[1]; image.data[4 * i + 2] = colour[2];
@@ -52,7 +54,7 @@ export function outputColours(output, task) {
 export function drawHeatmap(canvas, output, task, points, options) {
   const size = output.size;
   const off = document.createElement("canvas");
-  paint(off, size, outputColours(output, task), 0.25);
+  paint(off, size, size, outputColours(output, task), 0.25);
   const width = canvas.clientWidth || 300;
   const scale = window.devicePixelRatio || 1;
   canvas.width = width * scale; canvas.height = width * scale;
@@ -104,7 +106,7 @@ export function drawHeatmap(canvas, output, task, points, options) {
 
 export function drawThumbnail(canvas, neuron, size) {
   const bytes = decode(neuron.data);
-  paint(canvas, size, (i) => diverging(bytes[i] / 127.5 - 1), 0);
+  paint(canvas, size, size, (i) => diverging(bytes[i] / 127.5 - 1));
 }
 
 export function drawChart(canvas, history) {
