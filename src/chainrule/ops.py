@@ -54,7 +54,11 @@ An op without one raises a ``DTypeError`` naming the op and the library. Today t
 enough for an MLP with an MSE loss (``tests/test_backend.py`` lists what runs and what does not).
 
 For elementwise one-input ops the Jacobian is diagonal, so the JVP is the VJP applied to the tangent;
-those ops subclass :class:`Elementwise` and write a single ``vjp``.
+each is one row of :func:`elementwise` (its forward, its chain-rule factor ``g * dy/dx``, what that reads, its
+array-API forward, where it is smooth, its maths), from which the primitive class, ``chainrule.<name>`` and
+its Tensor method, and its op-table test case follow. One-input linear maps (``reshape``, ``sum``,
+``getitem`` …) subclass :class:`LinearMap`: they read no values and their JVP is the map itself, so they
+write only ``forward`` and the adjoint ``vjp``.
 
 Everything else (``mean``, ``var``, ``gelu``, ``softsign``, ``stack``, ``split``, ``squeeze`` …) is a
 composition of these primitives in :mod:`chainrule.functions` and has no rule of its own.
