@@ -19,34 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainrule import autograd, functions, ops
+from chainrule import autograd, creation, errors, functions, ops
 from chainrule.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from chainrule.creation import (
-    arange,
-    eye,
-    full,
-    full_like,
-    ones,
-    ones_like,
-    rand,
-    rand_like,
-    randn,
-    randn_like,
-    tensor,
-    zeros,
-    zeros_like,
-)
-from chainrule.errors import (
-    AnomalyError,
-    ArgumentError,
-    ChainruleError,
-    CheckpointError,
-    DataError,
-    DTypeError,
-    GradientError,
-    IndexingError,
-    ShapeError,
-)
+from chainrule.creation import *  # noqa: F403 - the tensor makers, declared in chainrule.creation (its __all__)
+from chainrule.errors import *  # noqa: F403 - the exceptions, declared in chainrule.errors (its __all__)
 from chainrule.functions import *  # noqa: F403 - the ops, declared once in chainrule.functions (its __all__)
 from chainrule.gradcheck import gradcheck, gradgradcheck
 from chainrule.rng import default_generator, manual_seed
@@ -99,20 +75,6 @@ def __dir__() -> list[str]:
 __all__ = [
     "Tensor",
     "Value",
-    "tensor",
-    "as_tensor",
-    "zeros",
-    "ones",
-    "full",
-    "arange",
-    "eye",
-    "rand",
-    "randn",
-    "zeros_like",
-    "ones_like",
-    "full_like",
-    "rand_like",
-    "randn_like",
     "manual_seed",
     "default_generator",
     "float32",
@@ -133,14 +95,7 @@ __all__ = [
     "gradgradcheck",
     "save",
     "load",
-    "ChainruleError",
-    "ShapeError",
-    "DTypeError",
-    "ArgumentError",
-    "IndexingError",
-    "GradientError",
-    "AnomalyError",
-    "DataError",
-    "CheckpointError",
 ]
+__all__ += creation.__all__
+__all__ += errors.__all__
 __all__ += functions.__all__

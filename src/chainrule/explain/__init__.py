@@ -21,16 +21,10 @@ Examples
 [('w5', 0.35891648), ('w6', 0.40866619)]
 """
 
+from chainrule.explain import demos
 from chainrule.explain.check import ModelCheck, ParameterCheck, check_model, gradcheck_command
 from chainrule.explain.curvature import CurvatureReport, curvature_demo
-from chainrule.explain.demos import (
-    activations_demo,
-    linear_regression_neuron,
-    modes_demo,
-    moons_max_margin,
-    moons_scalar_engine,
-    xor_perceptron_vs_mlp,
-)
+from chainrule.explain.demos import *  # noqa: F403 - declared in chainrule.explain.demos (its __all__)
 from chainrule.explain.graph import Graph, GraphNode, graph
 from chainrule.explain.monitor import GradientMonitor, GradientWarning, layers_with_weights
 from chainrule.explain.network import ACTIVATIONS, build_network, explain_network, load_weights
@@ -66,12 +60,7 @@ __all__ = [
     "layers_with_weights",
     "vanishing_demo",
     "VanishingResult",
-    "activations_demo",
-    "modes_demo",
-    "linear_regression_neuron",
-    "xor_perceptron_vs_mlp",
-    "moons_max_margin",
-    "moons_scalar_engine",
     "curvature_demo",
     "CurvatureReport",
 ]
+__all__ += demos.__all__

@@ -1,85 +1,42 @@
-"""Neural-network layers, losses and containers, PyTorch-shaped: ``from chainrule import nn``."""
+"""Neural-network layers, losses and containers, PyTorch-shaped: ``from chainrule import nn``.
 
-from chainrule.nn import functional, init, utils
-from chainrule.nn.activation import (
-    ELU,
-    GELU,
-    LeakyReLU,
-    LogSoftmax,
-    ReLU,
-    Sigmoid,
-    SigmoidFamily,
-    SiLU,
-    Softmax,
-    Softplus,
-    Softsign,
-    Tanh,
-)
-from chainrule.nn.conv import Conv1d, Conv2d
-from chainrule.nn.dropout import Dropout
-from chainrule.nn.embedding import Embedding
-from chainrule.nn.linear import Linear
-from chainrule.nn.loss import (
-    BCELoss,
-    BCEWithLogitsLoss,
-    CrossEntropyLoss,
-    HuberLoss,
-    L1Loss,
-    MSELoss,
-    MultiMarginLoss,
-    NLLLoss,
-)
-from chainrule.nn.module import Flatten, Identity, Module, ModuleDict, ModuleList, Parameter, Sequential, Unflatten
-from chainrule.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
-from chainrule.nn.pooling import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
-from chainrule.nn.recurrent import GRU, LSTM, RNN
+Each layer module declares its public names once, in its ``__all__``; this package re-exports them.
+"""
 
-__all__ = [
-    "functional",
-    "init",
-    "utils",
-    "Module",
-    "Parameter",
-    "Sequential",
-    "ModuleList",
-    "ModuleDict",
-    "Identity",
-    "Flatten",
-    "Unflatten",
-    "Linear",
-    "Conv1d",
-    "Conv2d",
-    "MaxPool1d",
-    "MaxPool2d",
-    "AvgPool1d",
-    "AvgPool2d",
-    "AdaptiveAvgPool2d",
-    "Dropout",
-    "BatchNorm1d",
-    "BatchNorm2d",
-    "LayerNorm",
-    "Embedding",
-    "RNN",
-    "LSTM",
-    "GRU",
-    "Sigmoid",
-    "Tanh",
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "GELU",
-    "SiLU",
-    "Softplus",
-    "Softsign",
-    "SigmoidFamily",
-    "Softmax",
-    "LogSoftmax",
-    "MSELoss",
-    "L1Loss",
-    "HuberLoss",
-    "BCELoss",
-    "BCEWithLogitsLoss",
-    "CrossEntropyLoss",
-    "NLLLoss",
-    "MultiMarginLoss",
-]
+from chainrule.nn import (
+    activation,
+    conv,
+    dropout,
+    embedding,
+    functional,
+    init,
+    linear,
+    loss,
+    module,
+    normalization,
+    pooling,
+    recurrent,
+    utils,
+)
+from chainrule.nn.activation import *  # noqa: F403
+from chainrule.nn.conv import *  # noqa: F403
+from chainrule.nn.dropout import *  # noqa: F403
+from chainrule.nn.embedding import *  # noqa: F403
+from chainrule.nn.linear import *  # noqa: F403
+from chainrule.nn.loss import *  # noqa: F403
+from chainrule.nn.module import *  # noqa: F403
+from chainrule.nn.normalization import *  # noqa: F403
+from chainrule.nn.pooling import *  # noqa: F403
+from chainrule.nn.recurrent import *  # noqa: F403
+
+__all__ = ["functional", "init", "utils"]
+__all__ += module.__all__
+__all__ += linear.__all__
+__all__ += conv.__all__
+__all__ += pooling.__all__
+__all__ += dropout.__all__
+__all__ += normalization.__all__
+__all__ += embedding.__all__
+__all__ += recurrent.__all__
+__all__ += activation.__all__
+__all__ += loss.__all__

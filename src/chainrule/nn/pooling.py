@@ -29,6 +29,7 @@ class _Pool(Module):
             stride if stride is not None else kernel_size,
             padding,
         )
+        self.dilation = dilation  # max pooling reads it; average pooling checks it and has no use for it
 
     def _check_window(self, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
         """The checks of the functional form, at construction: a bad window fails where it was written."""
@@ -57,16 +58,6 @@ class MaxPool2d(_Pool):
     >>> nn.MaxPool2d(2)(cr.randn(1, 3, 28, 28)).shape
     (1, 3, 14, 14)
     """
-
-    def __init__(
-        self,
-        kernel_size: int | Sequence[int],
-        stride: int | Sequence[int] | None = None,
-        padding: int | Sequence[int] = 0,
-        dilation: int | Sequence[int] = 1,
-    ) -> None:
-        super().__init__(kernel_size, stride, padding, dilation)
-        self.dilation = dilation
 
     def forward(self, x: Tensor) -> Tensor:
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation)

@@ -128,7 +128,27 @@ class _RecurrentBase(Module):
         return text
 
 
-class RNN(_RecurrentBase):
+class _HiddenStateRecurrent(_RecurrentBase):
+    """RNN and GRU: one hidden state per layer. A subclass says how one layer runs over the sequence."""
+
+    def _layer(self, inputs: Tensor, h0: Tensor, layer: int) -> Tensor:
+        """The states (T, N, H) of every step of one layer, one node of the graph."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, h0: Any = None) -> tuple[Tensor, Tensor]:
+        x, batched, _ = self._prepare(fn.as_tensor(x), h0)
+        h_all = self._initial(h0, x.shape[1], x.dtype, batched)
+        finals, inputs = [], x
+        for layer in range(self.num_layers):
+            outputs = self._layer(inputs, h_all[layer], layer)  # (T, N, H)
+            finals.append(outputs[-1])
+            inputs = self._between_layers(outputs, layer)
+        output = self._finish(outputs, batched)
+        h_n = fn.stack(finals, axis=0)
+        return output, (h_n if batched else h_n.squeeze(1))
+
+
+class RNN(_HiddenStateRecurrent):
     """Elman RNN: :math:`h_t = \\phi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`, :math:`\\phi` = tanh or relu.
 
     Shape: input (T, N, in) ((N, T, in) with ``batch_first``), h_0 (num_layers, N, H) ->
@@ -161,20 +181,8 @@ class RNN(_RecurrentBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype)
         self.nonlinearity = nonlinearity
 
-    def forward(self, x: Tensor, h0: Any = None) -> tuple[Tensor, Tensor]:
-        x, batched, _ = self._prepare(fn.as_tensor(x), h0)
-        h_all = self._initial(h0, x.shape[1], x.dtype, batched)
-        finals, inputs = [], x
-        for layer in range(self.num_layers):
-            # (T, N, H): the states of every step, one node
-            outputs = apply(
-                OPS["rnn_layer"], inputs, h_all[layer], *self._layer_args(layer), nonlinearity=self.nonlinearity
-            )
-            finals.append(outputs[-1])
-            inputs = self._between_layers(outputs, layer)
-        output = self._finish(outputs, batched)
-        h_n = fn.stack(finals, axis=0)
-        return output, (h_n if batched else h_n.squeeze(1))
+    def _layer(self, inputs: Tensor, h0: Tensor, layer: int) -> Tensor:
+        return apply(OPS["rnn_layer"], inputs, h0, *self._layer_args(layer), nonlinearity=self.nonlinearity)
 
 
 class LSTM(_RecurrentBase):
@@ -218,7 +226,7 @@ class LSTM(_RecurrentBase):
         return output, (h_n, c_n)
 
 
-class GRU(_RecurrentBase):
+class GRU(_HiddenStateRecurrent):
     """Gated recurrent unit, PyTorch's gate order (reset, update, new):
 
     :math:`r, z = \\sigma(W_i x + b_i + W_h h + b_h)`, :math:`n = \\tanh(W_{in} x + b_{in} + r (W_{hn} h + b_{hn}))`,
@@ -229,15 +237,5 @@ class GRU(_RecurrentBase):
 
     gates = 3
 
-    def forward(self, x: Tensor, h0: Any = None) -> tuple[Tensor, Tensor]:
-        x, batched, _ = self._prepare(fn.as_tensor(x), h0)
-        h_all = self._initial(h0, x.shape[1], x.dtype, batched)
-        finals, inputs = [], x
-        for layer in range(self.num_layers):
-            # (T, N, H): the states of every step, one node
-            outputs = apply(OPS["gru_layer"], inputs, h_all[layer], *self._layer_args(layer, summed_bias=False))
-            finals.append(outputs[-1])
-            inputs = self._between_layers(outputs, layer)
-        output = self._finish(outputs, batched)
-        h_n = fn.stack(finals, axis=0)
-        return output, (h_n if batched else h_n.squeeze(1))
+    def _layer(self, inputs: Tensor, h0: Tensor, layer: int) -> Tensor:
+        return apply(OPS["gru_layer"], inputs, h0, *self._layer_args(layer, summed_bias=False))

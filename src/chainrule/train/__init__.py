@@ -3,28 +3,11 @@
 >>> from chainrule.train import fit, evaluate, predict, EarlyStopping, ModelCheckpoint, load_run
 """
 
-from chainrule.train.callbacks import (
-    Callback,
-    EarlyStopping,
-    HistoryLogger,
-    LRScheduler,
-    ModelCheckpoint,
-    NonFiniteLossError,
-    ProgressBar,
-    TerminateOnNaN,
-    TrainState,
-)
+from chainrule.train import callbacks, metrics
+from chainrule.train.callbacks import *  # noqa: F403 - declared in chainrule.train.callbacks (its __all__)
 from chainrule.train.history import History
 from chainrule.train.loop import LOSSES, OPTIMIZERS, evaluate, fit, make_optimizer, predict
-from chainrule.train.metrics import (
-    accuracy,
-    confusion_matrix,
-    mae,
-    precision_recall_f1,
-    r2_score,
-    rmse,
-    top_k_accuracy,
-)
+from chainrule.train.metrics import *  # noqa: F403 - declared in chainrule.train.metrics (its __all__)
 from chainrule.train.models import build_model, estimate_parameter_count
 
 __all__ = [
@@ -32,29 +15,15 @@ __all__ = [
     "evaluate",
     "predict",
     "History",
-    "TrainState",
-    "Callback",
-    "ProgressBar",
-    "EarlyStopping",
-    "ModelCheckpoint",
-    "LRScheduler",
-    "TerminateOnNaN",
-    "NonFiniteLossError",
-    "HistoryLogger",
-    "accuracy",
-    "top_k_accuracy",
-    "confusion_matrix",
-    "precision_recall_f1",
-    "mae",
-    "rmse",
-    "r2_score",
     "build_model",
     "estimate_parameter_count",
-    "load_run",
+    "load_run",  # noqa: F405 - made on first use by __getattr__ below
     "make_optimizer",
     "LOSSES",
     "OPTIMIZERS",
 ]
+__all__ += callbacks.__all__
+__all__ += metrics.__all__
 
 
 def __getattr__(name: str) -> object:
