@@ -29,7 +29,7 @@ class _Pool(Module):
             stride if stride is not None else kernel_size,
             padding,
         )
-        self.dilation = dilation  # max pooling reads it; average pooling checks it and has no use for it
+        self.dilation = dilation  # max pooling reads it; average pooling takes none (always 1)
 
     def _check_window(self, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
         """The checks of the functional form, at construction: a bad window fails where it was written."""
@@ -71,13 +71,32 @@ class MaxPool1d(MaxPool2d):
 
 
 class AvgPool2d(_Pool):
-    """Mean over windows of (N, C, H, W); zero padding counts towards the mean (PyTorch's default)."""
+    """Mean over windows of (N, C, H, W); zero padding counts towards the mean (PyTorch's default).
+
+    No ``dilation``, as in PyTorch (whose fourth argument here is ``ceil_mode``, not supported): a window
+    setting this layer would ignore is refused by the signature rather than silently dropped.
+
+    Examples
+    --------
+    >>> import chainrule as cr
+    >>> from chainrule import nn
+    >>> nn.AvgPool2d(2)(cr.ones((1, 1, 4, 4))).shape
+    (1, 1, 2, 2)
+    """
+
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
 
-class AvgPool1d(_Pool):
+class AvgPool1d(AvgPool2d):
     """Mean over windows of (N, C, L)."""
 
     def forward(self, x: Tensor) -> Tensor:
