@@ -67,7 +67,8 @@ class Optimizer:
     ranges: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {"lr": (0.0, math.inf, False, True)}
     #: the hyperparameters that must be ``True`` or ``False``
     flags: ClassVar[tuple[str, ...]] = ("maximize",)
-    #: the update math, ``rule(param, grad, state, **options)``: one parameter's arrays, in place
+    #: the update math, ``rule(param, grad, state, **options)``: one parameter's arrays, in place (a
+    #: ``staticmethod``, so that it is not bound to the optimizer)
     update_rule: ClassVar[Callable[..., Any] | None] = None
     #: the group's hyperparameters passed to ``update_rule`` by name
     update_options: ClassVar[tuple[str, ...]] = ()
