@@ -276,3 +276,14 @@ def test_load_state_dict_refuses_invalid_saved_hyperparameters():
     with pytest.raises(cr.CheckpointError, match="SGD.load_state_dict: .*momentum"):
         opt.load_state_dict(saved)
     assert opt.param_groups[0]["momentum"] == 0.9
+
+
+def test_adagrad_starts_the_sums_of_a_group_added_later():
+    # the first step of Adagrad moves each weight by lr * g / (sqrt(s0 + g^2) + eps), s0 the group's initial sum
+    w, v = cr.ones(2, requires_grad=True), cr.ones(2, requires_grad=True)
+    opt = optim.Adagrad([w], lr=0.1)
+    opt.add_param_group({"params": [v], "lr": 0.2, "initial_accumulator_value": 3.0})
+    (w.sum() + 2 * v.sum()).backward()
+    opt.step()
+    assert np.allclose(w.data, 1 - 0.1 * 1 / (1 + 1e-10))
+    assert np.allclose(v.data, 1 - 0.2 * 2 / (np.sqrt(3.0 + 4.0) + 1e-10))

@@ -19,7 +19,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -47,7 +47,27 @@ def is_anomaly_enabled() -> bool:
     return _AnomalyMode.enabled
 
 
-class detect_anomaly(contextlib.ContextDecorator):
+class _ModeBlock(contextlib.ContextDecorator):
+    """Set a process-wide switch (``switch.enabled``) to ``mode`` inside a ``with`` block or a decorated
+    function, and restore it after. Blocks nest, and one instance may be entered again while it is active (a
+    decorated function that recurses): each entry pushes the value it replaces. Anomaly mode (here) and
+    grad mode (:class:`chainrule.autograd.set_grad_enabled`) are both one."""
+
+    switch: ClassVar[Any]  # a class with a boolean ``enabled``
+
+    def __init__(self, mode: bool) -> None:
+        self.mode = bool(mode)
+        self._saved: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._saved.append(self.switch.enabled)
+        self.switch.enabled = self.mode
+
+    def __exit__(self, *exc: object) -> None:
+        self.switch.enabled = self._saved.pop()
+
+
+class detect_anomaly(_ModeBlock):
     """Context manager and decorator that checks every op's forward output and gradients for NaN and Inf.
 
     The first op that produces one raises :class:`~chainrule.errors.AnomalyError` naming the op, the
@@ -70,16 +90,10 @@ class detect_anomaly(contextlib.ContextDecorator):
     chainrule.errors.AnomalyError: log: forward produced NaN in 1 of 2 values ... created at <doctest ...>:2 ...
     """
 
+    switch = _AnomalyMode
+
     def __init__(self, mode: bool = True) -> None:
-        self.mode = bool(mode)
-        self._saved: list[bool] = []
-
-    def __enter__(self) -> None:
-        self._saved.append(_AnomalyMode.enabled)
-        _AnomalyMode.enabled = self.mode
-
-    def __exit__(self, *exc: object) -> None:
-        _AnomalyMode.enabled = self._saved.pop()
+        super().__init__(mode)
 
 
 # ---------------------------------------------------------------------------------------------------

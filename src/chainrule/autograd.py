@@ -21,11 +21,10 @@ Anomaly mode (:func:`detect_anomaly`, NaN/Inf checks on every op) lives in :mod:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from chainrule.anomaly import detect_anomaly, is_anomaly_enabled
+from chainrule.anomaly import _ModeBlock, detect_anomaly, is_anomaly_enabled
 from chainrule.errors import GradientError
 from chainrule.hooks import _GRAD_HOOKS, run_grad_hooks
 
@@ -59,7 +58,7 @@ def is_grad_enabled() -> bool:
     return _GradMode.enabled
 
 
-class set_grad_enabled(contextlib.ContextDecorator):
+class set_grad_enabled(_ModeBlock):
     """Turn graph recording on or off inside a ``with`` block or a decorated function.
 
     Parameters
@@ -77,16 +76,7 @@ class set_grad_enabled(contextlib.ContextDecorator):
     False
     """
 
-    def __init__(self, mode: bool) -> None:
-        self.mode = bool(mode)
-        self._saved: list[bool] = []
-
-    def __enter__(self) -> None:
-        self._saved.append(_GradMode.enabled)
-        _GradMode.enabled = self.mode
-
-    def __exit__(self, *exc: object) -> None:
-        _GradMode.enabled = self._saved.pop()
+    switch = _GradMode
 
 
 class no_grad(set_grad_enabled):

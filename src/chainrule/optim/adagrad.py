@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,6 +51,8 @@ class Adagrad(Optimizer):
         "initial_accumulator_value": (0.0, math.inf, False, True),
         "eps": (0.0, math.inf, False, True),
     }
+    update_rule = staticmethod(adagrad_update)
+    update_options = ("lr", "lr_decay", "weight_decay", "eps", "maximize")
 
     def __init__(
         self,
@@ -71,21 +73,11 @@ class Adagrad(Optimizer):
             maximize=maximize,
         )
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            for p in group["params"]:
-                self.state[p] = {"step": 0, "sum": np.full_like(p.data, group["initial_accumulator_value"])}
 
-    def _update(self, group: dict[str, Any]) -> None:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            adagrad_update(
-                p.data,
-                p.grad.data,
-                self.state[p],
-                lr=group["lr"],
-                lr_decay=group["lr_decay"],
-                weight_decay=group["weight_decay"],
-                eps=group["eps"],
-                maximize=group["maximize"],
-            )
+    def add_param_group(self, group: Mapping[str, Any]) -> None:
+        """Add a group (see :meth:`Optimizer.add_param_group`) and start its parameters' sums at
+        ``initial_accumulator_value``."""
+        super().add_param_group(group)
+        added = self.param_groups[-1]
+        for p in added["params"]:
+            self.state[p] = {"step": 0, "sum": np.full_like(p.data, added["initial_accumulator_value"])}

@@ -88,6 +88,8 @@ class Adam(Optimizer):
         "weight_decay": (0.0, math.inf, False, True),
     }
     flags = ("amsgrad", "maximize")
+    update_rule = staticmethod(adam_update)
+    update_options = ("lr", "eps", "weight_decay", "amsgrad", "maximize")
 
     def __init__(
         self,
@@ -112,24 +114,9 @@ class Adam(Optimizer):
             for i, beta in enumerate(betas)
         )
 
-    def _update(self, group: dict[str, Any]) -> None:
+    def _options(self, group: dict[str, Any]) -> dict[str, Any]:
         beta1, beta2 = group["betas"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            adam_update(
-                p.data,
-                p.grad.data,
-                self.state.setdefault(p, {}),
-                lr=group["lr"],
-                beta1=beta1,
-                beta2=beta2,
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-                decoupled=self.decoupled,
-                amsgrad=group["amsgrad"],
-                maximize=group["maximize"],
-            )
+        return {**super()._options(group), "beta1": beta1, "beta2": beta2, "decoupled": self.decoupled}
 
 
 class AdamW(Adam):

@@ -79,7 +79,7 @@ from chainrule.nn.capture import LAYERS, LayerRecorder, input_rows, output_grad_
 from chainrule.nn.module import Module
 from chainrule.optim.adam import adam_update
 from chainrule.optim.optimizer import Optimizer
-from chainrule.optim.sgd import sgd_update
+from chainrule.optim.sgd import sgd_step
 from chainrule.tensor import Tensor
 
 __all__ = [
@@ -97,6 +97,21 @@ LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
 INVERSES = ("factored", "eigen")
 #: Adaptive damping keeps λ within these bounds (a run of very good or very bad steps cannot drive it to 0 or inf).
 DAMPING_BOUNDS = (1e-8, 1e8)
+#: ``adam_update``'s settings for ``fallback="adam"`` (besides the learning rate and weight decay): PyTorch's defaults.
+_ADAM_FALLBACK: dict[str, Any] = {
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "eps": 1e-8,
+    "decoupled": False,
+    "amsgrad": False,
+    "maximize": False,
+}
+
+
+def _momentum(group: dict[str, Any]) -> dict[str, Any]:
+    """``sgd_step``'s settings for K-FAC's moves (besides the learning rate and weight decay): the group's
+    momentum, applied as a plain heavy ball (no dampening, no Nesterov)."""
+    return {"momentum": group["momentum"], "dampening": 0.0, "nesterov": False, "maximize": False}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -495,39 +510,14 @@ class KFAC(Optimizer):
         if group is self.param_groups[0]:
             done = self._kfac_step(group)
             self.steps += 1
+        # The parameters outside the preconditioned layers: plain Adam, or SGD with the group's momentum.
+        rule, options = (adam_update, _ADAM_FALLBACK) if self.fallback == "adam" else (sgd_step, _momentum(group))
+        lr = group["lr"] if self.fallback_lr is None else self.fallback_lr
+        options = {**options, "lr": lr, "weight_decay": group["weight_decay"]}
         for p in group["params"]:
             if p.grad is None or id(p) in done:
                 continue
-            lr = group["lr"] if self.fallback_lr is None else self.fallback_lr
-            state = self.state.setdefault(p, {})
-            if self.fallback == "adam":
-                adam_update(
-                    p.data,
-                    p.grad.data,
-                    state,
-                    lr=lr,
-                    beta1=0.9,
-                    beta2=0.999,
-                    eps=1e-8,
-                    weight_decay=group["weight_decay"],
-                    decoupled=False,
-                    amsgrad=False,
-                    maximize=False,
-                )
-            else:
-                buffer = sgd_update(
-                    p.data,
-                    p.grad.data,
-                    state.get("momentum_buffer"),
-                    lr=lr,
-                    momentum=group["momentum"],
-                    dampening=0.0,
-                    nesterov=False,
-                    weight_decay=group["weight_decay"],
-                    maximize=False,
-                )
-                if buffer is not None:
-                    state["momentum_buffer"] = buffer
+            rule(p.data, p.grad.data, self.state.setdefault(p, {}), **options)
 
     def _kfac_step(self, group: dict[str, Any]) -> set[int]:
         """Precondition, KL-clip and apply the layers' updates; return the ids of the parameters it moved."""
@@ -567,6 +557,7 @@ class KFAC(Optimizer):
             inner += float(np.sum(direction * gradient))
             updates.append((weight, bias, rows[1], direction))
         scale = kl_clip_scale(inner, lr, group["kl_clip"])
+        momentum = _momentum(group)
         moved: set[int] = set()
         for weight, bias, width, direction in updates:
             direction = scale * direction
@@ -575,19 +566,7 @@ class KFAC(Optimizer):
                 pieces.append((bias, direction[:, -1]))
             for param, step in pieces:
                 state = self.state.setdefault(param, {})
-                buffer = sgd_update(
-                    param.data,
-                    step.astype(param.dtype, copy=False),
-                    state.get("momentum_buffer"),
-                    lr=lr,
-                    momentum=group["momentum"],
-                    dampening=0.0,
-                    nesterov=False,
-                    weight_decay=0.0,
-                    maximize=False,
-                )
-                if buffer is not None:
-                    state["momentum_buffer"] = buffer
+                sgd_step(param.data, step.astype(param.dtype, copy=False), state, lr=lr, weight_decay=0.0, **momentum)
                 moved.add(id(param))
         return moved
 

@@ -40,8 +40,11 @@ class Optimizer:
     """Base class: holds ``param_groups`` (each a dict of params and hyperparameters) and ``state[param]``.
 
     Subclasses declare their hyperparameters in ``ranges`` (the interval each number must lie in) and
-    ``flags`` (the ones that must be ``True`` or ``False``), pass the defaults here, and implement
-    ``_update(group)``, which applies the update math (a plain function) to each parameter of the group.
+    ``flags`` (the ones that must be ``True`` or ``False``), pass the defaults here, and name their update
+    math: ``update_rule``, a plain function ``rule(param, grad, state, **options)`` on arrays, and
+    ``update_options``, the hyperparameters it takes by name (:meth:`_options` adds any it derives). The
+    base ``_update(group)`` applies it to each parameter of the group that has a gradient; an optimizer
+    whose step is not one function per parameter (K-FAC) overrides ``_update`` instead.
     Every hyperparameter is checked by one validator (:meth:`_validate`) when a group is added: NaN, infinite
     or boolean numbers, and values outside their interval, raise ``ArgumentError`` naming the optimizer, the
     hyperparameter and the value. ``step()`` re-checks only the learning rate (the value schedulers and
@@ -64,6 +67,11 @@ class Optimizer:
     ranges: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {"lr": (0.0, math.inf, False, True)}
     #: the hyperparameters that must be ``True`` or ``False``
     flags: ClassVar[tuple[str, ...]] = ("maximize",)
+    #: the update math, ``rule(param, grad, state, **options)``: one parameter's arrays, in place (a
+    #: ``staticmethod``, so that it is not bound to the optimizer)
+    update_rule: ClassVar[Callable[..., Any] | None] = None
+    #: the group's hyperparameters passed to ``update_rule`` by name
+    update_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Iterable[Tensor] | Iterable[Mapping[str, Any]], defaults: Mapping[str, Any]) -> None:
         name = type(self).__name__
@@ -199,8 +207,20 @@ class Optimizer:
             raise ShapeError(f"{where} has shape {grad.shape}, the parameter {param.shape}; they must match")
         raise DTypeError(f"{where} (shape {param.shape}) is {grad.dtype}, the parameter {param.dtype}; they must match")
 
+    def _options(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of ``update_rule`` for ``group``: its ``update_options``, by name."""
+        return {key: group[key] for key in self.update_options}
+
     def _update(self, group: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Apply ``update_rule`` to each parameter of ``group`` that has a gradient, with its state."""
+        rule = self.update_rule
+        if rule is None:
+            raise NotImplementedError(f"{type(self).__name__}: set update_rule or override _update")
+        options = self._options(group)
+        state = self.state
+        for p in group["params"]:
+            if p.grad is not None:
+                rule(p.data, p.grad.data, state.setdefault(p, {}), **options)
 
     # -- state dicts: PyTorch's layout, parameters referred to by their index over all groups --------------
     def state_dict(self) -> dict[str, Any]:

@@ -76,6 +76,8 @@ class RMSprop(Optimizer):
         "momentum": (0.0, 1.0, False, True),
     }
     flags = ("centered", "maximize")
+    update_rule = staticmethod(rmsprop_update)
+    update_options = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
 
     def __init__(
         self,
@@ -98,20 +100,3 @@ class RMSprop(Optimizer):
             maximize=maximize,
         )
         super().__init__(params, defaults)
-
-    def _update(self, group: dict[str, Any]) -> None:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            rmsprop_update(
-                p.data,
-                p.grad.data,
-                self.state.setdefault(p, {}),
-                lr=group["lr"],
-                alpha=group["alpha"],
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-                momentum=group["momentum"],
-                centered=group["centered"],
-                maximize=group["maximize"],
-            )

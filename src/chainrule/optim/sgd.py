@@ -12,7 +12,7 @@ from chainrule.backend import get_namespace
 from chainrule.errors import ArgumentError
 from chainrule.optim.optimizer import Optimizer
 
-__all__ = ["SGD", "sgd_update"]
+__all__ = ["SGD", "sgd_step", "sgd_update"]
 
 
 def sgd_update(
@@ -51,6 +51,16 @@ def sgd_update(
     return buffer
 
 
+def sgd_step(param: np.ndarray, grad: np.ndarray, state: dict[str, Any], **options: Any) -> None:
+    """:func:`sgd_update` with its momentum buffer kept in ``state["momentum_buffer"]`` (absent while there is
+    none), the way the other update functions keep their state; ``options`` are its keyword arguments."""
+    buffer = sgd_update(param, grad, state.get("momentum_buffer"), **options)
+    if buffer is None:
+        state.pop("momentum_buffer", None)
+    else:
+        state["momentum_buffer"] = buffer
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, optionally with (Nesterov) momentum and L2 weight decay.
 
@@ -78,6 +88,8 @@ class SGD(Optimizer):
         "weight_decay": (0.0, math.inf, False, True),
     }
     flags = ("nesterov", "maximize")
+    update_rule = staticmethod(sgd_step)
+    update_options = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "maximize")
 
     def __init__(
         self,
@@ -103,22 +115,3 @@ class SGD(Optimizer):
         super()._validate(group, owner)
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ArgumentError(f"{owner}: Nesterov momentum needs momentum > 0 and dampening = 0")
-
-    def _update(self, group: dict[str, Any]) -> None:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            state = self.state.setdefault(p, {})
-            state["momentum_buffer"] = sgd_update(
-                p.data,
-                p.grad.data,
-                state.get("momentum_buffer"),
-                lr=group["lr"],
-                momentum=group["momentum"],
-                dampening=group["dampening"],
-                nesterov=group["nesterov"],
-                weight_decay=group["weight_decay"],
-                maximize=group["maximize"],
-            )
-            if state["momentum_buffer"] is None:
-                del state["momentum_buffer"]
