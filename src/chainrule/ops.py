@@ -74,6 +74,7 @@ from typing import Any, Literal
 import numpy as np
 
 from chainrule import compiled
+from chainrule.backend import get_namespace
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
 
 __all__ = ["Primitive", "Elementwise", "LinearMap", "OPS", "numpy_namespace", "array_namespace", "normalize_axis"]
@@ -335,6 +336,8 @@ class Pow(Primitive):
 
     @staticmethod
     def _grad_exponent(xp, scale, out, a, b):
+        if isinstance(a, (int, float)) and a != 0:  # a Python base: its log in Python (NaN below 0), no mask
+            return scale * out * (math.log(a) if a > 0 else math.nan)
         at_zero = (_raw(a) == 0) & (_raw(b) >= 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             grad = scale * out * xp.log(a)
@@ -786,10 +789,19 @@ class _Extremum(Primitive):
         few = _reduce_few(cls._pairwise, x, axis, keepdims)  # pooling windows: a few elementwise passes
         return cls._reduce(x, axis=axis, keepdims=keepdims) if few is None else few
 
+    @classmethod
+    def array_forward(cls, xp, x, *, axis=None, keepdims=False):
+        if math.prod(x.shape) == 0:
+            raise ShapeError(f"{cls.name}: cannot reduce an empty tensor of shape {tuple(x.shape)}")
+        return getattr(xp, cls.name)(x, axis=axis, keepdims=keepdims)
+
     @staticmethod
     def _winners(xp, out, x, axis, keepdims):
         # Constants of the rule (no gradient flows through a comparison), so computed on the raw arrays.
         values, result = _raw(x), _raw(out)
+        lib = _library_of(values)
+        if lib is not None:  # another library's arrays: the same constants with its functions
+            return _extremum_winners(lib, values, result, axis, keepdims)
         result = result if keepdims else result.reshape(_keepdims_shape(values.shape, axis))
         wins = values == result
         if np.isnan(result).any():  # only then: NaN groups share among their NaNs
@@ -811,6 +823,16 @@ class _Extremum(Primitive):
         return shared if keepdims else xp.reshape(shared, shape=out.shape)
 
 
+def _extremum_winners(lib: Any, values: Any, result: Any, axis: Any, keepdims: bool) -> tuple[Any, Any]:
+    """:meth:`_Extremum._winners` with the array-API functions of ``lib``, the library holding the values."""
+    result = result if keepdims else lib.reshape(result, _keepdims_shape(tuple(values.shape), axis))
+    wins = values == result
+    nan = lib.isnan(result)
+    if bool(lib.any(nan)):
+        wins = wins | (lib.isnan(values) & nan)
+    return wins, lib.sum(lib.astype(wins, values.dtype), axis=axis, keepdims=True)
+
+
 class Max(_Extremum):
     name, _pairwise, _reduce = "max", np.maximum, np.max
 
@@ -830,19 +852,23 @@ class Prod(Primitive):
     name = "prod"
 
     @staticmethod
+    def array_forward(xp, x, *, axis=None, keepdims=False):
+        return xp.prod(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
     def forward(x, *, axis=None, keepdims=False):
         return np.prod(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, x, *, axis=None, keepdims=False):
         kept_grad = _as_kept(xp, grad_out, x.shape, axis, keepdims)
-        if np.all(_raw(x) != 0):
+        if _all_nonzero(x):
             return (kept_grad * _as_kept(xp, out, x.shape, axis, keepdims) / x,)
         return (kept_grad * _product_of_others(xp, x, axis),)
 
     @staticmethod
     def jvp(xp, tangents, out, x, *, axis=None, keepdims=False):
-        if np.all(_raw(x) != 0):
+        if _all_nonzero(x):
             return xp.sum(tangents[0] * _as_kept(xp, out, x.shape, axis, keepdims) / x, axis=axis, keepdims=keepdims)
         return xp.sum(tangents[0] * _product_of_others(xp, x, axis), axis=axis, keepdims=keepdims)
 
@@ -871,6 +897,28 @@ def _raw(x: Any) -> Any:
     return np.asarray(x.data) if hasattr(x, "_ctx") else x  # a tensor; else another array library's array
 
 
+def _library_of(values: Any) -> Any:
+    """The array library of a rule's raw values (see :func:`_raw`): None for NumPy's, else its namespace.
+
+    A rule's constants are computed on the library that holds the values: NumPy's code as it always was,
+    another library's through its array-API functions (no copy to NumPy and back)."""
+    return None if isinstance(values, (np.ndarray, np.generic, int, float)) else get_namespace(values)
+
+
+def _all_nonzero(x: Any) -> bool:
+    """Whether no element of ``x`` is 0 (a constant of the rule)."""
+    values = _raw(x)
+    lib = _library_of(values)
+    return bool(np.all(values != 0) if lib is None else lib.all(values != 0))
+
+
+def _constant(like: Any, value: np.ndarray) -> Any:
+    """A rule's NumPy constant ``value`` (a fixed mask, a one-hot matrix) where it can meet ``like``: itself when
+    ``like`` holds NumPy values (an array, or a tensor of a recorded graph), else copied into ``like``'s library."""
+    lib = _library_of(_raw(like))
+    return value if lib is None else lib.asarray(value, device=_raw(like).device)
+
+
 def _group_order(ndim: int, axis: Any) -> tuple[tuple[int, ...], tuple[int, ...], int]:
     """Axes order that moves the reduced ``axis`` last, the order that moves them back, and how many are kept."""
     axes = normalize_axis(axis, ndim)
@@ -890,7 +938,7 @@ def _product_of_others(xp: Any, x: Any, axis: Any) -> Any:
     group_shape = tuple(moved.shape[:kept])
     n = int(np.prod(moved.shape[kept:], dtype=np.int64))
     rows = xp.reshape(moved, shape=group_shape + (1, n))  # (..., 1, n)
-    rows = xp.where(np.eye(n, dtype=bool), 1.0, rows)  # (..., n, n)
+    rows = xp.where(_constant(x, np.eye(n, dtype=bool)), 1.0, rows)  # (..., n, n)
     others = xp.prod(rows, axis=(len(group_shape) + 1,))  # (..., n)
     return xp.permute(xp.reshape(others, shape=tuple(moved.shape)), axes=back)
 
@@ -1888,6 +1936,10 @@ class Pad(LinearMap):
     name = "pad"
 
     @staticmethod
+    def array_forward(xp, x, *, pad_width, value=0.0):
+        return _array_pad(xp, x, pad_width, value)
+
+    @staticmethod
     def forward(x, *, pad_width, value=0.0):
         return np.pad(x, pad_width, mode="constant", constant_values=value)
 
@@ -1895,6 +1947,24 @@ class Pad(LinearMap):
     def vjp(xp, grad_out, needs, out, x, *, pad_width, value=0.0):
         index = tuple(slice(before, before + n) for (before, _), n in zip(pad_width, x.shape))
         return (xp.getitem(grad_out, index=index),)
+
+def _array_pad(xp: Any, x: Any, pad_width: Sequence[tuple[int, int]], value: Any) -> Any:
+    """``x`` padded with the constant ``value``, one ``(before, after)`` pair per axis, on array library ``xp``.
+
+    The standard has no ``pad``: each padded axis is a ``concat`` of filled blocks around ``x`` (no item
+    assignment, so it also runs on libraries whose arrays are immutable). The fill takes ``x``'s dtype, as
+    ``np.pad`` does (``-1.5`` pads an integer array with ``-1``)."""
+    fill = bool(value) if x.dtype == xp.bool else int(value) if xp.isdtype(x.dtype, "integral") else value
+    for axis, (before, after) in enumerate(pad_width):
+        if before or after:
+            shape = list(x.shape)
+            blocks = []
+            for width in (before, after):
+                shape[axis] = width
+                blocks.append(xp.full(tuple(shape), fill, dtype=x.dtype, device=x.device))
+            x = xp.concat([blocks[0], x, blocks[1]], axis=axis)
+    return x
+
 
 # ===================================================================================================
 # Ops without a gradient (used inside rules and by comparisons)
