@@ -33,6 +33,7 @@ import chainrule as cr
 import chainrule.nn.functional as F
 from chainrule.backend import get_namespace
 from chainrule.errors import DTypeError, ShapeError
+from chainrule.tensor import apply
 from helpers import OP_CASES, as_outputs
 
 xs = pytest.importorskip("array_api_strict")
@@ -45,6 +46,7 @@ SUPPORTED = [
     *"add sub mul div pow pow_scalar rsub_scalar rdiv_scalar rpow_scalar maximum minimum matmul linear".split(),
     *"softsign silu sum mean max min prod var std logsumexp softmax log_softmax".split(),
     *"reshape permute transpose broadcast_to expand squeeze_unsqueeze flatten concatenate stack split pad".split(),
+    *"softmax_cross_entropy binary_cross_entropy".split(),
 ]
 CHECK = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -121,6 +123,19 @@ def test_ties_nans_and_zeros_reduce_as_on_numpy(reduce, axis):
         np.testing.assert_array_equal(_values(result.data), expected.data)
         assert get_namespace(on_strict.grad.data) is xs
         np.testing.assert_array_equal(_values(on_strict.grad.data), on_numpy.grad.data)
+
+
+def test_binary_cross_entropy_at_certain_probabilities_is_finite_as_on_numpy():
+    p, t = [0.0, 1.0, 0.5, 1e-9], [1.0, 0.0, 0.25, 0.0]
+    losses = []
+    for asarray in (np.asarray, xs.asarray):
+        probabilities = cr.tensor(asarray(p), requires_grad=True)
+        loss = apply(cr.ops.OPS["binary_cross_entropy"], probabilities, cr.tensor(asarray(t)))
+        loss.sum().backward()
+        losses.append((_values(loss.data), _values(probabilities.grad.data)))
+    np.testing.assert_allclose(losses[1][0], losses[0][0], rtol=1e-12)  # log1p on both: -log(1 - 1e-9) exact
+    np.testing.assert_allclose(losses[1][1], losses[0][1], rtol=1e-12)
+    assert losses[0][0][0] == 100.0 and np.isfinite(losses[1][1]).all()
 
 
 def test_where_and_comparisons_stay_in_the_library():

@@ -1068,6 +1068,13 @@ class SoftmaxCrossEntropy(Primitive):
     float_only = True
 
     @staticmethod
+    def array_forward(xp, logits, *, labels, weights, reduce):
+        hot = _label_mask(xp, labels, logits.shape[1], logits.device)  # (M, C), True at each row's label
+        picked = xp.sum(xp.where(hot, logits, 0.0), axis=1)  # the label's logit, exact (no 0 * inf)
+        losses = (Logsumexp.array_forward(xp, logits, axis=1) - picked) * _sample_weights(logits, weights)
+        return xp.sum(losses) if reduce else losses
+
+    @staticmethod
     def forward(logits, *, labels, weights, reduce):
         losses = _logsumexp_kept(logits, 1)[:, 0] - logits[np.arange(len(labels)), labels]
         losses *= weights.astype(logits.dtype, copy=False)
@@ -1075,15 +1082,15 @@ class SoftmaxCrossEntropy(Primitive):
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, logits, *, labels, weights, reduce):
-        residual = xp.softmax(logits, axis=1) - _one_hot(labels, logits.shape[1], logits.dtype)  # (M, C)
-        weights = weights.astype(logits.dtype, copy=False)
+        residual = xp.softmax(logits, axis=1) - _one_hot(labels, logits)  # (M, C)
+        weights = _sample_weights(logits, weights)
         scale = xp.reshape(grad_out * weights, shape=(-1, 1))  # (M, 1); grad_out is 0-d when reduced
         return (residual * scale,)
 
     @staticmethod
     def jvp(xp, tangents, out, logits, *, labels, weights, reduce):
-        residual = xp.softmax(logits, axis=1) - _one_hot(labels, logits.shape[1], logits.dtype)
-        per_sample = xp.sum(residual * tangents[0], axis=1) * weights.astype(logits.dtype, copy=False)
+        residual = xp.softmax(logits, axis=1) - _one_hot(labels, logits)
+        per_sample = xp.sum(residual * tangents[0], axis=1) * _sample_weights(logits, weights)
         return xp.sum(per_sample) if reduce else per_sample
 
 
@@ -1677,6 +1684,12 @@ class BinaryCrossEntropy(Primitive):
     float_only = True
 
     @staticmethod
+    def array_forward(xp, p, t):
+        with np.errstate(divide="ignore"):  # log(0) = -inf, clamped (a library computing with NumPy warns)
+            log_p, log_q = xp.maximum(xp.log(p), -100.0), xp.maximum(xp.log1p(-p), -100.0)
+        return -(t * log_p + (1.0 - t) * log_q)
+
+    @staticmethod
     def forward(p, t):
         log_p, log_q = _clamped_logs_numpy(p)
         return -(t * log_p + (1.0 - t) * log_q)
@@ -1736,11 +1749,30 @@ def _clamped_logs_numpy(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.maximum(np.log(p), -100.0), np.maximum(np.log1p(-p), -100.0)
 
 
-def _one_hot(labels: np.ndarray, classes: int, dtype: Any) -> np.ndarray:
-    """(M, classes) array with a 1 at each row's label."""
-    result = np.zeros((len(labels), classes), dtype=dtype)
+def _one_hot(labels: Any, like: Any) -> Any:
+    """(M, C) array with a 1 at each row's label, in the dtype (and array library) of ``like`` (M, C)."""
+    values = _raw(like)
+    lib = _library_of(values)
+    if lib is not None:
+        return lib.astype(_label_mask(lib, labels, values.shape[1], values.device), values.dtype)
+    result = np.zeros((len(labels), values.shape[1]), dtype=values.dtype)
     result[np.arange(len(labels)), labels] = 1
     return result
+
+
+def _label_mask(lib: Any, labels: Any, classes: int, device: Any) -> Any:
+    """(M, classes) booleans of array library ``lib``, True at each row's label (NumPy labels are copied in)."""
+    labels = lib.asarray(labels, device=device)
+    return lib.reshape(labels, (-1, 1)) == lib.arange(classes, dtype=labels.dtype, device=device)
+
+
+def _sample_weights(like: Any, weights: Any) -> Any:
+    """The per-sample ``weights`` in the dtype (and array library) of ``like``."""
+    values = _raw(like)
+    lib = _library_of(values)
+    if lib is None:
+        return weights.astype(values.dtype, copy=False)
+    return lib.astype(lib.asarray(weights, device=values.device), values.dtype)
 
 
 # ===================================================================================================
