@@ -46,7 +46,7 @@ SUPPORTED = [
     *"add sub mul div pow pow_scalar rsub_scalar rdiv_scalar rpow_scalar maximum minimum matmul linear".split(),
     *"softsign silu sum mean max min prod var std logsumexp softmax log_softmax".split(),
     *"reshape permute transpose broadcast_to expand squeeze_unsqueeze flatten concatenate stack split pad".split(),
-    *"softmax_cross_entropy binary_cross_entropy".split(),
+    *"softmax_cross_entropy binary_cross_entropy unfold fold conv2d conv1d max_pool max_pool_2x2".split(),
 ]
 CHECK = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -123,6 +123,25 @@ def test_ties_nans_and_zeros_reduce_as_on_numpy(reduce, axis):
         np.testing.assert_array_equal(_values(result.data), expected.data)
         assert get_namespace(on_strict.grad.data) is xs
         np.testing.assert_array_equal(_values(on_strict.grad.data), on_numpy.grad.data)
+
+
+@pytest.mark.parametrize(("kernel", "padding"), [(2, 0), (3, 1), (2, 1)])
+def test_max_pool_ties_and_nans_as_on_numpy(kernel, padding):
+    """Ties: the first maximum of a window (row-major) takes the gradient; a window holding NaN outputs NaN
+    and its last NaN takes it; padding never does (stride 1: the windows overlap)."""
+    image = np.zeros((5, 5))
+    image[:2, :2] = 3.0  # a tie in the top-left windows
+    image[3:, 3] = np.nan  # two NaNs in the bottom-right ones
+    weights = np.arange(1.0, 1.0 + 36.0)  # a different gradient per window
+    results = []
+    for asarray in (np.asarray, xs.asarray):
+        x = cr.tensor(asarray(image.reshape(1, 1, 5, 5)), requires_grad=True)
+        y = F.max_pool2d(x, kernel, stride=1, padding=padding)
+        (y * cr.tensor(asarray(weights[: y.data.shape[2] * y.data.shape[3]].reshape(y.shape)))).sum().backward()
+        results.append((_values(y.data), _values(x.grad.data)))
+    assert np.isnan(results[0][0]).any() and not np.isnan(results[0][0]).all()
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    np.testing.assert_array_equal(results[1][1], results[0][1])
 
 
 def test_binary_cross_entropy_at_certain_probabilities_is_finite_as_on_numpy():

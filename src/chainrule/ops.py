@@ -2083,6 +2083,32 @@ def _window_slices(offsets, stride, dilation, out_sizes):
     return tuple(slice(o * d, o * d + s * (n - 1) + 1, s) for o, s, d, n in zip(offsets, stride, dilation, out_sizes))
 
 
+def _offset_slices(padded_shape, kernel_size, stride, dilation):
+    """Per kernel offset (row-major), the index of the strided view of a padded (N, C, *spatial) input that
+    this offset sees in every window, and so the (N, C, *out) block of that offset."""
+    out_sizes = [
+        (n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(padded_shape[2:], kernel_size, stride, dilation)
+    ]
+    return [
+        (slice(None), slice(None), *_window_slices(offsets, stride, dilation, out_sizes))
+        for offsets in np.ndindex(*kernel_size)
+    ]
+
+
+def _array_spread(xp: Any, block: Any, axis: int, step: int, start: int, length: int) -> Any:
+    """``block`` placed along ``axis`` at positions ``start, start + step, …`` of ``length`` zeros (array
+    library ``xp``, no item assignment): the adjoint of the strided slice ``[start : … : step]``."""
+    if step > 1:  # interleave step - 1 zeros after each element: (…, n, …) -> (…, n·step, …), cut after the last
+        spread = _array_pad(xp, xp.expand_dims(block, axis=axis + 1), [(0, 0)] * (axis + 1) + [(0, step - 1)], 0.0)
+        shape = list(block.shape)
+        shape[axis] *= step
+        block = xp.reshape(spread, tuple(shape))
+        block = block[(slice(None),) * axis + (slice(0, max(shape[axis] - step + 1, 0)),) + (Ellipsis,)]
+    widths = [(0, 0)] * block.ndim
+    widths[axis] = (start, length - start - block.shape[axis])
+    return _array_pad(xp, block, widths, 0.0)
+
+
 class Unfold(LinearMap):
     """Sliding windows of ``x`` (N, C, *spatial) as an array (N, *out_spatial, C, *kernel_size) (im2col).
 
@@ -2097,6 +2123,15 @@ class Unfold(LinearMap):
     """
 
     name = "unfold"
+
+    @staticmethod
+    def array_forward(xp, x, *, kernel_size, stride, padding, dilation, value=0.0):
+        # one strided slice of the padded input per kernel offset, stacked: (N, C, *out, |kernel|)
+        spatial = len(kernel_size)
+        padded = _array_pad(xp, x, ((0, 0), (0, 0), *((p, p) for p in padding)), value)
+        views = [padded[index] for index in _offset_slices(padded.shape, kernel_size, stride, dilation)]
+        stacked = xp.reshape(xp.stack(views, axis=-1), (*views[0].shape, *kernel_size))
+        return xp.permute_dims(stacked, (0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial)))
 
     @staticmethod
     def forward(x, *, kernel_size, stride, padding, dilation, value=0.0):
@@ -2126,6 +2161,25 @@ class Fold(LinearMap):
     """The adjoint of :class:`Unfold` (col2im): add every window back to where it came from."""
 
     name = "fold"
+
+    @staticmethod
+    def array_forward(xp, columns, *, input_shape, kernel_size, stride, padding, dilation):
+        # each kernel offset's (N, C, *out) block spread back to where Unfold's strided slice took it
+        spatial = len(kernel_size)
+        padded = (*input_shape[:2], *(n + 2 * p for n, p in zip(input_shape[2:], padding)))
+        kernel_axes = range(2 + spatial, 2 + 2 * spatial)
+        blocks = xp.permute_dims(columns, (0, 1 + spatial, *range(1, 1 + spatial), *kernel_axes))
+        blocks = xp.reshape(blocks, (*blocks.shape[: 2 + spatial], -1))  # (N, C, *out, |kernel|)
+        total = None
+        for position, offsets in enumerate(np.ndindex(*kernel_size)):
+            block = blocks[..., position]
+            for axis, (o, s, d) in enumerate(zip(offsets, stride, dilation)):
+                block = _array_spread(xp, block, 2 + axis, s, o * d, padded[2 + axis])
+            total = block if total is None else total + block
+        if total is None:  # an empty kernel: nothing is added anywhere
+            total = xp.zeros(padded, dtype=columns.dtype, device=columns.device)
+        crop = tuple(slice(p, p + n) for p, n in zip(padding, input_shape[2:]))
+        return total[(slice(None), slice(None), *crop)]
 
     @staticmethod
     def forward(columns, *, input_shape, kernel_size, stride, padding, dilation):
@@ -2163,6 +2217,15 @@ class MaxPool(Primitive):
 
     name = "max_pool"
     float_only = True
+
+    @staticmethod
+    def array_forward(xp, x, *, kernel_size, stride, padding, dilation):
+        padded = _array_pad(xp, x, ((0, 0), (0, 0), *((p, p) for p in padding)), -math.inf)
+        slices = _offset_slices(padded.shape, kernel_size, stride, dilation)
+        out = xp.asarray(padded[slices[0]], copy=True)  # a new array even for a one-element window
+        for index in slices[1:]:
+            out = xp.maximum(out, padded[index])  # NaN propagates
+        return out
 
     @staticmethod
     def forward(x, *, kernel_size, stride, padding, dilation):
@@ -2290,11 +2353,40 @@ def _pool_winners(padded: np.ndarray, out: np.ndarray, *, kernel_size, stride, p
 def _pool_winner_columns(x: np.ndarray, out: np.ndarray, *, kernel_size, stride, padding, dilation) -> np.ndarray:
     """The winners as a boolean array laid out like :class:`Unfold`'s columns, (N, *out, C, *kernel)."""
     spatial = len(kernel_size)
+    lib = _library_of(x)
+    if lib is not None:
+        return _pool_winner_columns_in(lib, x, out, kernel_size, stride, padding, dilation)
     geometry = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "dilation": dilation}
     winners = _pool_winners(_pad_spatial(x, padding, -np.inf), out, **geometry)
     stacked = np.stack([wins for _, wins in winners], axis=-1)  # (N, C, *out, |kernel|)
     stacked = stacked.reshape(*out.shape, *kernel_size)
     return stacked.transpose(0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial))
+
+
+def _pool_winner_columns_in(lib: Any, x: Any, out: Any, kernel_size, stride, padding, dilation) -> Any:
+    """:func:`_pool_winner_columns` with the array-API functions of ``lib``, the library holding ``x``:
+    the same winners (first maximum in row-major order, padding never; a NaN window's last NaN)."""
+    spatial = len(kernel_size)
+    widths = ((0, 0), (0, 0), *((p, p) for p in padding))
+    padded = _array_pad(lib, x, widths, -math.inf)
+    inside = _array_pad(lib, lib.ones(x.shape, dtype=lib.bool, device=x.device), widths, False)
+    slices = _offset_slices(padded.shape, kernel_size, stride, dilation)
+    nan, nan_wins = lib.isnan(out), {}
+    if bool(lib.any(nan)):  # rare: walk the offsets backwards once to find each NaN window's last NaN
+        seen = lib.zeros(out.shape, dtype=lib.bool, device=x.device)
+        for position in reversed(range(len(slices))):
+            nan_wins[position] = lib.isnan(padded[slices[position]]) & nan & ~seen
+            seen = seen | nan_wins[position]
+    columns: list = []
+    taken = None  # windows whose winner is already found
+    for position, index in enumerate(slices):
+        wins = (padded[index] == out) & inside[index]
+        if taken is not None:
+            wins = wins & ~taken
+        taken = wins if taken is None else taken | wins
+        columns.append(wins | nan_wins[position] if position in nan_wins else wins)
+    stacked = lib.reshape(lib.stack(columns, axis=-1), (*out.shape, *kernel_size))
+    return lib.permute_dims(stacked, (0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial)))
 
 
 class _Workspace:
@@ -2411,6 +2503,17 @@ class Conv(Primitive):
     float_only = True
     saves_inputs = (0, 1)
     workspace = _Workspace()
+
+    @staticmethod
+    def array_forward(xp, x, weight, bias=None, *, stride, padding, dilation):
+        # the windows (N, *out, C, *kernel) as rows (N, *out, C·|kernel|) times the weight matrix's transpose
+        spatial, out_channels = len(stride), weight.shape[0]
+        geometry = {"stride": stride, "padding": padding, "dilation": dilation}
+        windows = Unfold.array_forward(xp, x, kernel_size=tuple(weight.shape[2:]), **geometry)
+        rows = xp.reshape(windows, (*windows.shape[: 1 + spatial], -1))
+        out = xp.matmul(rows, xp.permute_dims(xp.reshape(weight, (out_channels, -1)), (1, 0)))  # (N, *out, O)
+        out = xp.permute_dims(out, (0, 1 + spatial, *range(1, 1 + spatial)))
+        return out if bias is None else out + xp.reshape(bias, (out_channels, *(1,) * spatial))
 
     @staticmethod
     def forward(x, weight, bias=None, *, stride, padding, dilation):
