@@ -47,6 +47,7 @@ SUPPORTED = [
     *"softsign silu sum mean max min prod var std logsumexp softmax log_softmax".split(),
     *"reshape permute transpose broadcast_to expand squeeze_unsqueeze flatten concatenate stack split pad".split(),
     *"softmax_cross_entropy binary_cross_entropy unfold fold conv2d conv1d max_pool max_pool_2x2".split(),
+    *"lstm_cell lstm_layer gru_layer rnn_layer_tanh rnn_layer_relu".split(),
 ]
 CHECK = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

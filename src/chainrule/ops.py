@@ -601,6 +601,11 @@ def _logistic(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.reciprocal(out, out=out)
 
 
+def _array_sigmoid(xp: Any, x: Any) -> Any:
+    """The logistic function on array library ``xp``."""
+    return 1.0 / (1.0 + xp.exp(-x))
+
+
 def _sigmoid_fast_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     grad = g * y  # the generic rule's products in the same order, one temporary fewer
     grad *= 1.0 - y
@@ -654,7 +659,7 @@ elementwise("atan", np.arctan, lambda xp, g, x, y: g / (1.0 + x * x), reads="x",
 elementwise("tanh", np.tanh, lambda xp, g, x, y: g * (1.0 - y * y), reads="y", array="tanh",
             doc=r":math:`\tanh x`; derivative :math:`1 - \tanh^2 x`.")
 elementwise("sigmoid", _sigmoid, lambda xp, g, x, y: g * y * (1.0 - y), reads="y",
-            array=lambda xp, x: 1.0 / (1.0 + xp.exp(-x)), fast_vjp=_sigmoid_fast_vjp,
+            array=lambda xp, x: _array_sigmoid(xp, x), fast_vjp=_sigmoid_fast_vjp,
             doc=r"The logistic function :math:`\sigma(x) = 1 / (1 + e^{-x})`, finite for any input; "
                 r"derivative :math:`\sigma(x)(1 - \sigma(x))`.")
 elementwise("relu", lambda x: np.maximum(x, 0), lambda xp, g, x, y: xp.where(~(x <= 0), g, 0.0), reads="x",
@@ -1116,6 +1121,14 @@ class LSTMCell(Primitive):
     float_only = True
 
     @staticmethod
+    def array_forward(xp, gates, c_prev):
+        i, f, g, o = _lstm_blocks(gates)
+        i, f, g, o = _array_sigmoid(xp, i), _array_sigmoid(xp, f), xp.tanh(g), _array_sigmoid(xp, o)
+        c = f * c_prev + i * g
+        k = xp.tanh(c)
+        return xp.stack([o * k, c, i, f, g, o, k])
+
+    @staticmethod
     def forward(gates, c_prev):
         out = np.empty((7, gates.shape[0], gates.shape[1] // 4), dtype=gates.dtype)
         _lstm_cell_into(gates, c_prev, out)
@@ -1123,7 +1136,7 @@ class LSTMCell(Primitive):
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, gates, c_prev):
-        grad_gates, grad_c_prev = _lstm_cell_vjp(xp, grad_out[0], grad_out[1], grad_out, out, c_prev)
+        grad_gates, grad_c_prev = _lstm_cell_vjp(xp, grad_out[0, ...], grad_out[1, ...], grad_out, out, c_prev)
         return grad_gates, (grad_c_prev if needs[1] else None)
 
     @staticmethod
@@ -1158,7 +1171,7 @@ def _lstm_cell_vjp(xp: Any, grad_h: Any, grad_c: Any, grad_rows: Any, rows: Any,
     """One LSTM step backwards: (∂gates (N, 4H), ∂c_prev) from the gradients of h_t and c_t (``grad_h``,
     ``grad_c``: the step's own plus what flows back from the later steps) and of the activation rows 2-6 of
     ``grad_rows`` (None: zero); ``rows`` are the step's forward rows (h, c, i, f, g, o, tanh c)."""
-    i, f, g, o, k = (rows[row] for row in range(2, 7))
+    i, f, g, o, k = (rows[row, ...] for row in range(2, 7))
     if grad_rows is None:  # no gradient on the activation rows (a whole layer's step)
         delta_c = grad_c + grad_h * o * (1.0 - k * k)
         grad_gates = xp.concatenate(
@@ -1169,7 +1182,7 @@ def _lstm_cell_vjp(xp: Any, grad_h: Any, grad_c: Any, grad_rows: Any, rows: Any,
             axis=1,
         )
         return grad_gates, delta_c * f
-    grad_i, grad_f, grad_g, grad_o, grad_k = (grad_rows[row] for row in range(2, 7))
+    grad_i, grad_f, grad_g, grad_o, grad_k = (grad_rows[row, ...] for row in range(2, 7))
     delta_c = grad_c + (grad_h * o + grad_k) * (1.0 - k * k)
     grad_gates = xp.concatenate(
         (delta_c * g + grad_i) * i * (1.0 - i),
@@ -1183,7 +1196,7 @@ def _lstm_cell_vjp(xp: Any, grad_h: Any, grad_c: Any, grad_rows: Any, rows: Any,
 
 def _lstm_cell_jvp(t_gates: Any, t_c_prev: Any, rows: Any, c_prev: Any) -> tuple:
     """One LSTM step forwards in tangents: the tangents of the seven rows, from those of the gates and c_prev."""
-    i, f, g, o, k = (rows[row] for row in range(2, 7))
+    i, f, g, o, k = (rows[row, ...] for row in range(2, 7))
     t_i, t_f, t_g, t_o = _lstm_blocks(t_gates)
     t_i, t_f, t_g, t_o = t_i * i * (1.0 - i), t_f * f * (1.0 - f), t_g * (1.0 - g * g), t_o * o * (1.0 - o)
     t_c = t_f * c_prev + f * t_c_prev + t_i * g + i * t_g
@@ -1290,10 +1303,10 @@ def _lstm_steps(xp: Any, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, bias: A
     weight = xp.concatenate(w_ih, w_hh, axis=1)  # (4H, in + H)
     rows, h, c = [], h0, c0
     for t in range(x.shape[0]):
-        joined = xp.concatenate(x[t], h, axis=1)
+        joined = xp.concatenate(x[t, ...], h, axis=1)
         gates = xp.linear(joined, weight) if bias is None else xp.linear(joined, weight, bias)
         rows.append(xp.lstm_cell(gates, c))
-        h, c = rows[-1][0], rows[-1][1]
+        h, c = rows[-1][0, ...], rows[-1][1, ...]
     return rows
 
 
@@ -1327,6 +1340,13 @@ class LSTMLayer(Primitive):
     saves_inputs = True
 
     @staticmethod
+    def array_forward(xp, x, h0, c0, w_ih, w_hh, bias=None):
+        # the generic rules' per-step composition, run on the library's table namespace
+        _check_recurrent("lstm_layer", 4, x, h0, w_ih, w_hh, c0, bias)
+        rows = _lstm_steps(array_namespace(xp), x, h0, c0, w_ih, w_hh, bias)
+        return xp.stack([xp.stack([step[0, ...] for step in rows]), xp.stack([step[1, ...] for step in rows])])
+
+    @staticmethod
     def forward(x, h0, c0, w_ih, w_hh, bias=None):
         _check_recurrent("lstm_layer", 4, x, h0, w_ih, w_hh, c0, bias)
         return LSTMLayer.all_rows(x, h0, c0, w_ih, w_hh, bias)[:2]
@@ -1353,13 +1373,13 @@ class LSTMLayer(Primitive):
         grad_h = grad_c = None  # what flows back into step t from the steps after it
         grad_gates: list = [None] * steps
         for t in reversed(range(steps)):
-            own_h = grad_out[0][t] if grad_h is None else grad_out[0][t] + grad_h
-            own_c = grad_out[1][t] if grad_c is None else grad_out[1][t] + grad_c
-            c_prev = c0 if t == 0 else rows[t - 1][1]
+            own_h = grad_out[0, t, ...] if grad_h is None else grad_out[0, t, ...] + grad_h
+            own_c = grad_out[1, t, ...] if grad_c is None else grad_out[1, t, ...] + grad_c
+            c_prev = c0 if t == 0 else rows[t - 1][1, ...]
             grad_gates[t], grad_c = _lstm_cell_vjp(xp, own_h, own_c, None, rows[t], c_prev)
             grad_h = xp.matmul(grad_gates[t], w_hh)
         gates = _sequence(xp, grad_gates)  # (T, N, 4H)
-        h_prev = _sequence(xp, [h0] + [step[0] for step in rows[:-1]])  # (T, N, H)
+        h_prev = _sequence(xp, [h0] + [step[0, ...] for step in rows[:-1]])  # (T, N, H)
         return (
             xp.matmul(gates, w_ih) if needs[0] else None,
             grad_h if needs[1] else None,
@@ -1380,10 +1400,10 @@ class LSTMLayer(Primitive):
             tc = np.zeros((batch, size), dtype=out.dtype)
         t_hs, t_cs = [], []
         for t in range(x.shape[0]):
-            h_prev, c_prev = (h0, c0) if t == 0 else (rows[t - 1][0], rows[t - 1][1])
+            h_prev, c_prev = (h0, c0) if t == 0 else (rows[t - 1][0, ...], rows[t - 1][1, ...])
             t_gates = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, t_bias, (batch, 4 * size), out.dtype)
             if t_projected is not None:
-                t_gates = t_gates + t_projected[t]
+                t_gates = t_gates + t_projected[t, ...]
             th, tc = _lstm_cell_jvp(t_gates, tc, rows[t], c_prev)[:2]
             t_hs.append(th)
             t_cs.append(tc)
@@ -1468,6 +1488,16 @@ class GRULayer(Primitive):
     saves_inputs = True
 
     @staticmethod
+    def array_forward(xp, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        # the generic rules' per-step composition, run on the library's table namespace
+        _check_recurrent("gru_layer", 3, x, h0, w_ih, w_hh, b_ih, b_hh)
+        table, states, h = array_namespace(xp), [], h0
+        for t in range(x.shape[0]):
+            h = _gru_step(table, x[t, ...], h, w_ih, w_hh, b_ih, b_hh)[0]
+            states.append(h)
+        return xp.stack(states)
+
+    @staticmethod
     def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
         _check_recurrent("gru_layer", 3, x, h0, w_ih, w_hh, b_ih, b_hh)
         return GRULayer.all_rows(x, h0, w_ih, w_hh, b_ih, b_hh)[0]
@@ -1503,7 +1533,7 @@ class GRULayer(Primitive):
         steps = x.shape[0]
         rows, h = [], h0
         for t in range(steps):
-            rows.append(_gru_step(xp, x[t], h, w_ih, w_hh, b_ih, b_hh))
+            rows.append(_gru_step(xp, x[t, ...], h, w_ih, w_hh, b_ih, b_hh))
             h = rows[-1][0]
         grad_h = None
         from_input: list = [None] * steps
@@ -1511,7 +1541,7 @@ class GRULayer(Primitive):
         for t in reversed(range(steps)):
             _, r, z, n, hidden_n = rows[t]
             h_prev = h0 if t == 0 else rows[t - 1][0]
-            delta_h = grad_out[t] if grad_h is None else grad_out[t] + grad_h
+            delta_h = grad_out[t, ...] if grad_h is None else grad_out[t, ...] + grad_h
             delta_n = delta_h * (1.0 - z) * (1.0 - n * n)
             delta_z = delta_h * (h_prev - n) * z * (1.0 - z)
             delta_r = delta_n * hidden_n * r * (1.0 - r)
@@ -1540,9 +1570,9 @@ class GRULayer(Primitive):
             th = np.zeros((batch, size), dtype=out.dtype)
         t_states, h_prev = [], h0
         for t in range(x.shape[0]):
-            h_t, r, z, n, hidden_n = _gru_step(xp, x[t], h_prev, w_ih, w_hh, b_ih, b_hh)
+            h_t, r, z, n, hidden_n = _gru_step(xp, x[t, ...], h_prev, w_ih, w_hh, b_ih, b_hh)
             t_hidden = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, tb_hh, (batch, 3 * size), out.dtype)
-            t_input = np.zeros((batch, 3 * size), dtype=out.dtype) if t_projected is None else t_projected[t]
+            t_input = np.zeros((batch, 3 * size), dtype=out.dtype) if t_projected is None else t_projected[t, ...]
             t_input = _plus(t_input, tb_ih)
             t_r = (t_input[:, :size] + t_hidden[:, :size]) * r * (1.0 - r)
             t_z = (t_input[:, size : 2 * size] + t_hidden[:, size : 2 * size]) * z * (1.0 - z)
@@ -1618,6 +1648,17 @@ class RNNLayer(Primitive):
     saves_inputs = (0, 1, 2, 3)
 
     @staticmethod
+    def array_forward(xp, x, h0, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
+        _check_recurrent("rnn_layer", 1, x, h0, w_ih, w_hh, bias)
+        weight = xp.concat([w_ih, w_hh], axis=1)  # (H, in + H): one product per step, as Linear
+        states, h = [], h0
+        for t in range(x.shape[0]):
+            pre = Linear.array_forward(xp, xp.concat([x[t, ...], h], axis=1), weight, bias)
+            h = xp.tanh(pre) if nonlinearity == "tanh" else xp.maximum(pre, xp.zeros_like(pre))
+            states.append(h)
+        return xp.stack(states)
+
+    @staticmethod
     def forward(x, h0, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
         _check_recurrent("rnn_layer", 1, x, h0, w_ih, w_hh, bias)
         out = _input_projection(x, w_ih, bias)  # (T, N, H), then each step in place
@@ -1643,11 +1684,11 @@ class RNNLayer(Primitive):
         grad_h = None
         pre: list = [None] * steps  # gradients of the pre-activations
         for t in reversed(range(steps)):
-            delta_h = grad_out[t] if grad_h is None else grad_out[t] + grad_h
-            pre[t] = RNNLayer._slope(xp, delta_h, out[t], nonlinearity)
+            delta_h = grad_out[t, ...] if grad_h is None else grad_out[t, ...] + grad_h
+            pre[t] = RNNLayer._slope(xp, delta_h, out[t, ...], nonlinearity)
             grad_h = xp.matmul(pre[t], w_hh)
         grads = _sequence(xp, pre)  # (T, N, H)
-        h_prev = _sequence(xp, [h0] + [out[t] for t in range(steps - 1)])
+        h_prev = _sequence(xp, [h0] + [out[t, ...] for t in range(steps - 1)])
         return (
             xp.matmul(grads, w_ih) if needs[0] else None,
             grad_h if needs[1] else None,
@@ -1663,11 +1704,11 @@ class RNNLayer(Primitive):
         t_bias = tangents[4] if len(tangents) > 4 else None
         steps_out = []
         for t in range(x.shape[0]):
-            h_prev = h0 if t == 0 else out[t - 1]
+            h_prev = h0 if t == 0 else out[t - 1, ...]
             t_pre = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, t_bias, h0.shape, out.dtype)
             if t_projected is not None:
-                t_pre = t_pre + t_projected[t]
-            th = RNNLayer._slope(xp, t_pre, out[t], nonlinearity)
+                t_pre = t_pre + t_projected[t, ...]
+            th = RNNLayer._slope(xp, t_pre, out[t, ...], nonlinearity)
             steps_out.append(th)
         return _sequence(xp, steps_out)
 
