@@ -191,6 +191,15 @@ def test_tensor_keeps_the_library_and_reports_numpy_dtypes():
         cr.tensor(xs.asarray([1, 2], dtype=xs.complex64))
 
 
+OPTIMIZERS = {
+    "sgd": lambda params: cr.optim.SGD(params, lr=0.1, momentum=0.9),
+    "adam": lambda params: cr.optim.Adam(params, lr=0.05),
+    "rmsprop": lambda params: cr.optim.RMSprop(params, lr=0.01),
+    "rmsprop_centered_momentum": lambda params: cr.optim.RMSprop(params, lr=0.005, momentum=0.5, centered=True),
+    "adagrad": lambda params: cr.optim.Adagrad(params, lr=0.1, initial_accumulator_value=0.1),
+}
+
+
 def _mlp_losses(asarray, optimizer: str, steps: int = 20) -> list[float]:
     """A 2-8-1 ReLU network fitting 8 points with MSE: the loss after each optimizer step."""
     rng = np.random.default_rng(0)
@@ -200,7 +209,7 @@ def _mlp_losses(asarray, optimizer: str, steps: int = 20) -> list[float]:
     params = [cr.tensor(asarray(a), requires_grad=True) for a in arrays]
     w1, b1, w2, b2 = params
     inputs, targets = cr.tensor(asarray(x)), cr.tensor(asarray(y))
-    opt = cr.optim.SGD(params, lr=0.1, momentum=0.9) if optimizer == "sgd" else cr.optim.Adam(params, lr=0.05)
+    opt = OPTIMIZERS[optimizer](params)
     losses = []
     for _ in range(steps):
         opt.zero_grad()
@@ -212,7 +221,7 @@ def _mlp_losses(asarray, optimizer: str, steps: int = 20) -> list[float]:
     return losses
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 def test_mlp_trains_on_array_api_strict_as_on_numpy(optimizer):
     expected = _mlp_losses(np.asarray, optimizer)
     losses = _mlp_losses(xs.asarray, optimizer)

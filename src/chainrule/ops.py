@@ -824,9 +824,8 @@ class _Extremum(Primitive):
     def _winners(xp, out, x, axis, keepdims):
         # Constants of the rule (no gradient flows through a comparison), so computed on the raw arrays.
         values, result = _raw(x), _raw(out)
-        lib = _library_of(values)
-        if lib is not None:  # another library's arrays: the same constants with its functions
-            return _extremum_winners(lib, values, result, axis, keepdims)
+        if type(values) is not np.ndarray and _library_of(values) is not None:  # another library: its functions
+            return _extremum_winners(_library_of(values), values, result, axis, keepdims)
         result = result if keepdims else result.reshape(_keepdims_shape(values.shape, axis))
         wins = values == result
         if np.isnan(result).any():  # only then: NaN groups share among their NaNs
