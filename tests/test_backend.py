@@ -45,7 +45,7 @@ CASES = {case.name: case for case in OP_CASES}
 ROWS = [name for name, op in cr.ops.ELEMENTWISE.items() if op.array_forward is not None and name in CASES]
 SUPPORTED = [
     *ROWS,
-    *"add sub mul div pow pow_scalar rsub_scalar rdiv_scalar rpow_scalar maximum minimum matmul linear".split(),
+    *"add sub mul div pow pow_scalar rsub_scalar rdiv_scalar rpow_scalar maximum minimum where matmul linear".split(),
     *"gelu softsign silu sum mean max min prod var std logsumexp softmax log_softmax".split(),
     *"reshape permute transpose broadcast_to expand squeeze_unsqueeze flatten concatenate stack split pad".split(),
     *"softmax_cross_entropy binary_cross_entropy unfold fold conv2d conv1d max_pool max_pool_2x2".split(),
