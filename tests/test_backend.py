@@ -2,24 +2,26 @@
 
 :mod:`chainrule.backend` answers which library holds the arrays; ``apply`` runs a primitive's
 ``array_forward`` on that library, the backward runs the generic rules on its namespace (never the NumPy
-fast rules), and SGD/Adam update its arrays in place. Each result is compared with the same computation
-on NumPy.
+fast rules), and SGD, Adam, RMSprop and Adagrad update its arrays in place. Each result is compared with the
+same computation on NumPy (float32 and float64).
 
-What runs on ``array_api_strict`` (forward and backward), by op-table entry (``helpers.OP_CASES``):
-add, sub, mul, div, pow (array base), pow_scalar, rsub_scalar, rdiv_scalar, neg, maximum, minimum, matmul,
-linear, exp, log, sqrt, abs, sin, cos, tanh, atan, sigmoid, relu, leaky_relu, elu, softplus, softsign,
-silu, clip, sum, mean, var, std, logsumexp, softmax, log_softmax, reshape, permute, transpose,
-broadcast_to, expand, squeeze_unsqueeze, flatten, concatenate, stack, split; and, outside the table's
-NumPy-condition case, ``where`` with a condition from the library (``x > 0``), comparisons, ``mse_loss``.
+What runs on ``array_api_strict`` (forward and backward): every entry of the op table (``helpers.OP_CASES``)
+but ``getitem``, i.e. the arithmetic (``rpow_scalar`` included), ``where`` (a NumPy condition is copied into
+the library), ``matmul``/``linear``, every elementwise row (``erf`` as a series the standard's functions
+can compute, within 18 ulp of ``math.erf``) and ``gelu``, the reductions (``max``/``min`` with ties and
+NaN groups, ``prod`` at zeros), ``softmax``/``log_softmax``, the shape ops, ``pad``, ``unfold``/``fold``,
+``conv`` (1-d and 2-d), ``max_pool`` (ties, NaN windows and padding as on NumPy), ``softmax_cross_entropy``
+(NumPy labels and weights are copied into the library), ``binary_cross_entropy``, ``lstm_cell`` and the
+whole-layer ``lstm_layer``/``gru_layer``/``rnn_layer``. Also comparisons and ``mse_loss``.
 
-What does not (yet), each with a :class:`~chainrule.errors.DTypeError` naming the op and the library
-(``"<op>: runs on NumPy arrays only, not on array_api_strict arrays"``): max, min and prod (their rules
-count winners and zeros with NumPy), unfold, fold, max_pool, pad, softmax_cross_entropy, lstm_cell,
-lstm_layer, gru_layer, rnn_layer,
-binary_cross_entropy, erf/gelu. Indexing with integer arrays or masks (getitem) is refused by the library
-(a ShapeError naming getitem); a Python base to an array power (rpow_scalar) fails in its backward with
-the library's TypeError. Also NumPy-only: views and in-place changes are not version-tracked,
-``create_graph=True`` (the tensor namespace reads NumPy constants), anomaly mode, ``Tensor.numpy()``.
+What does not: ``getitem`` with integer arrays or masks (the table's advanced-index cases): the library
+refuses NumPy index arrays (a ShapeError naming getitem), and the gradient would need a scatter-add the
+standard lacks (``scatter_add`` refuses with a DTypeError). A primitive without an ``array_forward``
+(none today) raises a :class:`~chainrule.errors.DTypeError` naming the op and the library. Not checked
+here: the JVP rules. NumPy-only: views and in-place changes are not version-tracked, ``create_graph=True``
+(the tensor namespace reads NumPy constants), anomaly mode, ``Tensor.numpy()``, and
+``nn.functional.binary_cross_entropy``'s input check (it calls the NumPy method ``.min()``; the primitive
+itself runs).
 """
 
 from __future__ import annotations
@@ -189,6 +191,23 @@ def test_tensor_keeps_the_library_and_reports_numpy_dtypes():
     assert cr.tensor(xs.asarray([1, 2], dtype=xs.uint8)).dtype == np.int64  # as from NumPy
     with pytest.raises(DTypeError, match="tensor"):
         cr.tensor(xs.asarray([1, 2], dtype=xs.complex64))
+
+
+def test_a_small_cnn_with_cross_entropy_as_on_numpy():
+    """conv2d, relu, max_pool2d, linear and cross_entropy (labels from NumPy) composed: loss and gradients."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((3, 2, 6, 6)), rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)]
+    arrays += [rng.standard_normal((5, 36)) * 0.3]
+    labels = np.array([0, 4, 2])
+    results = []
+    for asarray in (np.asarray, xs.asarray):
+        x, weight, bias, dense = (cr.tensor(asarray(a), requires_grad=True) for a in arrays)
+        features = F.max_pool2d(F.relu(F.conv2d(x, weight, bias, padding=1)), 2, stride=2)  # (3, 4, 3, 3)
+        loss = F.cross_entropy(F.linear(features.reshape(3, 36), dense), labels)
+        loss.backward()
+        results.append([_values(loss.data)] + [_values(t.grad.data) for t in (x, weight, bias, dense)])
+    for got, expected in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
 
 
 OPTIMIZERS = {

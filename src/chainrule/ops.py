@@ -17,7 +17,9 @@ a namespace whose names build graph nodes, so the very same rule differentiates 
 (Hessian-vector products, gradient of gradient). Rules therefore use only Python operators and names of
 this table, and may reuse the forward output ``out`` (``exp``'s gradient is ``grad_out * out``) so nothing
 is computed twice. Values a rule only compares or counts (a ReLU mask, a max's winners) are constants of
-the rule; :func:`_raw` gives their NumPy values whichever namespace runs it.
+the rule; :func:`_raw` gives their values outside any graph: NumPy's for NumPy arrays and tensors, another
+library's own arrays for that library, and the constants are computed on the library that holds them
+(:func:`_library_of`; a NumPy constant such as a one-hot matrix is copied in by :func:`_constant`).
 
 Fast paths are the engine's choice, not the rule's. A primitive may also define
 
@@ -48,10 +50,11 @@ When ``apply`` gets arrays of a library other than NumPy (a ``type(x) is np.ndar
 input decides, and on the last where the first is a Python number: NumPy's path costs nothing more), it
 runs ``array_forward`` on their namespace, and the backward runs the generic rules with
 :func:`array_namespace` (each name is that primitive's ``array_forward``), never the NumPy fast rules.
-An op without one raises a ``DTypeError`` naming the op and the library. Today the arithmetic,
-``matmul``/``linear``, the elementwise functions but ``erf``, ``sum``, ``logsumexp``, ``softmax``/
-``log_softmax``, the shape ops, ``concatenate``, basic ``getitem``/``scatter_add`` and ``cast`` have one:
-enough for an MLP with an MSE loss (``tests/test_backend.py`` lists what runs and what does not).
+An op without one raises a ``DTypeError`` naming the op and the library. Today every primitive has one,
+written with the standard's functions only (``pad`` as a ``concat`` of filled blocks, ``unfold`` as strided
+slices, ``fold`` without item assignment, ``erf`` as a series): the whole op table runs on
+``array_api_strict`` but for indexing with integer arrays or masks (``getitem``/``scatter_add``: the
+standard has no scatter-add). ``tests/test_backend.py`` lists what runs and what does not.
 
 For elementwise one-input ops the Jacobian is diagonal, so the JVP is the VJP applied to the tangent;
 those ops subclass :class:`Elementwise` and write a single ``vjp``.
