@@ -682,7 +682,7 @@ elementwise("atan", np.arctan, lambda xp, g, x, y: g / (1.0 + x * x), reads="x",
 elementwise("tanh", np.tanh, lambda xp, g, x, y: g * (1.0 - y * y), reads="y", array="tanh",
             doc=r":math:`\tanh x`; derivative :math:`1 - \tanh^2 x`.")
 elementwise("sigmoid", _sigmoid, lambda xp, g, x, y: g * y * (1.0 - y), reads="y",
-            array=lambda xp, x: _array_sigmoid(xp, x), fast_vjp=_sigmoid_fast_vjp,
+            array=_array_sigmoid, fast_vjp=_sigmoid_fast_vjp,
             doc=r"The logistic function :math:`\sigma(x) = 1 / (1 + e^{-x})`, finite for any input; "
                 r"derivative :math:`\sigma(x)(1 - \sigma(x))`.")
 elementwise("relu", lambda x: np.maximum(x, 0), lambda xp, g, x, y: xp.where(~(x <= 0), g, 0.0), reads="x",
@@ -827,8 +827,9 @@ class _Extremum(Primitive):
     def _winners(xp, out, x, axis, keepdims):
         # Constants of the rule (no gradient flows through a comparison), so computed on the raw arrays.
         values, result = _raw(x), _raw(out)
-        if type(values) is not np.ndarray and _library_of(values) is not None:  # another library: its functions
-            return _extremum_winners(_library_of(values), values, result, axis, keepdims)
+        lib = None if type(values) is np.ndarray else _library_of(values)  # NumPy's path: one type check
+        if lib is not None:  # another library's arrays: the same constants with its functions
+            return _extremum_winners(lib, values, result, axis, keepdims)
         result = result if keepdims else result.reshape(_keepdims_shape(values.shape, axis))
         wins = values == result
         if np.isnan(result).any():  # only then: NaN groups share among their NaNs
@@ -2043,6 +2044,7 @@ class Pad(LinearMap):
         index = tuple(slice(before, before + n) for (before, _), n in zip(pad_width, x.shape))
         return (xp.getitem(grad_out, index=index),)
 
+
 def _array_pad(xp: Any, x: Any, pad_width: Sequence[tuple[int, int]], value: Any) -> Any:
     """``x`` padded with the constant ``value``, one ``(before, after)`` pair per axis, on array library ``xp``.
 
@@ -2152,6 +2154,8 @@ def _offset_slices(padded_shape, kernel_size, stride, dilation):
     out_sizes = [
         (n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(padded_shape[2:], kernel_size, stride, dilation)
     ]
+    if any(n < 1 for n in out_sizes):  # the caller names the op (apply turns this into a ShapeError)
+        raise ValueError(f"the window {tuple(kernel_size)} does not fit the padded input {tuple(padded_shape)}")
     return [
         (slice(None), slice(None), *_window_slices(offsets, stride, dilation, out_sizes))
         for offsets in np.ndindex(*kernel_size)
