@@ -73,6 +73,17 @@ def test_get_namespace():
 
 def test_the_table_lists_every_supported_case():
     assert set(SUPPORTED) <= set(CASES)
+    assert set(CASES) - set(SUPPORTED) == {"getitem"}  # the module docstring says why
+    assert all(op.array_forward is not None for op in cr.ops.OPS.values())
+
+
+def test_indexing_with_arrays_or_masks_is_refused_naming_getitem():
+    t = cr.tensor(xs.asarray([[1.0, -2.0], [3.0, 0.5]]), requires_grad=True)
+    for index in (np.array([0, 0, 1]), np.array([[True, False], [False, True]])):
+        with pytest.raises(ShapeError, match="^getitem: "):
+            t[index]
+    with pytest.raises(DTypeError, match="^scatter_add: indexing with arrays or masks runs on NumPy arrays only"):
+        apply(cr.ops.OPS["scatter_add"], t, index=(np.array([0, 0]),), shape=(3, 2))
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
