@@ -339,9 +339,9 @@ class Pow(Primitive):
 
     @staticmethod
     def _grad_exponent(xp, scale, out, a, b):
-        if isinstance(a, (int, float)) and a != 0:  # a Python base: its log in Python (NaN below 0), no mask
-            return scale * out * (math.log(a) if a > 0 else math.nan)
         at_zero = (_raw(a) == 0) & (_raw(b) >= 0)
+        if isinstance(a, (int, float)):  # a Python base: another library's log takes only its own arrays
+            a = _constant(out, a)
         with np.errstate(divide="ignore", invalid="ignore"):
             grad = scale * out * xp.log(a)
         return xp.where(at_zero, 0.0, grad) if np.any(at_zero) else grad
@@ -940,9 +940,10 @@ def _all_nonzero(x: Any) -> bool:
     return bool(np.all(values != 0) if lib is None else lib.all(values != 0))
 
 
-def _constant(like: Any, value: np.ndarray) -> Any:
-    """A rule's NumPy constant ``value`` (a fixed mask, a one-hot matrix) where it can meet ``like``: itself when
-    ``like`` holds NumPy values (an array, or a tensor of a recorded graph), else copied into ``like``'s library."""
+def _constant(like: Any, value: Any) -> Any:
+    """A rule's constant ``value`` (a fixed NumPy mask, a Python number) where it can meet ``like``: itself when
+    ``like`` holds NumPy values (an array, or a tensor of a recorded graph), else copied into ``like``'s library
+    (a Python float becomes a 0-d array of its default floating dtype, float64 where it has one)."""
     lib = _library_of(_raw(like))
     return value if lib is None else lib.asarray(value, device=_raw(like).device)
 
