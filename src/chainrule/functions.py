@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from chainrule import tensor as _tensor
+from chainrule.backend import foreign_array, get_namespace, numpy_dtype
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
 from chainrule.ops import ELEMENTWISE, OPS, normalize_axis
 from chainrule.tensor import Tensor, _to_array, _wrap, apply
@@ -275,11 +276,21 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     >>> cr.where(x > 0, x, 0.0).tolist()
     [0.0, 2.0]
     """
-    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
-    dtype = condition.dtype if isinstance(condition, Tensor) else cond.dtype  # a NumPy dtype whatever the library
+    if isinstance(condition, Tensor):
+        cond, dtype = condition.data, condition.dtype  # a NumPy dtype whatever the library
+    else:
+        cond = condition if foreign_array(condition) else np.asarray(condition)
+        dtype = numpy_dtype(cond.dtype)
     if dtype != np.bool_:
         raise DTypeError(f"where: the condition must be boolean, got dtype {dtype}; compare first, e.g. x > 0")
-    return apply(OPS["where"], cond, _arg(a), _arg(b))
+    a, b = _arg(a), _arg(b)
+    if type(cond) is np.ndarray:  # a NumPy condition meets another library's values in that library
+        for value in (a, b):
+            data = value.data if isinstance(value, Tensor) else value
+            if type(data) is not np.ndarray and foreign_array(data):
+                cond = get_namespace(data).asarray(cond, device=data.device)
+                break
+    return apply(OPS["where"], cond, a, b)
 
 
 @_method

@@ -17,7 +17,9 @@ a namespace whose names build graph nodes, so the very same rule differentiates 
 (Hessian-vector products, gradient of gradient). Rules therefore use only Python operators and names of
 this table, and may reuse the forward output ``out`` (``exp``'s gradient is ``grad_out * out``) so nothing
 is computed twice. Values a rule only compares or counts (a ReLU mask, a max's winners) are constants of
-the rule; :func:`_raw` gives their NumPy values whichever namespace runs it.
+the rule; :func:`_raw` gives their values outside any graph: NumPy's for NumPy arrays and tensors, another
+library's own arrays for that library, and the constants are computed on the library that holds them
+(:func:`_library_of`; a NumPy constant such as a one-hot matrix is copied in by :func:`_constant`).
 
 Fast paths are the engine's choice, not the rule's. A primitive may also define
 
@@ -48,10 +50,11 @@ When ``apply`` gets arrays of a library other than NumPy (a ``type(x) is np.ndar
 input decides, and on the last where the first is a Python number: NumPy's path costs nothing more), it
 runs ``array_forward`` on their namespace, and the backward runs the generic rules with
 :func:`array_namespace` (each name is that primitive's ``array_forward``), never the NumPy fast rules.
-An op without one raises a ``DTypeError`` naming the op and the library. Today the arithmetic,
-``matmul``/``linear``, the elementwise functions but ``erf``, ``sum``, ``logsumexp``, ``softmax``/
-``log_softmax``, the shape ops, ``concatenate``, basic ``getitem``/``scatter_add`` and ``cast`` have one:
-enough for an MLP with an MSE loss (``tests/test_backend.py`` lists what runs and what does not).
+An op without one raises a ``DTypeError`` naming the op and the library. Today every primitive has one,
+written with the standard's functions only (``pad`` as a ``concat`` of filled blocks, ``unfold`` as strided
+slices, ``fold`` without item assignment, ``erf`` as a series): the whole op table runs on
+``array_api_strict`` but for indexing with integer arrays or masks (``getitem``/``scatter_add``: the
+standard has no scatter-add). ``tests/test_backend.py`` lists what runs and what does not.
 
 For elementwise one-input ops the Jacobian is diagonal, so the JVP is the VJP applied to the tangent;
 each is one row of :func:`elementwise` (its forward, its chain-rule factor ``g * dy/dx``, what that reads, its
@@ -78,6 +81,7 @@ from typing import Any, Literal
 import numpy as np
 
 from chainrule import compiled
+from chainrule.backend import get_namespace
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
 
 __all__ = ["Primitive", "Elementwise", "LinearMap", "OPS", "numpy_namespace", "array_namespace", "normalize_axis"]
@@ -340,6 +344,8 @@ class Pow(Primitive):
     @staticmethod
     def _grad_exponent(xp, scale, out, a, b):
         at_zero = (_raw(a) == 0) & (_raw(b) >= 0)
+        if isinstance(a, (int, float)):  # a Python base: another library's log takes only its own arrays
+            a = _constant(out, a)
         with np.errstate(divide="ignore", invalid="ignore"):
             grad = scale * out * xp.log(a)
         return xp.where(at_zero, 0.0, grad) if np.any(at_zero) else grad
@@ -602,6 +608,11 @@ def _logistic(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.reciprocal(out, out=out)
 
 
+def _array_sigmoid(xp: Any, x: Any) -> Any:
+    """The logistic function on array library ``xp``."""
+    return 1.0 / (1.0 + xp.exp(-x))
+
+
 def _sigmoid_fast_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     grad = g * y  # the generic rule's products in the same order, one temporary fewer
     grad *= 1.0 - y
@@ -635,6 +646,26 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
+
+def _array_erf(xp: Any, x: Any) -> Any:
+    r"""The error function on array library ``xp``, which the standard has no function for.
+
+    :math:`\mathrm{erf}(a) = \frac{2a}{\sqrt\pi} e^{-a^2} \sum_{n \ge 0} \frac{(2a^2)^n}{1 \cdot 3 \cdots (2n+1)}`
+    (Abramowitz and Stegun 7.1.6) for :math:`a = |x|`, then the sign of x. Every term is positive, so the
+    sum loses nothing to cancellation. Past a = 6 (float64) or 4 (float32) erf rounds to 1, so ``a`` is
+    clipped there, and 100 or 48 terms reach the sum's last digit at the clip. Against ``math.erf`` on a
+    grid over [-7, 7]: within 18 ulp (2e-15) in float64 and 13 ulp (8e-7) in float32; NaN stays NaN, -0.0 too."""
+    wide = xp.finfo(x.dtype).bits == 64
+    limit, terms = (6.0, 100) if wide else (4.0, 48)
+    a = xp.clip(xp.abs(x), 0.0, limit)
+    square = a * a
+    twice = 2.0 * square
+    term, total = xp.ones_like(a), xp.ones_like(a)
+    for n in range(1, terms):
+        term = term * twice / (2 * n + 1)
+        total = total + term
+    return xp.copysign(xp.minimum(_TWO_OVER_SQRT_PI * a * xp.exp(-square) * total, 1.0), x)
+
 # fmt: off
 elementwise("neg", np.negative, lambda xp, g, x, y: -g, reads="", array=lambda xp, x: -x, float_only=False,
             doc=r":math:`-x`, the ``-`` operator; derivative :math:`-1`.")
@@ -655,7 +686,7 @@ elementwise("atan", np.arctan, lambda xp, g, x, y: g / (1.0 + x * x), reads="x",
 elementwise("tanh", np.tanh, lambda xp, g, x, y: g * (1.0 - y * y), reads="y", array="tanh",
             doc=r":math:`\tanh x`; derivative :math:`1 - \tanh^2 x`.")
 elementwise("sigmoid", _sigmoid, lambda xp, g, x, y: g * y * (1.0 - y), reads="y",
-            array=lambda xp, x: 1.0 / (1.0 + xp.exp(-x)), fast_vjp=_sigmoid_fast_vjp,
+            array=_array_sigmoid, fast_vjp=_sigmoid_fast_vjp,
             doc=r"The logistic function :math:`\sigma(x) = 1 / (1 + e^{-x})`, finite for any input; "
                 r"derivative :math:`\sigma(x)(1 - \sigma(x))`.")
 elementwise("relu", lambda x: np.maximum(x, 0), lambda xp, g, x, y: xp.where(~(x <= 0), g, 0.0), reads="x",
@@ -676,7 +707,7 @@ elementwise("softplus", _softplus, lambda xp, g, x, y: g * xp.sigmoid(x), reads=
             array=lambda xp, x: xp.logaddexp(xp.zeros_like(x), x),
             doc=r":math:`\log(1 + e^x)`, computed as ``logaddexp(0, x)`` so it is finite for any input; "
                 r"derivative :math:`\sigma(x)`.")
-elementwise("erf", _erf, lambda xp, g, x, y: g * _TWO_OVER_SQRT_PI * xp.exp(-(x * x)), reads="x",
+elementwise("erf", _erf, lambda xp, g, x, y: g * _TWO_OVER_SQRT_PI * xp.exp(-(x * x)), reads="x", array=_array_erf,
             doc=r"The error function :math:`\frac{2}{\sqrt\pi}\int_0^x e^{-t^2} dt`; derivative "
                 r":math:`\frac{2}{\sqrt\pi} e^{-x^2}`.")
 elementwise("clip", lambda x, *, min, max: np.clip(x, min, max), lambda xp, g, x, y, *, min, max:
@@ -790,10 +821,19 @@ class _Extremum(Primitive):
         few = _reduce_few(cls._pairwise, x, axis, keepdims)  # pooling windows: a few elementwise passes
         return cls._reduce(x, axis=axis, keepdims=keepdims) if few is None else few
 
+    @classmethod
+    def array_forward(cls, xp, x, *, axis=None, keepdims=False):
+        if math.prod(x.shape) == 0:
+            raise ShapeError(f"{cls.name}: cannot reduce an empty tensor of shape {tuple(x.shape)}")
+        return getattr(xp, cls.name)(x, axis=axis, keepdims=keepdims)
+
     @staticmethod
     def _winners(xp, out, x, axis, keepdims):
         # Constants of the rule (no gradient flows through a comparison), so computed on the raw arrays.
         values, result = _raw(x), _raw(out)
+        lib = None if type(values) is np.ndarray else _library_of(values)  # NumPy's path: one type check
+        if lib is not None:  # another library's arrays: the same constants with its functions
+            return _extremum_winners(lib, values, result, axis, keepdims)
         result = result if keepdims else result.reshape(_keepdims_shape(values.shape, axis))
         wins = values == result
         if np.isnan(result).any():  # only then: NaN groups share among their NaNs
@@ -815,6 +855,16 @@ class _Extremum(Primitive):
         return shared if keepdims else xp.reshape(shared, shape=out.shape)
 
 
+def _extremum_winners(lib: Any, values: Any, result: Any, axis: Any, keepdims: bool) -> tuple[Any, Any]:
+    """:meth:`_Extremum._winners` with the array-API functions of ``lib``, the library holding the values."""
+    result = result if keepdims else lib.reshape(result, _keepdims_shape(tuple(values.shape), axis))
+    wins = values == result
+    nan = lib.isnan(result)
+    if bool(lib.any(nan)):
+        wins = wins | (lib.isnan(values) & nan)
+    return wins, lib.sum(lib.astype(wins, values.dtype), axis=axis, keepdims=True)
+
+
 class Max(_Extremum):
     name, _pairwise, _reduce = "max", np.maximum, np.max
 
@@ -834,19 +884,23 @@ class Prod(Primitive):
     name = "prod"
 
     @staticmethod
+    def array_forward(xp, x, *, axis=None, keepdims=False):
+        return xp.prod(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
     def forward(x, *, axis=None, keepdims=False):
         return np.prod(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, x, *, axis=None, keepdims=False):
         kept_grad = _as_kept(xp, grad_out, x.shape, axis, keepdims)
-        if np.all(_raw(x) != 0):
+        if _all_nonzero(x):
             return (kept_grad * _as_kept(xp, out, x.shape, axis, keepdims) / x,)
         return (kept_grad * _product_of_others(xp, x, axis),)
 
     @staticmethod
     def jvp(xp, tangents, out, x, *, axis=None, keepdims=False):
-        if np.all(_raw(x) != 0):
+        if _all_nonzero(x):
             return xp.sum(tangents[0] * _as_kept(xp, out, x.shape, axis, keepdims) / x, axis=axis, keepdims=keepdims)
         return xp.sum(tangents[0] * _product_of_others(xp, x, axis), axis=axis, keepdims=keepdims)
 
@@ -875,6 +929,29 @@ def _raw(x: Any) -> Any:
     return np.asarray(x.data) if hasattr(x, "_ctx") else x  # a tensor; else another array library's array
 
 
+def _library_of(values: Any) -> Any:
+    """The array library of a rule's raw values (see :func:`_raw`): None for NumPy's, else its namespace.
+
+    A rule's constants are computed on the library that holds the values: NumPy's code as it always was,
+    another library's through its array-API functions (no copy to NumPy and back)."""
+    return None if isinstance(values, (np.ndarray, np.generic, int, float)) else get_namespace(values)
+
+
+def _all_nonzero(x: Any) -> bool:
+    """Whether no element of ``x`` is 0 (a constant of the rule)."""
+    values = _raw(x)
+    lib = _library_of(values)
+    return bool(np.all(values != 0) if lib is None else lib.all(values != 0))
+
+
+def _constant(like: Any, value: Any) -> Any:
+    """A rule's constant ``value`` (a fixed NumPy mask, a Python number) where it can meet ``like``: itself when
+    ``like`` holds NumPy values (an array, or a tensor of a recorded graph), else copied into ``like``'s library
+    (a Python float becomes a 0-d array of its default floating dtype, float64 where it has one)."""
+    lib = _library_of(_raw(like))
+    return value if lib is None else lib.asarray(value, device=_raw(like).device)
+
+
 def _group_order(ndim: int, axis: Any) -> tuple[tuple[int, ...], tuple[int, ...], int]:
     """Axes order that moves the reduced ``axis`` last, the order that moves them back, and how many are kept."""
     axes = normalize_axis(axis, ndim)
@@ -894,7 +971,7 @@ def _product_of_others(xp: Any, x: Any, axis: Any) -> Any:
     group_shape = tuple(moved.shape[:kept])
     n = int(np.prod(moved.shape[kept:], dtype=np.int64))
     rows = xp.reshape(moved, shape=group_shape + (1, n))  # (..., 1, n)
-    rows = xp.where(np.eye(n, dtype=bool), 1.0, rows)  # (..., n, n)
+    rows = xp.where(_constant(x, np.eye(n, dtype=bool)), 1.0, rows)  # (..., n, n)
     others = xp.prod(rows, axis=(len(group_shape) + 1,))  # (..., n)
     return xp.permute(xp.reshape(others, shape=tuple(moved.shape)), axes=back)
 
@@ -1024,6 +1101,13 @@ class SoftmaxCrossEntropy(Primitive):
     float_only = True
 
     @staticmethod
+    def array_forward(xp, logits, *, labels, weights, reduce):
+        hot = _label_mask(xp, labels, logits.shape[1], logits.device)  # (M, C), True at each row's label
+        picked = xp.sum(xp.where(hot, logits, 0.0), axis=1)  # the label's logit, exact (no 0 * inf)
+        losses = (Logsumexp.array_forward(xp, logits, axis=1) - picked) * _sample_weights(logits, weights)
+        return xp.sum(losses) if reduce else losses
+
+    @staticmethod
     def forward(logits, *, labels, weights, reduce):
         losses = _logsumexp_kept(logits, 1)[:, 0] - logits[np.arange(len(labels)), labels]
         losses *= weights.astype(logits.dtype, copy=False)
@@ -1031,15 +1115,15 @@ class SoftmaxCrossEntropy(Primitive):
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, logits, *, labels, weights, reduce):
-        residual = xp.softmax(logits, axis=1) - _one_hot(labels, logits.shape[1], logits.dtype)  # (M, C)
-        weights = weights.astype(logits.dtype, copy=False)
+        residual = xp.softmax(logits, axis=1) - _one_hot(labels, logits)  # (M, C)
+        weights = _sample_weights(logits, weights)
         scale = xp.reshape(grad_out * weights, shape=(-1, 1))  # (M, 1); grad_out is 0-d when reduced
         return (residual * scale,)
 
     @staticmethod
     def jvp(xp, tangents, out, logits, *, labels, weights, reduce):
-        residual = xp.softmax(logits, axis=1) - _one_hot(labels, logits.shape[1], logits.dtype)
-        per_sample = xp.sum(residual * tangents[0], axis=1) * weights.astype(logits.dtype, copy=False)
+        residual = xp.softmax(logits, axis=1) - _one_hot(labels, logits)
+        per_sample = xp.sum(residual * tangents[0], axis=1) * _sample_weights(logits, weights)
         return xp.sum(per_sample) if reduce else per_sample
 
 
@@ -1065,6 +1149,14 @@ class LSTMCell(Primitive):
     float_only = True
 
     @staticmethod
+    def array_forward(xp, gates, c_prev):
+        i, f, g, o = _lstm_blocks(gates)
+        i, f, g, o = _array_sigmoid(xp, i), _array_sigmoid(xp, f), xp.tanh(g), _array_sigmoid(xp, o)
+        c = f * c_prev + i * g
+        k = xp.tanh(c)
+        return xp.stack([o * k, c, i, f, g, o, k])
+
+    @staticmethod
     def forward(gates, c_prev):
         out = np.empty((7, gates.shape[0], gates.shape[1] // 4), dtype=gates.dtype)
         _lstm_cell_into(gates, c_prev, out)
@@ -1072,7 +1164,7 @@ class LSTMCell(Primitive):
 
     @staticmethod
     def vjp(xp, grad_out, needs, out, gates, c_prev):
-        grad_gates, grad_c_prev = _lstm_cell_vjp(xp, grad_out[0], grad_out[1], grad_out, out, c_prev)
+        grad_gates, grad_c_prev = _lstm_cell_vjp(xp, grad_out[0, ...], grad_out[1, ...], grad_out, out, c_prev)
         return grad_gates, (grad_c_prev if needs[1] else None)
 
     @staticmethod
@@ -1107,7 +1199,7 @@ def _lstm_cell_vjp(xp: Any, grad_h: Any, grad_c: Any, grad_rows: Any, rows: Any,
     """One LSTM step backwards: (∂gates (N, 4H), ∂c_prev) from the gradients of h_t and c_t (``grad_h``,
     ``grad_c``: the step's own plus what flows back from the later steps) and of the activation rows 2-6 of
     ``grad_rows`` (None: zero); ``rows`` are the step's forward rows (h, c, i, f, g, o, tanh c)."""
-    i, f, g, o, k = (rows[row] for row in range(2, 7))
+    i, f, g, o, k = (rows[row, ...] for row in range(2, 7))
     if grad_rows is None:  # no gradient on the activation rows (a whole layer's step)
         delta_c = grad_c + grad_h * o * (1.0 - k * k)
         grad_gates = xp.concatenate(
@@ -1118,7 +1210,7 @@ def _lstm_cell_vjp(xp: Any, grad_h: Any, grad_c: Any, grad_rows: Any, rows: Any,
             axis=1,
         )
         return grad_gates, delta_c * f
-    grad_i, grad_f, grad_g, grad_o, grad_k = (grad_rows[row] for row in range(2, 7))
+    grad_i, grad_f, grad_g, grad_o, grad_k = (grad_rows[row, ...] for row in range(2, 7))
     delta_c = grad_c + (grad_h * o + grad_k) * (1.0 - k * k)
     grad_gates = xp.concatenate(
         (delta_c * g + grad_i) * i * (1.0 - i),
@@ -1132,7 +1224,7 @@ def _lstm_cell_vjp(xp: Any, grad_h: Any, grad_c: Any, grad_rows: Any, rows: Any,
 
 def _lstm_cell_jvp(t_gates: Any, t_c_prev: Any, rows: Any, c_prev: Any) -> tuple:
     """One LSTM step forwards in tangents: the tangents of the seven rows, from those of the gates and c_prev."""
-    i, f, g, o, k = (rows[row] for row in range(2, 7))
+    i, f, g, o, k = (rows[row, ...] for row in range(2, 7))
     t_i, t_f, t_g, t_o = _lstm_blocks(t_gates)
     t_i, t_f, t_g, t_o = t_i * i * (1.0 - i), t_f * f * (1.0 - f), t_g * (1.0 - g * g), t_o * o * (1.0 - o)
     t_c = t_f * c_prev + f * t_c_prev + t_i * g + i * t_g
@@ -1239,10 +1331,10 @@ def _lstm_steps(xp: Any, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, bias: A
     weight = xp.concatenate(w_ih, w_hh, axis=1)  # (4H, in + H)
     rows, h, c = [], h0, c0
     for t in range(x.shape[0]):
-        joined = xp.concatenate(x[t], h, axis=1)
+        joined = xp.concatenate(x[t, ...], h, axis=1)
         gates = xp.linear(joined, weight) if bias is None else xp.linear(joined, weight, bias)
         rows.append(xp.lstm_cell(gates, c))
-        h, c = rows[-1][0], rows[-1][1]
+        h, c = rows[-1][0, ...], rows[-1][1, ...]
     return rows
 
 
@@ -1276,6 +1368,13 @@ class LSTMLayer(Primitive):
     saves_inputs = True
 
     @staticmethod
+    def array_forward(xp, x, h0, c0, w_ih, w_hh, bias=None):
+        # the generic rules' per-step composition, run on the library's table namespace
+        _check_recurrent("lstm_layer", 4, x, h0, w_ih, w_hh, c0, bias)
+        rows = _lstm_steps(array_namespace(xp), x, h0, c0, w_ih, w_hh, bias)
+        return xp.stack([xp.stack([step[0, ...] for step in rows]), xp.stack([step[1, ...] for step in rows])])
+
+    @staticmethod
     def forward(x, h0, c0, w_ih, w_hh, bias=None):
         _check_recurrent("lstm_layer", 4, x, h0, w_ih, w_hh, c0, bias)
         return LSTMLayer.all_rows(x, h0, c0, w_ih, w_hh, bias)[:2]
@@ -1302,13 +1401,13 @@ class LSTMLayer(Primitive):
         grad_h = grad_c = None  # what flows back into step t from the steps after it
         grad_gates: list = [None] * steps
         for t in reversed(range(steps)):
-            own_h = grad_out[0][t] if grad_h is None else grad_out[0][t] + grad_h
-            own_c = grad_out[1][t] if grad_c is None else grad_out[1][t] + grad_c
-            c_prev = c0 if t == 0 else rows[t - 1][1]
+            own_h = grad_out[0, t, ...] if grad_h is None else grad_out[0, t, ...] + grad_h
+            own_c = grad_out[1, t, ...] if grad_c is None else grad_out[1, t, ...] + grad_c
+            c_prev = c0 if t == 0 else rows[t - 1][1, ...]
             grad_gates[t], grad_c = _lstm_cell_vjp(xp, own_h, own_c, None, rows[t], c_prev)
             grad_h = xp.matmul(grad_gates[t], w_hh)
         gates = _sequence(xp, grad_gates)  # (T, N, 4H)
-        h_prev = _sequence(xp, [h0] + [step[0] for step in rows[:-1]])  # (T, N, H)
+        h_prev = _sequence(xp, [h0] + [step[0, ...] for step in rows[:-1]])  # (T, N, H)
         return (
             xp.matmul(gates, w_ih) if needs[0] else None,
             grad_h if needs[1] else None,
@@ -1329,10 +1428,10 @@ class LSTMLayer(Primitive):
             tc = np.zeros((batch, size), dtype=out.dtype)
         t_hs, t_cs = [], []
         for t in range(x.shape[0]):
-            h_prev, c_prev = (h0, c0) if t == 0 else (rows[t - 1][0], rows[t - 1][1])
+            h_prev, c_prev = (h0, c0) if t == 0 else (rows[t - 1][0, ...], rows[t - 1][1, ...])
             t_gates = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, t_bias, (batch, 4 * size), out.dtype)
             if t_projected is not None:
-                t_gates = t_gates + t_projected[t]
+                t_gates = t_gates + t_projected[t, ...]
             th, tc = _lstm_cell_jvp(t_gates, tc, rows[t], c_prev)[:2]
             t_hs.append(th)
             t_cs.append(tc)
@@ -1417,6 +1516,16 @@ class GRULayer(Primitive):
     saves_inputs = True
 
     @staticmethod
+    def array_forward(xp, x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
+        # the generic rules' per-step composition, run on the library's table namespace
+        _check_recurrent("gru_layer", 3, x, h0, w_ih, w_hh, b_ih, b_hh)
+        table, states, h = array_namespace(xp), [], h0
+        for t in range(x.shape[0]):
+            h = _gru_step(table, x[t, ...], h, w_ih, w_hh, b_ih, b_hh)[0]
+            states.append(h)
+        return xp.stack(states)
+
+    @staticmethod
     def forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None):
         _check_recurrent("gru_layer", 3, x, h0, w_ih, w_hh, b_ih, b_hh)
         return GRULayer.all_rows(x, h0, w_ih, w_hh, b_ih, b_hh)[0]
@@ -1452,7 +1561,7 @@ class GRULayer(Primitive):
         steps = x.shape[0]
         rows, h = [], h0
         for t in range(steps):
-            rows.append(_gru_step(xp, x[t], h, w_ih, w_hh, b_ih, b_hh))
+            rows.append(_gru_step(xp, x[t, ...], h, w_ih, w_hh, b_ih, b_hh))
             h = rows[-1][0]
         grad_h = None
         from_input: list = [None] * steps
@@ -1460,7 +1569,7 @@ class GRULayer(Primitive):
         for t in reversed(range(steps)):
             _, r, z, n, hidden_n = rows[t]
             h_prev = h0 if t == 0 else rows[t - 1][0]
-            delta_h = grad_out[t] if grad_h is None else grad_out[t] + grad_h
+            delta_h = grad_out[t, ...] if grad_h is None else grad_out[t, ...] + grad_h
             delta_n = delta_h * (1.0 - z) * (1.0 - n * n)
             delta_z = delta_h * (h_prev - n) * z * (1.0 - z)
             delta_r = delta_n * hidden_n * r * (1.0 - r)
@@ -1489,9 +1598,9 @@ class GRULayer(Primitive):
             th = np.zeros((batch, size), dtype=out.dtype)
         t_states, h_prev = [], h0
         for t in range(x.shape[0]):
-            h_t, r, z, n, hidden_n = _gru_step(xp, x[t], h_prev, w_ih, w_hh, b_ih, b_hh)
+            h_t, r, z, n, hidden_n = _gru_step(xp, x[t, ...], h_prev, w_ih, w_hh, b_ih, b_hh)
             t_hidden = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, tb_hh, (batch, 3 * size), out.dtype)
-            t_input = np.zeros((batch, 3 * size), dtype=out.dtype) if t_projected is None else t_projected[t]
+            t_input = np.zeros((batch, 3 * size), dtype=out.dtype) if t_projected is None else t_projected[t, ...]
             t_input = _plus(t_input, tb_ih)
             t_r = (t_input[:, :size] + t_hidden[:, :size]) * r * (1.0 - r)
             t_z = (t_input[:, size : 2 * size] + t_hidden[:, size : 2 * size]) * z * (1.0 - z)
@@ -1567,6 +1676,17 @@ class RNNLayer(Primitive):
     saves_inputs = (0, 1, 2, 3)
 
     @staticmethod
+    def array_forward(xp, x, h0, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
+        _check_recurrent("rnn_layer", 1, x, h0, w_ih, w_hh, bias)
+        weight = xp.concat([w_ih, w_hh], axis=1)  # (H, in + H): one product per step, as Linear
+        states, h = [], h0
+        for t in range(x.shape[0]):
+            pre = Linear.array_forward(xp, xp.concat([x[t, ...], h], axis=1), weight, bias)
+            h = xp.tanh(pre) if nonlinearity == "tanh" else xp.maximum(pre, xp.zeros_like(pre))
+            states.append(h)
+        return xp.stack(states)
+
+    @staticmethod
     def forward(x, h0, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
         _check_recurrent("rnn_layer", 1, x, h0, w_ih, w_hh, bias)
         out = _input_projection(x, w_ih, bias)  # (T, N, H), then each step in place
@@ -1592,11 +1712,11 @@ class RNNLayer(Primitive):
         grad_h = None
         pre: list = [None] * steps  # gradients of the pre-activations
         for t in reversed(range(steps)):
-            delta_h = grad_out[t] if grad_h is None else grad_out[t] + grad_h
-            pre[t] = RNNLayer._slope(xp, delta_h, out[t], nonlinearity)
+            delta_h = grad_out[t, ...] if grad_h is None else grad_out[t, ...] + grad_h
+            pre[t] = RNNLayer._slope(xp, delta_h, out[t, ...], nonlinearity)
             grad_h = xp.matmul(pre[t], w_hh)
         grads = _sequence(xp, pre)  # (T, N, H)
-        h_prev = _sequence(xp, [h0] + [out[t] for t in range(steps - 1)])
+        h_prev = _sequence(xp, [h0] + [out[t, ...] for t in range(steps - 1)])
         return (
             xp.matmul(grads, w_ih) if needs[0] else None,
             grad_h if needs[1] else None,
@@ -1612,11 +1732,11 @@ class RNNLayer(Primitive):
         t_bias = tangents[4] if len(tangents) > 4 else None
         steps_out = []
         for t in range(x.shape[0]):
-            h_prev = h0 if t == 0 else out[t - 1]
+            h_prev = h0 if t == 0 else out[t - 1, ...]
             t_pre = _hidden_tangent(xp, th, h_prev, w_hh, tw_hh, t_bias, h0.shape, out.dtype)
             if t_projected is not None:
-                t_pre = t_pre + t_projected[t]
-            th = RNNLayer._slope(xp, t_pre, out[t], nonlinearity)
+                t_pre = t_pre + t_projected[t, ...]
+            th = RNNLayer._slope(xp, t_pre, out[t, ...], nonlinearity)
             steps_out.append(th)
         return _sequence(xp, steps_out)
 
@@ -1631,6 +1751,12 @@ class BinaryCrossEntropy(Primitive):
     name = "binary_cross_entropy"
     saves_output = False
     float_only = True
+
+    @staticmethod
+    def array_forward(xp, p, t):
+        with np.errstate(divide="ignore"):  # log(0) = -inf, clamped (a library computing with NumPy warns)
+            log_p, log_q = xp.maximum(xp.log(p), -100.0), xp.maximum(xp.log1p(-p), -100.0)
+        return -(t * log_p + (1.0 - t) * log_q)
 
     @staticmethod
     def forward(p, t):
@@ -1692,11 +1818,30 @@ def _clamped_logs_numpy(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.maximum(np.log(p), -100.0), np.maximum(np.log1p(-p), -100.0)
 
 
-def _one_hot(labels: np.ndarray, classes: int, dtype: Any) -> np.ndarray:
-    """(M, classes) array with a 1 at each row's label."""
-    result = np.zeros((len(labels), classes), dtype=dtype)
+def _one_hot(labels: Any, like: Any) -> Any:
+    """(M, C) array with a 1 at each row's label, in the dtype (and array library) of ``like`` (M, C)."""
+    values = _raw(like)
+    lib = _library_of(values)
+    if lib is not None:
+        return lib.astype(_label_mask(lib, labels, values.shape[1], values.device), values.dtype)
+    result = np.zeros((len(labels), values.shape[1]), dtype=values.dtype)
     result[np.arange(len(labels)), labels] = 1
     return result
+
+
+def _label_mask(lib: Any, labels: Any, classes: int, device: Any) -> Any:
+    """(M, classes) booleans of array library ``lib``, True at each row's label (NumPy labels are copied in)."""
+    labels = lib.asarray(labels, device=device)
+    return lib.reshape(labels, (-1, 1)) == lib.arange(classes, dtype=labels.dtype, device=device)
+
+
+def _sample_weights(like: Any, weights: Any) -> Any:
+    """The per-sample ``weights`` in the dtype (and array library) of ``like``."""
+    values = _raw(like)
+    lib = _library_of(values)
+    if lib is None:
+        return weights.astype(values.dtype, copy=False)
+    return lib.astype(lib.asarray(weights, device=values.device), values.dtype)
 
 
 # ===================================================================================================
@@ -1892,6 +2037,10 @@ class Pad(LinearMap):
     name = "pad"
 
     @staticmethod
+    def array_forward(xp, x, *, pad_width, value=0.0):
+        return _array_pad(xp, x, pad_width, value)
+
+    @staticmethod
     def forward(x, *, pad_width, value=0.0):
         return np.pad(x, pad_width, mode="constant", constant_values=value)
 
@@ -1899,6 +2048,25 @@ class Pad(LinearMap):
     def vjp(xp, grad_out, needs, out, x, *, pad_width, value=0.0):
         index = tuple(slice(before, before + n) for (before, _), n in zip(pad_width, x.shape))
         return (xp.getitem(grad_out, index=index),)
+
+
+def _array_pad(xp: Any, x: Any, pad_width: Sequence[tuple[int, int]], value: Any) -> Any:
+    """``x`` padded with the constant ``value``, one ``(before, after)`` pair per axis, on array library ``xp``.
+
+    The standard has no ``pad``: each padded axis is a ``concat`` of filled blocks around ``x`` (no item
+    assignment, so it also runs on libraries whose arrays are immutable). The fill takes ``x``'s dtype, as
+    ``np.pad`` does (``-1.5`` pads an integer array with ``-1``)."""
+    fill = bool(value) if x.dtype == xp.bool else int(value) if xp.isdtype(x.dtype, "integral") else value
+    for axis, (before, after) in enumerate(pad_width):
+        if before or after:
+            shape = list(x.shape)
+            blocks = []
+            for width in (before, after):
+                shape[axis] = width
+                blocks.append(xp.full(tuple(shape), fill, dtype=x.dtype, device=x.device))
+            x = xp.concat([blocks[0], x, blocks[1]], axis=axis)
+    return x
+
 
 # ===================================================================================================
 # Ops without a gradient (used inside rules and by comparisons)
@@ -1985,6 +2153,34 @@ def _window_slices(offsets, stride, dilation, out_sizes):
     return tuple(slice(o * d, o * d + s * (n - 1) + 1, s) for o, s, d, n in zip(offsets, stride, dilation, out_sizes))
 
 
+def _offset_slices(padded_shape, kernel_size, stride, dilation):
+    """Per kernel offset (row-major), the index of the strided view of a padded (N, C, *spatial) input that
+    this offset sees in every window, and so the (N, C, *out) block of that offset."""
+    out_sizes = [
+        (n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(padded_shape[2:], kernel_size, stride, dilation)
+    ]
+    if any(n < 1 for n in out_sizes):  # the caller names the op (apply turns this into a ShapeError)
+        raise ValueError(f"the window {tuple(kernel_size)} does not fit the padded input {tuple(padded_shape)}")
+    return [
+        (slice(None), slice(None), *_window_slices(offsets, stride, dilation, out_sizes))
+        for offsets in np.ndindex(*kernel_size)
+    ]
+
+
+def _array_spread(xp: Any, block: Any, axis: int, step: int, start: int, length: int) -> Any:
+    """``block`` placed along ``axis`` at positions ``start, start + step, …`` of ``length`` zeros (array
+    library ``xp``, no item assignment): the adjoint of the strided slice ``[start : … : step]``."""
+    if step > 1:  # interleave step - 1 zeros after each element: (…, n, …) -> (…, n·step, …), cut after the last
+        spread = _array_pad(xp, xp.expand_dims(block, axis=axis + 1), [(0, 0)] * (axis + 1) + [(0, step - 1)], 0.0)
+        shape = list(block.shape)
+        shape[axis] *= step
+        block = xp.reshape(spread, tuple(shape))
+        block = block[(slice(None),) * axis + (slice(0, max(shape[axis] - step + 1, 0)),) + (Ellipsis,)]
+    widths = [(0, 0)] * block.ndim
+    widths[axis] = (start, length - start - block.shape[axis])
+    return _array_pad(xp, block, widths, 0.0)
+
+
 class Unfold(LinearMap):
     """Sliding windows of ``x`` (N, C, *spatial) as an array (N, *out_spatial, C, *kernel_size) (im2col).
 
@@ -1999,6 +2195,15 @@ class Unfold(LinearMap):
     """
 
     name = "unfold"
+
+    @staticmethod
+    def array_forward(xp, x, *, kernel_size, stride, padding, dilation, value=0.0):
+        # one strided slice of the padded input per kernel offset, stacked: (N, C, *out, |kernel|)
+        spatial = len(kernel_size)
+        padded = _array_pad(xp, x, ((0, 0), (0, 0), *((p, p) for p in padding)), value)
+        views = [padded[index] for index in _offset_slices(padded.shape, kernel_size, stride, dilation)]
+        stacked = xp.reshape(xp.stack(views, axis=-1), (*views[0].shape, *kernel_size))
+        return xp.permute_dims(stacked, (0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial)))
 
     @staticmethod
     def forward(x, *, kernel_size, stride, padding, dilation, value=0.0):
@@ -2028,6 +2233,25 @@ class Fold(LinearMap):
     """The adjoint of :class:`Unfold` (col2im): add every window back to where it came from."""
 
     name = "fold"
+
+    @staticmethod
+    def array_forward(xp, columns, *, input_shape, kernel_size, stride, padding, dilation):
+        # each kernel offset's (N, C, *out) block spread back to where Unfold's strided slice took it
+        spatial = len(kernel_size)
+        padded = (*input_shape[:2], *(n + 2 * p for n, p in zip(input_shape[2:], padding)))
+        kernel_axes = range(2 + spatial, 2 + 2 * spatial)
+        blocks = xp.permute_dims(columns, (0, 1 + spatial, *range(1, 1 + spatial), *kernel_axes))
+        blocks = xp.reshape(blocks, (*blocks.shape[: 2 + spatial], -1))  # (N, C, *out, |kernel|)
+        total = None
+        for position, offsets in enumerate(np.ndindex(*kernel_size)):
+            block = blocks[..., position]
+            for axis, (o, s, d) in enumerate(zip(offsets, stride, dilation)):
+                block = _array_spread(xp, block, 2 + axis, s, o * d, padded[2 + axis])
+            total = block if total is None else total + block
+        if total is None:  # an empty kernel: nothing is added anywhere
+            total = xp.zeros(padded, dtype=columns.dtype, device=columns.device)
+        crop = tuple(slice(p, p + n) for p, n in zip(padding, input_shape[2:]))
+        return total[(slice(None), slice(None), *crop)]
 
     @staticmethod
     def forward(columns, *, input_shape, kernel_size, stride, padding, dilation):
@@ -2065,6 +2289,15 @@ class MaxPool(Primitive):
 
     name = "max_pool"
     float_only = True
+
+    @staticmethod
+    def array_forward(xp, x, *, kernel_size, stride, padding, dilation):
+        padded = _array_pad(xp, x, ((0, 0), (0, 0), *((p, p) for p in padding)), -math.inf)
+        slices = _offset_slices(padded.shape, kernel_size, stride, dilation)
+        out = xp.asarray(padded[slices[0]], copy=True)  # a new array even for a one-element window
+        for index in slices[1:]:
+            out = xp.maximum(out, padded[index])  # NaN propagates
+        return out
 
     @staticmethod
     def forward(x, *, kernel_size, stride, padding, dilation):
@@ -2192,11 +2425,40 @@ def _pool_winners(padded: np.ndarray, out: np.ndarray, *, kernel_size, stride, p
 def _pool_winner_columns(x: np.ndarray, out: np.ndarray, *, kernel_size, stride, padding, dilation) -> np.ndarray:
     """The winners as a boolean array laid out like :class:`Unfold`'s columns, (N, *out, C, *kernel)."""
     spatial = len(kernel_size)
+    lib = _library_of(x)
+    if lib is not None:
+        return _pool_winner_columns_in(lib, x, out, kernel_size, stride, padding, dilation)
     geometry = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "dilation": dilation}
     winners = _pool_winners(_pad_spatial(x, padding, -np.inf), out, **geometry)
     stacked = np.stack([wins for _, wins in winners], axis=-1)  # (N, C, *out, |kernel|)
     stacked = stacked.reshape(*out.shape, *kernel_size)
     return stacked.transpose(0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial))
+
+
+def _pool_winner_columns_in(lib: Any, x: Any, out: Any, kernel_size, stride, padding, dilation) -> Any:
+    """:func:`_pool_winner_columns` with the array-API functions of ``lib``, the library holding ``x``:
+    the same winners (first maximum in row-major order, padding never; a NaN window's last NaN)."""
+    spatial = len(kernel_size)
+    widths = ((0, 0), (0, 0), *((p, p) for p in padding))
+    padded = _array_pad(lib, x, widths, -math.inf)
+    inside = _array_pad(lib, lib.ones(x.shape, dtype=lib.bool, device=x.device), widths, False)
+    slices = _offset_slices(padded.shape, kernel_size, stride, dilation)
+    nan, nan_wins = lib.isnan(out), {}
+    if bool(lib.any(nan)):  # rare: walk the offsets backwards once to find each NaN window's last NaN
+        seen = lib.zeros(out.shape, dtype=lib.bool, device=x.device)
+        for position in reversed(range(len(slices))):
+            nan_wins[position] = lib.isnan(padded[slices[position]]) & nan & ~seen
+            seen = seen | nan_wins[position]
+    columns: list = []
+    taken = None  # windows whose winner is already found
+    for position, index in enumerate(slices):
+        wins = (padded[index] == out) & inside[index]
+        if taken is not None:
+            wins = wins & ~taken
+        taken = wins if taken is None else taken | wins
+        columns.append(wins | nan_wins[position] if position in nan_wins else wins)
+    stacked = lib.reshape(lib.stack(columns, axis=-1), (*out.shape, *kernel_size))
+    return lib.permute_dims(stacked, (0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial)))
 
 
 class _Workspace:
@@ -2313,6 +2575,17 @@ class Conv(Primitive):
     float_only = True
     saves_inputs = (0, 1)
     workspace = _Workspace()
+
+    @staticmethod
+    def array_forward(xp, x, weight, bias=None, *, stride, padding, dilation):
+        # the windows (N, *out, C, *kernel) as rows (N, *out, C·|kernel|) times the weight matrix's transpose
+        spatial, out_channels = len(stride), weight.shape[0]
+        geometry = {"stride": stride, "padding": padding, "dilation": dilation}
+        windows = Unfold.array_forward(xp, x, kernel_size=tuple(weight.shape[2:]), **geometry)
+        rows = xp.reshape(windows, (*windows.shape[: 1 + spatial], -1))
+        out = xp.matmul(rows, xp.permute_dims(xp.reshape(weight, (out_channels, -1)), (1, 0)))  # (N, *out, O)
+        out = xp.permute_dims(out, (0, 1 + spatial, *range(1, 1 + spatial)))
+        return out if bias is None else out + xp.reshape(bias, (out_channels, *(1,) * spatial))
 
     @staticmethod
     def forward(x, weight, bias=None, *, stride, padding, dilation):

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from chainrule.backend import get_namespace
 from chainrule.optim.optimizer import Optimizer
 
 __all__ = ["Adagrad", "adagrad_update"]
@@ -36,9 +37,12 @@ def adagrad_update(
     if weight_decay:
         grad = grad + weight_decay * param
     clr = lr / (1 + (state["step"] - 1) * lr_decay)
+    xp: Any = np if type(param) is np.ndarray else get_namespace(param)  # another array library: its functions
+    if xp is not np and type(state["sum"]) is np.ndarray:  # the sum starts on NumPy: move it to the parameter's
+        state["sum"] = xp.asarray(state["sum"], dtype=param.dtype, device=param.device)
     total = state["sum"]
     total += grad * grad
-    param -= clr * grad / (np.sqrt(total) + eps)
+    param -= clr * grad / (xp.sqrt(total) + eps)
 
 
 class Adagrad(Optimizer):

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from chainrule.backend import get_namespace
 from chainrule.optim.optimizer import Optimizer
 
 __all__ = ["RMSprop", "rmsprop_update"]
@@ -37,13 +38,14 @@ def rmsprop_update(
         grad = -grad
     if weight_decay:
         grad = grad + weight_decay * param
+    xp: Any = np if type(param) is np.ndarray else get_namespace(param)  # another array library: its functions
     if "step" not in state:
         state["step"] = 0
-        state["square_avg"] = np.zeros_like(param)
+        state["square_avg"] = xp.zeros_like(param)
         if momentum > 0:
-            state["momentum_buffer"] = np.zeros_like(param)
+            state["momentum_buffer"] = xp.zeros_like(param)
         if centered:
-            state["grad_avg"] = np.zeros_like(param)
+            state["grad_avg"] = xp.zeros_like(param)
     state["step"] += 1
     square_avg = state["square_avg"]
     square_avg *= alpha
@@ -52,9 +54,9 @@ def rmsprop_update(
         grad_avg = state["grad_avg"]
         grad_avg *= alpha
         grad_avg += (1 - alpha) * grad
-        denominator = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+        denominator = xp.sqrt(square_avg - grad_avg * grad_avg) + eps
     else:
-        denominator = np.sqrt(square_avg) + eps
+        denominator = xp.sqrt(square_avg) + eps
     if momentum > 0:
         buffer = state["momentum_buffer"]
         buffer *= momentum
