@@ -12,16 +12,15 @@ can compute, within 18 ulp of ``math.erf``) and ``gelu``, the reductions (``max`
 NaN groups, ``prod`` at zeros), ``softmax``/``log_softmax``, the shape ops, ``pad``, ``unfold``/``fold``,
 ``conv`` (1-d and 2-d), ``max_pool`` (ties, NaN windows and padding as on NumPy), ``softmax_cross_entropy``
 (NumPy labels and weights are copied into the library), ``binary_cross_entropy``, ``lstm_cell`` and the
-whole-layer ``lstm_layer``/``gru_layer``/``rnn_layer``. Also comparisons and ``mse_loss``.
+whole-layer ``lstm_layer``/``gru_layer``/``rnn_layer``. Also comparisons, ``mse_loss`` and
+``nn.functional.binary_cross_entropy`` (its [0, 1] check runs in the library).
 
 What does not: ``getitem`` with integer arrays or masks (the table's advanced-index cases): the library
 refuses NumPy index arrays (a ShapeError naming getitem), and the gradient would need a scatter-add the
 standard lacks (``scatter_add`` refuses with a DTypeError). A primitive without an ``array_forward``
 (none today) raises a :class:`~chainrule.errors.DTypeError` naming the op and the library. Not checked
 here: the JVP rules. NumPy-only: views and in-place changes are not version-tracked, ``create_graph=True``
-(the tensor namespace reads NumPy constants), anomaly mode, ``Tensor.numpy()``, and
-``nn.functional.binary_cross_entropy``'s input check (it calls the NumPy method ``.min()``; the primitive
-itself runs).
+(the tensor namespace reads NumPy constants), anomaly mode, ``Tensor.numpy()``.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from hypothesis import strategies as st
 import chainrule as cr
 import chainrule.nn.functional as F
 from chainrule.backend import get_namespace
-from chainrule.errors import DTypeError, ShapeError
+from chainrule.errors import ArgumentError, DTypeError, ShapeError
 from chainrule.tensor import apply
 from helpers import OP_CASES, as_outputs
 
@@ -257,3 +256,19 @@ def test_mlp_trains_on_array_api_strict_as_on_numpy(optimizer):
     losses = _mlp_losses(xs.asarray, optimizer)
     assert expected[-1] < 0.5 * expected[0]  # it learns
     np.testing.assert_allclose(losses, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_binary_cross_entropy_loss_checks_its_probabilities_in_the_library():
+    probabilities = [0.2, 0.9, 0.5]
+    targets = [0.0, 1.0, 1.0]
+    on_strict = cr.tensor(xs.asarray(probabilities), requires_grad=True)
+    on_numpy = cr.tensor(np.asarray(probabilities), requires_grad=True)
+    loss = F.binary_cross_entropy(on_strict, cr.tensor(xs.asarray(targets)))
+    expected = F.binary_cross_entropy(on_numpy, cr.tensor(np.asarray(targets)))
+    loss.backward()
+    expected.backward()
+    assert get_namespace(loss.data) is xs and get_namespace(on_strict.grad.data) is xs
+    np.testing.assert_allclose(_values(loss.data), expected.data, rtol=1e-12)
+    np.testing.assert_allclose(_values(on_strict.grad.data), on_numpy.grad.data, rtol=1e-12)
+    with pytest.raises(ArgumentError, match="binary_cross_entropy: input must be probabilities"):
+        F.binary_cross_entropy(cr.tensor(xs.asarray([1.5])), cr.tensor(xs.asarray([1.0])))

@@ -519,8 +519,8 @@ class Tensor:
     def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="tensor(", threshold=200)
         extras = []
-        if self.data.dtype not in (float32, int64, bool_):
-            extras.append(f"dtype={self.data.dtype}")
+        if self.dtype not in (float32, int64, bool_):  # a NumPy dtype whatever library holds the array
+            extras.append(f"dtype={self.dtype}")
         if self._ctx is not None:
             extras.append(f"grad_fn=<{self._ctx.op.name}>")
         elif self.requires_grad:

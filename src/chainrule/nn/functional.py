@@ -15,6 +15,7 @@ import numpy as np
 
 from chainrule import _checks as check
 from chainrule import functions as fn
+from chainrule.backend import get_namespace
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
 
 # The activations are declared once, in chainrule.functions; F re-exports those very objects (F.relu is
@@ -503,7 +504,8 @@ def binary_cross_entropy(probabilities: Any, target: Any, weight: Any = None, re
     p, target = as_tensor(probabilities), as_tensor(target)
     check.same_shape("binary_cross_entropy", p, target)
     check.not_empty("binary_cross_entropy", p)
-    if p.data.size and (p.data.min() < 0 or p.data.max() > 1):
+    xp = get_namespace(p.data)  # NumPy, or the library that holds the probabilities
+    if p.data.size and (bool(xp.min(p.data) < 0) or bool(xp.max(p.data) > 1)):
         raise ArgumentError(
             "binary_cross_entropy: input must be probabilities in [0, 1]; for logits use "
             "binary_cross_entropy_with_logits"
