@@ -10,7 +10,6 @@ Every differentiable op of the public API appears once in :data:`OP_CASES` with
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -640,21 +639,33 @@ def _reduction_case(name: str, ref: Callable, torch_name: str, domain: str = "re
 _HAND_WRITTEN_ROWS = {"neg", "clip", "leaky_relu"}
 
 
+# Independent NumPy references for the rows whose forward is chainrule's own code (a row whose forward is a
+# NumPy ufunc, np.exp, is checked against that ufunc). A new row of the first kind fails here until it has one.
+_ROW_REFERENCES: dict[str, Callable] = {
+    "sigmoid": _sigmoid,
+    "relu": lambda a: np.where(a > 0, a, 0.0),
+    "elu": lambda a: np.where(a > 0, a, np.exp(np.minimum(a, 0)) - 1),  # alpha 1, cr.elu's default
+    "softplus": lambda a: np.log1p(np.exp(-np.abs(a))) + np.maximum(a, 0),
+    "erf": _erf,
+}
+
+
 def _row_case(name: str) -> OpCase:
     """The case of one row of ``ops.ELEMENTWISE``: ``chainrule.<name>`` on inputs drawn from the row's domain.
 
-    A new elementwise op is tested by declaring its row: gradients against central differences in float64,
-    the fast rule against the generic one, and values and gradients against PyTorch's function of the same
-    name (``torch.<name>`` or ``torch.nn.functional.<name>``) where PyTorch has one.
+    A new elementwise op is tested by declaring its row: values against an independent NumPy reference,
+    gradients against central differences in float64, second derivatives, the fast rule against the generic
+    one, the in-place declaration, the second array library, and values and gradients against PyTorch's function
+    of the same name (``torch.<name>`` or ``torch.nn.functional.<name>``), which the parity test requires.
     """
-    op, fn = cr.ops.ELEMENTWISE[name], getattr(cr, name)
-    # the row's attributes (elu's alpha) at the public function's defaults
-    defaults = {key: p.default for key, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
-    attrs = {key: defaults[key] for key in inspect.signature(op.forward).parameters if key in defaults}
+    op = cr.ops.ELEMENTWISE[name]
+    reference = _ROW_REFERENCES.get(name, op.forward if isinstance(op.forward, np.ufunc) else None)
+    if reference is None:
+        raise LookupError(f"elementwise row {name!r}: give it an independent NumPy reference in _ROW_REFERENCES")
     torch_fn = None
     if torch is not None:
         torch_fn = getattr(torch, name, None) or getattr(torch.nn.functional, name, None)
-    return OpCase(name, _unary(fn, lambda a: op.forward(a, **attrs), torch_fn, op.domain))
+    return OpCase(name, _unary(getattr(cr, name), reference, torch_fn, op.domain))
 
 
 OP_CASES: list[OpCase] = [

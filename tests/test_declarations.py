@@ -163,3 +163,14 @@ def test_import_tensor_alone_gives_the_methods():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["3.0", "(2,", "1)"]
+
+
+def test_elementwise_rows_are_classes_of_chainrule_ops_so_graphs_pickle():
+    """A row's class is bound in chainrule.ops as a class statement would bind it: pickle finds it by name."""
+    import pickle
+
+    for name, op in cr.ops.ELEMENTWISE.items():
+        assert getattr(cr.ops, op.__name__) is op, name
+        assert pickle.loads(pickle.dumps(op)) is op
+    y = cr.sigmoid(cr.exp(cr.tensor([0.5, -1.0], requires_grad=True)))
+    assert pickle.loads(pickle.dumps(y)).tolist() == y.tolist()

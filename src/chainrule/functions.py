@@ -151,7 +151,7 @@ _DOMAIN_NOTES = {
 _EXAMPLE_INPUTS = {"real": "[-0.5, 1.5]", "positive": "[0.5, 1.5]", "nonzero": "[-1.5, 0.5]"}
 
 
-def _elementwise(name: str) -> Callable[..., Tensor]:
+def _elementwise(name: str) -> Callable[[Any], Tensor]:
     """The function ``chainrule.<name>`` (and the Tensor method) of the elementwise row ``ops.ELEMENTWISE[name]``.
 
     The op is declared by its row in :mod:`chainrule.ops` (forward, chain-rule factor, domain, maths); this

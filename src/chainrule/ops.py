@@ -84,7 +84,18 @@ from chainrule import compiled
 from chainrule.backend import get_namespace
 from chainrule.errors import ArgumentError, DTypeError, ShapeError
 
-__all__ = ["Primitive", "Elementwise", "LinearMap", "OPS", "numpy_namespace", "array_namespace", "normalize_axis"]
+__all__ = [
+    "Primitive",
+    "Elementwise",
+    "LinearMap",
+    "elementwise",
+    "ELEMENTWISE",
+    "DOMAINS",
+    "OPS",
+    "numpy_namespace",
+    "array_namespace",
+    "normalize_axis",
+]
 
 OPS: dict[str, type[Primitive]] = {}
 
@@ -133,7 +144,7 @@ class Primitive:
 class Elementwise(Primitive):
     """A one-input elementwise op: its Jacobian is diagonal, so ``jvp(t) == vjp(t)``.
 
-    Most are declared by one row of :func:`elementwise`; ``cast`` writes its own ``jvp``."""
+    Each is declared by one row of :func:`elementwise`."""
 
     float_only = True
     #: where the op is smooth (see :data:`DOMAINS`): the op-table tests draw its inputs there
@@ -146,18 +157,22 @@ class Elementwise(Primitive):
 
 
 class LinearMap(Primitive):
-    """A primitive linear in its one input (affine for ``pad``'s fill value): ``reshape``, ``sum``, ``getitem`` ….
+    """A primitive linear in its one input (affine for a fill value): ``reshape``, ``sum``, ``getitem``, ``pad`` ….
 
-    It reads no values, only shapes, and its JVP is the map itself applied to the tangent (with a fill
-    ``value`` of 0): subclasses write ``forward`` and ``vjp``, the adjoint map."""
+    It reads no values, only shapes, and its JVP is the map itself applied to the tangent, with the attributes
+    named in ``fill_attrs`` (a constant the map writes, ``pad``'s value) set to 0: subclasses write ``forward``
+    and ``vjp``, the adjoint map."""
 
     saves_inputs = ()
     saves_output = False
+    #: attributes that add a constant (an affine map): the tangent map uses 0 for them
+    fill_attrs: tuple[str, ...] = ()
 
     @classmethod
     def jvp(cls, xp: Any, tangents: Sequence[Any], out: Any, x: Any, **attrs: Any) -> Any:
-        if "value" in attrs:
-            attrs["value"] = 0.0
+        for key in cls.fill_attrs:
+            if key in attrs:
+                attrs[key] = 0.0
         return getattr(xp, cls.name)(tangents[0], **attrs)
 
 
@@ -583,6 +598,7 @@ def elementwise(
         body["fast_vjp"] = staticmethod(fast_rule)
     op = type("".join(part.title() for part in name.split("_")), (Elementwise,), body)
     ELEMENTWISE[name] = op
+    globals()[op.__name__] = op  # ops.Exp, as a class statement would bind it (pickle finds classes by name)
     return op
 
 
@@ -866,11 +882,11 @@ def _extremum_winners(lib: Any, values: Any, result: Any, axis: Any, keepdims: b
 
 
 class Max(_Extremum):
-    name, _pairwise, _reduce = "max", np.maximum, np.max
+    name, _pairwise, _reduce = "max", np.maximum, staticmethod(np.max)
 
 
 class Min(_Extremum):
-    name, _pairwise, _reduce = "min", np.minimum, np.min
+    name, _pairwise, _reduce = "min", np.minimum, staticmethod(np.min)
 
 
 class Prod(Primitive):
@@ -2035,6 +2051,7 @@ class Pad(LinearMap):
     """Constant padding: ``pad_width`` is one ``(before, after)`` pair per axis."""
 
     name = "pad"
+    fill_attrs = ("value",)
 
     @staticmethod
     def array_forward(xp, x, *, pad_width, value=0.0):
@@ -2195,6 +2212,7 @@ class Unfold(LinearMap):
     """
 
     name = "unfold"
+    fill_attrs = ("value",)
 
     @staticmethod
     def array_forward(xp, x, *, kernel_size, stride, padding, dilation, value=0.0):

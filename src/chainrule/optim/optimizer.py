@@ -213,7 +213,7 @@ class Optimizer:
 
     def _update(self, group: dict[str, Any]) -> None:
         """Apply ``update_rule`` to each parameter of ``group`` that has a gradient, with its state."""
-        rule = self.update_rule
+        rule = type(self).update_rule  # from the class: a plain function or a staticmethod alike, never bound
         if rule is None:
             raise NotImplementedError(f"{type(self).__name__}: set update_rule or override _update")
         options = self._options(group)
