@@ -175,6 +175,7 @@ def _hooks(group, out):
     counted = ddp.group.bytes_sent
     cr.autograd.grad(local_loss(ddp, half, rank), list(ddp.parameters())[:2])
     report["grad_sweep"] = {"sent": ddp.group.bytes_sent - counted, "grads": [p.grad is None for p in ddp.parameters()]}
+
     # 6. a backward that raises half-way (some buckets started) leaves the next backward averaging correctly
     def fail(grad):
         raise ValueError("told to fail")

@@ -620,6 +620,7 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 _sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
 _gelu = lambda a: a * 0.5 * (1 + _erf(a / math.sqrt(2)))  # noqa: E731
 
+
 def _np(reduce: Callable) -> Callable:
     """A NumPy reduction as the table's reference ``ref(a, axis, keepdims)``."""
     return lambda a, ax, k: reduce(a, axis=ax, keepdims=k)

@@ -57,7 +57,9 @@ CASES: dict[str, tuple[Callable[[], Any], Any, int]] = {
     "Linear": (lambda: nn.Linear(6, 4), VECTOR, 17),
     "Linear (3-d input, no bias)": (lambda: nn.Linear(6, 4, bias=False), SEQUENCE, 17),
     "Conv1d (stride 2, padding 1, dilation 2)": (
-        lambda: nn.Conv1d(5, 4, 3, stride=2, padding=1, dilation=2), SEQUENCE[:1] + (5, 11), 17
+        lambda: nn.Conv1d(5, 4, 3, stride=2, padding=1, dilation=2),
+        SEQUENCE[:1] + (5, 11),
+        17,
     ),
     "Conv2d (padding same)": (lambda: nn.Conv2d(3, 4, 3, padding="same"), IMAGE, 17),
     "Conv2d (stride 2, no bias)": (lambda: nn.Conv2d(3, 4, (3, 2), stride=2, padding=(1, 0), bias=False), IMAGE, 17),
@@ -105,15 +107,25 @@ CASES: dict[str, tuple[Callable[[], Any], Any, int]] = {
     "LogSoftmax": (lambda: nn.LogSoftmax(), VECTOR, 17),
     "Sequential (conv, BN, pool, MLP)": (
         lambda: nn.Sequential(
-            nn.Conv2d(3, 4, 3), _with_running_stats(nn.BatchNorm2d(4), 4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(4 * 3 * 3, 5), nn.Dropout(0.3), nn.Tanh(), nn.Linear(5, 2), nn.LogSoftmax(dim=1),
+            nn.Conv2d(3, 4, 3),
+            _with_running_stats(nn.BatchNorm2d(4), 4),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(4 * 3 * 3, 5),
+            nn.Dropout(0.3),
+            nn.Tanh(),
+            nn.Linear(5, 2),
+            nn.LogSoftmax(dim=1),
         ),
         IMAGE,
         17,
     ),
     "RNN (tanh)": (lambda: nn.RNN(6, 5), (5, 2, 6), 17),
     "RNN (relu, 2 layers, batch_first)": (
-        lambda: nn.RNN(6, 5, num_layers=2, nonlinearity="relu", batch_first=True), SEQUENCE, 17
+        lambda: nn.RNN(6, 5, num_layers=2, nonlinearity="relu", batch_first=True),
+        SEQUENCE,
+        17,
     ),
     "RNN (unbatched)": (lambda: nn.RNN(6, 5), (5, 6), 17),
     "LSTM": (lambda: nn.LSTM(6, 5), (5, 2, 6), 17),

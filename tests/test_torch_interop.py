@@ -91,7 +91,8 @@ IMAGE = (4, 3, 9, 9)
 CASES: dict[str, tuple[Callable[[], Any], Any]] = {
     "Linear": (lambda: nn.Linear(6, 4), (4, 6)),
     "Conv1d (stride 2, padding 1, dilation 2)": (
-        lambda: nn.Conv1d(5, 4, 3, stride=2, padding=1, dilation=2), (4, 5, 11)
+        lambda: nn.Conv1d(5, 4, 3, stride=2, padding=1, dilation=2),
+        (4, 5, 11),
     ),
     "Conv2d": (lambda: nn.Conv2d(3, 4, 3, padding=1), IMAGE),
     "Conv2d (no bias, stride 2)": (lambda: nn.Conv2d(3, 4, (3, 2), stride=2, bias=False), IMAGE),

@@ -682,6 +682,7 @@ def _array_erf(xp: Any, x: Any) -> Any:
         total = total + term
     return xp.copysign(xp.minimum(_TWO_OVER_SQRT_PI * a * xp.exp(-square) * total, 1.0), x)
 
+
 # fmt: off
 elementwise("neg", np.negative, lambda xp, g, x, y: -g, reads="", array=lambda xp, x: -x, float_only=False,
             doc=r":math:`-x`, the ``-`` operator; derivative :math:`-1`.")
@@ -761,6 +762,7 @@ class Cast(LinearMap):
     def vjp(xp, grad_out, needs, out, x, *, dtype):
         return (xp.cast(grad_out, dtype=x.dtype),)
 
+
 # ===================================================================================================
 # Reductions
 # ===================================================================================================
@@ -791,6 +793,7 @@ class Sum(LinearMap):
         if x.size <= _SMALL:  # filling a few numbers is cheaper than broadcast_to's setup of a view
             return (np.full(x.shape, grad_out),)
         return (np.broadcast_to(grad_out, x.shape),)
+
 
 def _reduce_few(ufunc: np.ufunc, x: Any, axis: Any, keepdims: bool, dtype: Any = None) -> np.ndarray | None:
     """``ufunc.reduce`` over ``axis`` as a loop of elementwise ops when the reduced axes are short, else None.
@@ -1884,6 +1887,7 @@ class Reshape(LinearMap):
     def vjp(xp, grad_out, needs, out, x, *, shape):
         return (xp.reshape(grad_out, shape=x.shape),)
 
+
 class Permute(LinearMap):
     """Reorder the axes (NumPy's ``transpose`` with an explicit permutation)."""
 
@@ -1900,6 +1904,7 @@ class Permute(LinearMap):
     @staticmethod
     def vjp(xp, grad_out, needs, out, x, *, axes):
         return (xp.permute(grad_out, axes=tuple(np.argsort(axes).tolist())),)
+
 
 class BroadcastTo(LinearMap):
     name = "broadcast_to"
@@ -1918,6 +1923,7 @@ class BroadcastTo(LinearMap):
     @staticmethod
     def vjp(xp, grad_out, needs, out, x, *, shape):
         return (xp.sum_to(grad_out, shape=x.shape),)
+
 
 def _sum_to_axes(x_shape: tuple, shape: tuple) -> tuple[int, ...]:
     """The axes to sum so that ``x_shape`` (a broadcast of ``shape``) comes back to ``shape``."""
@@ -1949,6 +1955,7 @@ class SumTo(LinearMap):
     @staticmethod
     def vjp(xp, grad_out, needs, out, x, *, shape):
         return (xp.broadcast_to(grad_out, shape=x.shape),)
+
 
 def _spelled_out(index: Any) -> Any:
     """``index`` as a tuple ending in ``...`` when it names fewer axes (the array API wants every axis named)."""
@@ -1987,6 +1994,7 @@ class Getitem(LinearMap):
     def vjp(xp, grad_out, needs, out, x, *, index):
         return (xp.scatter_add(grad_out, index=index, shape=x.shape),)
 
+
 class ScatterAdd(LinearMap):
     """Zeros of ``shape`` with ``values`` added at ``index`` (repeated indices add up, as ``np.add.at``).
 
@@ -2015,6 +2023,7 @@ class ScatterAdd(LinearMap):
     @staticmethod
     def vjp(xp, grad_out, needs, out, values, *, index, shape):
         return (xp.getitem(grad_out, index=index),)
+
 
 class Concatenate(Primitive):
     """Join tensors along an existing ``axis``."""
@@ -2173,9 +2182,7 @@ def _window_slices(offsets, stride, dilation, out_sizes):
 def _offset_slices(padded_shape, kernel_size, stride, dilation):
     """Per kernel offset (row-major), the index of the strided view of a padded (N, C, *spatial) input that
     this offset sees in every window, and so the (N, C, *out) block of that offset."""
-    out_sizes = [
-        (n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(padded_shape[2:], kernel_size, stride, dilation)
-    ]
+    out_sizes = [(n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(padded_shape[2:], kernel_size, stride, dilation)]
     if any(n < 1 for n in out_sizes):  # the caller names the op (apply turns this into a ShapeError)
         raise ValueError(f"the window {tuple(kernel_size)} does not fit the padded input {tuple(padded_shape)}")
     return [
@@ -2247,6 +2254,7 @@ class Unfold(LinearMap):
         )
         return (folded,)
 
+
 class Fold(LinearMap):
     """The adjoint of :class:`Unfold` (col2im): add every window back to where it came from."""
 
@@ -2292,6 +2300,7 @@ class Fold(LinearMap):
     @staticmethod
     def vjp(xp, grad_out, needs, out, columns, *, input_shape, kernel_size, stride, padding, dilation):
         return (xp.unfold(grad_out, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation),)
+
 
 class MaxPool(Primitive):
     """Maximum over sliding windows: (N, C, *spatial) -> (N, C, *out_spatial), padding with -inf.

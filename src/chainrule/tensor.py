@@ -211,8 +211,10 @@ def _promote(op: type[Primitive], arrays: list) -> list:
     dims = zeros = None
     scalar_category = -1
     for value in arrays[op.promote_from :]:
-        if isinstance(value, np.ndarray) and value.dtype not in _SUPPORTED and (
-            value.dtype.kind not in "fiub" or value.dtype.itemsize > 8
+        if (
+            isinstance(value, np.ndarray)
+            and value.dtype not in _SUPPORTED
+            and (value.dtype.kind not in "fiub" or value.dtype.itemsize > 8)
         ):
             raise DTypeError(_unsupported(value.dtype, op.name))
         if isinstance(value, complex):
@@ -363,8 +365,10 @@ def _check_saved(node: _Node, out: Tensor) -> None:
 
 def _modified_error(node: _Node, tensor: Tensor) -> GradientError:
     """The error for a tensor that ``node``'s backward needs but that was changed in place after the op ran."""
-    where = _format_site(node.site) if node.site else (
-        "run under `with chainrule.autograd.detect_anomaly():` to see the line that created it"
+    where = (
+        _format_site(node.site)
+        if node.site
+        else ("run under `with chainrule.autograd.detect_anomaly():` to see the line that created it")
     )
     version = tensor._counter()
     return GradientError(

@@ -80,4 +80,3 @@ def read_points_csv(text: str | bytes) -> tuple[np.ndarray, np.ndarray]:
             "(use non-integer values for a regression target)"
         )
     return points, np.searchsorted(classes, targets).astype(np.int64)
-

@@ -132,4 +132,3 @@ def check_world_size(state: TrainState, size: int) -> None:
             f"{size}: resume it with {'mpiexec -n ' + str(trained_on) if trained_on > 1 else 'one process'} "
             "(each rank's share of the data, hence every step, depends on the number of ranks)"
         )
-

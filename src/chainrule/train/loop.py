@@ -43,7 +43,6 @@ from chainrule.train.metrics import get_metric
 __all__ = ["fit", "evaluate", "predict", "checkpoint_state", "as_dataset", "make_optimizer", "LOSSES", "OPTIMIZERS"]
 
 
-
 def _optimizers() -> dict[str, type[Optimizer]]:
     from chainrule import optim
 
