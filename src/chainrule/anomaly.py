@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,35 +37,45 @@ _CONTEXTLIB_FILE = contextlib.__file__
 _SITE_FRAMES = 3  # how many user frames a node remembers (innermost first)
 
 
-class _AnomalyMode:
-    """Whether the checks run. One process-wide switch, read on every op (like grad mode)."""
+class _ThreadSwitch(threading.local):
+    """A boolean switch of each thread (``enabled``, starting at ``default`` in every thread), read on every op.
 
-    enabled: bool = False
+    Per thread, as PyTorch's grad and anomaly modes: a ``no_grad`` block in one thread (a server rendering a
+    frame) never turns graph recording off in another (a training step)."""
+
+    def __init__(self, default: bool) -> None:
+        self.enabled = default
+
+
+#: Whether the anomaly checks run in this thread.
+_anomaly_mode = _ThreadSwitch(False)
 
 
 def is_anomaly_enabled() -> bool:
-    """Return True inside :class:`detect_anomaly`."""
-    return _AnomalyMode.enabled
+    """Return True inside :class:`detect_anomaly` (in this thread)."""
+    return _anomaly_mode.enabled
 
 
 class _ModeBlock(contextlib.ContextDecorator):
-    """Set a process-wide switch (``switch.enabled``) to ``mode`` inside a ``with`` block or a decorated
+    """Set this thread's switch (``switch.enabled``) to ``mode`` inside a ``with`` block or a decorated
     function, and restore it after. Blocks nest, and one instance may be entered again while it is active (a
-    decorated function that recurses): each entry pushes the value it replaces. Anomaly mode (here) and
-    grad mode (:class:`chainrule.autograd.set_grad_enabled`) are both one."""
+    decorated function that recurses, or runs in several threads at once): each entry pushes the value it
+    replaces on a stack of its thread. Anomaly mode (here) and grad mode
+    (:class:`chainrule.autograd.set_grad_enabled`) are both one."""
 
-    switch: ClassVar[Any]  # a class with a boolean ``enabled``
+    switch: ClassVar[_ThreadSwitch]
 
     def __init__(self, mode: bool) -> None:
         self.mode = bool(mode)
-        self._saved: list[bool] = []
+        self._stacks = threading.local()
 
     def __enter__(self) -> None:
-        self._saved.append(self.switch.enabled)
+        saved = self._stacks.__dict__.setdefault("saved", [])
+        saved.append(self.switch.enabled)
         self.switch.enabled = self.mode
 
     def __exit__(self, *exc: object) -> None:
-        self.switch.enabled = self._saved.pop()
+        self.switch.enabled = self._stacks.saved.pop()
 
 
 class detect_anomaly(_ModeBlock):
@@ -90,7 +101,7 @@ class detect_anomaly(_ModeBlock):
     chainrule.errors.AnomalyError: log: forward produced NaN in 1 of 2 values ... created at <doctest ...>:2 ...
     """
 
-    switch = _AnomalyMode
+    switch = _anomaly_mode
 
     def __init__(self, mode: bool = True) -> None:
         super().__init__(mode)
@@ -124,11 +135,11 @@ def checked_vjp(node: Any, rule: Callable[..., tuple], grad_out: Any, needs: tup
     The rule runs with the forward checks off: with ``create_graph=True`` its steps are ops too, and a
     rule may compute a value that it then masks (``where``), so only what it returns is checked.
     """
-    _AnomalyMode.enabled = False
+    _anomaly_mode.enabled = False
     try:
         grads = rule(grad_out, needs, out, *inputs, **node.attrs)
     finally:
-        _AnomalyMode.enabled = True
+        _anomaly_mode.enabled = True
     for index, grad in enumerate(grads):
         array = _as_array(grad)
         if array is None or _finite(array):

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from chainrule.anomaly import _ModeBlock, detect_anomaly, is_anomaly_enabled
+from chainrule.anomaly import _ModeBlock, _ThreadSwitch, detect_anomaly, is_anomaly_enabled
 from chainrule.errors import GradientError
 from chainrule.hooks import _GRAD_HOOKS, run_grad_hooks
 
@@ -47,15 +47,13 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------------
 # Grad mode
 # ---------------------------------------------------------------------------------------------------
-class _GradMode:
-    """Whether new ops record a graph. One process-wide switch, read on every op."""
-
-    enabled: bool = True
+#: Whether new ops record a graph, in this thread (each thread starts with recording on, as in PyTorch).
+_grad_mode = _ThreadSwitch(True)
 
 
 def is_grad_enabled() -> bool:
-    """Return True when ops record the graph for backpropagation."""
-    return _GradMode.enabled
+    """Return True when ops record the graph for backpropagation (in this thread)."""
+    return _grad_mode.enabled
 
 
 class set_grad_enabled(_ModeBlock):
@@ -76,7 +74,7 @@ class set_grad_enabled(_ModeBlock):
     False
     """
 
-    switch = _GradMode
+    switch = _grad_mode
 
 
 class no_grad(set_grad_enabled):

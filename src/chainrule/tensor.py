@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chainrule import anomaly, autograd
-from chainrule.anomaly import _AnomalyMode, _format_site
-from chainrule.autograd import _GradMode
+from chainrule.anomaly import _anomaly_mode, _format_site
+from chainrule.autograd import _grad_mode
 from chainrule.backend import foreign_array, get_namespace, numpy_dtype
 from chainrule.errors import ArgumentError, ChainruleError, DTypeError, GradientError, IndexingError, ShapeError
 from chainrule.hooks import RemovableHandle, register_grad_hook
@@ -296,13 +296,13 @@ def apply(op: type[Primitive], *args: Any, **attrs: Any) -> Tensor:
         raise _translate(op, arrays, error) from None
     if type(data) is not np.ndarray:
         data = np.asarray(data)
-    site = anomaly.check_forward(op, arrays, data) if _AnomalyMode.enabled else ()
+    site = anomaly.check_forward(op, arrays, data) if _anomaly_mode.enabled else ()
     out = Tensor.__new__(Tensor)
     out.data = data
     out._grad = None
     out._version = None if data.base is None else _shared_version(data, args)
     # Only a floating-point result can carry a gradient: casting to int64 or bool ends the graph.
-    if _GradMode.enabled and op.differentiable and data.dtype.kind == "f":
+    if _grad_mode.enabled and op.differentiable and data.dtype.kind == "f":
         parents = tuple([a for a in args if isinstance(a, Tensor) and a._requires_grad])
         if parents:
             out._requires_grad = True
@@ -335,7 +335,7 @@ def _apply_in(xp: Any, op: type[Primitive], args: tuple, arrays: list, attrs: di
         kind = DTypeError if isinstance(error, TypeError) else ShapeError
         raise kind(f"{op.name}: {str(error).splitlines()[0]} (input shapes {shapes})") from None
     out = _wrap(data)
-    if _GradMode.enabled and op.differentiable and numpy_dtype(data.dtype).kind == "f":
+    if _grad_mode.enabled and op.differentiable and numpy_dtype(data.dtype).kind == "f":
         parents = tuple(a for a in args if isinstance(a, Tensor) and a._requires_grad)
         if parents:
             out._requires_grad = True
@@ -596,7 +596,7 @@ class Tensor:
         gradients) and inside ``no_grad()`` (monitoring: ``np.linalg.norm(w)``) NumPy functions work on the values
         and return arrays.
         """
-        if _GradMode.enabled and func not in _VALUE_FREE_FUNCTIONS and _any_requires_grad((args, kwargs)):
+        if _grad_mode.enabled and func not in _VALUE_FREE_FUNCTIONS and _any_requires_grad((args, kwargs)):
             name = getattr(func, "__name__", str(func))
             module = getattr(func, "__module__", "numpy") or "numpy"
             full = f"np.{name}" if module.startswith("numpy._core") or module == "numpy" else f"{module}.{name}"
@@ -763,7 +763,7 @@ class Tensor:
             else:  # another array library: the generic rule on its namespace, never the NumPy fast rule
                 xp = array_namespace(get_namespace(out))
                 rule = partial(op.vjp, xp)
-        if _AnomalyMode.enabled:
+        if _anomaly_mode.enabled:
             grads = anomaly.checked_vjp(ctx, rule, grad_out, needs, out, inputs)
         else:
             grads = rule(grad_out, needs, out, *inputs, **ctx.attrs)
@@ -867,7 +867,7 @@ class Tensor:
             raise GradientError(
                 f"{what}: in-place change of a tensor computed by {self.grad_fn!r} would corrupt its graph"
             )
-        if self._requires_grad and _GradMode.enabled:
+        if self._requires_grad and _grad_mode.enabled:
             raise GradientError(
                 f"{what}: in-place change of a leaf that requires grad; wrap it in `with chainrule.no_grad():`"
             )

@@ -159,8 +159,8 @@ def modes_demo(
             return (((inputs @ w).tanh() - targets) ** 2).mean()
 
         reverse_s, reverse_gradient = _best_time(
-            lambda loss=loss, w=weights: func.grad(loss)(w).numpy(),
-            repeats,  # type: ignore[misc]
+            lambda loss=loss, w=weights: func.grad(loss)(w).numpy(),  # type: ignore[misc]
+            repeats,
         )
         if n > forward_limit:
             estimate = None if seconds_per_jvp is None else n * seconds_per_jvp
