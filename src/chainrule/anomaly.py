@@ -38,13 +38,15 @@ _SITE_FRAMES = 3  # how many user frames a node remembers (innermost first)
 
 
 class _ThreadSwitch(threading.local):
-    """A boolean switch of each thread (``enabled``, starting at ``default`` in every thread), read on every op.
+    """A boolean switch of each thread (``enabled``, starting at ``default`` in every thread), read on every op,
+    with the thread's stack of values that the blocks now open replaced (``saved``).
 
     Per thread, as PyTorch's grad and anomaly modes: a ``no_grad`` block in one thread (a server rendering a
     frame) never turns graph recording off in another (a training step)."""
 
     def __init__(self, default: bool) -> None:
         self.enabled = default
+        self.saved: list[bool] = []
 
 
 #: Whether the anomaly checks run in this thread.
@@ -60,22 +62,22 @@ class _ModeBlock(contextlib.ContextDecorator):
     """Set this thread's switch (``switch.enabled``) to ``mode`` inside a ``with`` block or a decorated
     function, and restore it after. Blocks nest, and one instance may be entered again while it is active (a
     decorated function that recurses, or runs in several threads at once): each entry pushes the value it
-    replaces on a stack of its thread. Anomaly mode (here) and grad mode
+    replaces on its thread's stack (``switch.saved``). Anomaly mode (here) and grad mode
     (:class:`chainrule.autograd.set_grad_enabled`) are both one."""
 
     switch: ClassVar[_ThreadSwitch]
 
     def __init__(self, mode: bool) -> None:
         self.mode = bool(mode)
-        self._stacks = threading.local()
 
     def __enter__(self) -> None:
-        saved = self._stacks.__dict__.setdefault("saved", [])
-        saved.append(self.switch.enabled)
-        self.switch.enabled = self.mode
+        switch = self.switch
+        switch.saved.append(switch.enabled)
+        switch.enabled = self.mode
 
     def __exit__(self, *exc: object) -> None:
-        self.switch.enabled = self._stacks.saved.pop()
+        switch = self.switch
+        switch.enabled = switch.saved.pop()
 
 
 class detect_anomaly(_ModeBlock):
