@@ -21,6 +21,7 @@ Anomaly mode (:func:`detect_anomaly`, NaN/Inf checks on every op) lives in :mod:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -189,7 +190,8 @@ def backpropagate(
     captured: dict[int, Any] = {}
     hooked = bool(_GRAD_HOOKS)  # gradient hooks (chainrule.hooks): looked up per node only when some exist
     callbacks: list[Callable[[], None]] | None = [] if capture is None else None
-    _SWEEPS.append(callbacks)  # queue_callback adds to it; a grad() sweep (nothing accumulated) takes none
+    sweeps = _sweeps.stack  # this thread's: another thread's backward neither sees nor takes these callbacks
+    sweeps.append(callbacks)  # queue_callback adds to it; a grad() sweep (nothing accumulated) takes none
     try:
         with set_grad_enabled(create_graph):
             for node in reversed(order):
@@ -210,20 +212,36 @@ def backpropagate(
                 if not retain_graph:
                     node._release()
     finally:
-        _SWEEPS.pop()
+        sweeps.pop()
     while callbacks:  # queued by hooks during the sweep, run now that every leaf's .grad is complete
         callbacks.pop(0)()
     return captured
 
 
-# The callback lists of the backward sweeps running now (innermost last); None for a grad() sweep.
-_SWEEPS: list[list[Callable[[], None]] | None] = []
+class _Sweeps(threading.local):
+    """The callback lists of the sweeps running in this thread (``stack``, innermost last; None for a ``grad()``
+    sweep). Per thread, as PyTorch's current graph task: a hook in one thread's backward must not see (or queue
+    callbacks on) a sweep that another thread runs at the same time."""
+
+    def __init__(self) -> None:
+        self.stack: list[list[Callable[[], None]] | None] = []
+
+
+_sweeps = _Sweeps()
+
+
+def _current_sweep() -> list[Callable[[], None]] | None:
+    """The callback list of this thread's innermost running sweep (None inside ``grad()`` or outside any)."""
+    stack = _sweeps.stack
+    return stack[-1] if stack else None
 
 
 def in_backward() -> bool:
-    """True while a ``backward()`` sweep (one that accumulates into ``.grad``) runs, e.g. inside its hooks.
+    """True while a ``backward()`` sweep (one that accumulates into ``.grad``) runs in this thread, e.g. inside
+    its hooks.
 
-    False inside :func:`grad`, which returns gradients instead of accumulating them.
+    False in another thread (each thread has its own sweeps), and inside :func:`grad`, which returns gradients
+    instead of accumulating them.
 
     Examples
     --------
@@ -235,11 +253,11 @@ def in_backward() -> bool:
     >>> seen, in_backward()
     ([True, False], False)
     """
-    return bool(_SWEEPS) and _SWEEPS[-1] is not None
+    return _current_sweep() is not None
 
 
 def queue_callback(callback: Callable[[], None]) -> None:
-    """Call ``callback()`` once the running ``backward()`` sweep has accumulated every leaf's ``.grad``.
+    """Call ``callback()`` once this thread's running ``backward()`` sweep has accumulated every leaf's ``.grad``.
 
     For gradient hooks that must act on the finished gradients, as PyTorch's
     ``Variable._execution_engine.queue_callback`` (what its DistributedDataParallel uses to wait for the
@@ -263,9 +281,9 @@ def queue_callback(callback: Callable[[], None]) -> None:
         raise GradientError(
             "queue_callback: no backward() sweep is running; call it from a gradient hook during backward()"
         )
-    sweeps = _SWEEPS[-1]
-    assert sweeps is not None
-    sweeps.append(callback)
+    sweep = _current_sweep()
+    assert sweep is not None
+    sweep.append(callback)
 
 
 def _push(grads: dict[int, Any], pairs: Iterable[tuple[Any, Any]]) -> None:

@@ -376,7 +376,7 @@ class DistributedDataParallel(Module):
         if not self._sync:
             self._synced = False
             return
-        sweep = autograd._SWEEPS[-1]
+        sweep = autograd._current_sweep()
         if self._active and self._sweep is not sweep:  # an earlier backward raised before its end: start afresh,
             # once the buckets it started are summed (the buffers are MPI's until then)
             self.group.wait(self._requests, "the gradient allreduce of a backward that raised")
