@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
 import chainrule as cr
 from chainrule import autograd
 
@@ -99,3 +101,48 @@ def test_a_callback_queued_in_one_thread_never_runs_in_another_threads_backward(
     for thread in (a, b):
         thread.join(30)
     assert ran_in == ["a"]
+
+
+def test_rng_using_gives_each_thread_its_own_generator_and_restores_the_global_one():
+    """Two sessions build their models inside rng.using at once (the playground's build_model): each draws from
+    its own generator, and the global one is back afterwards whichever block ends first."""
+    from chainrule import rng
+
+    def reference(seed: int) -> np.ndarray:
+        with rng.using(np.random.default_rng(seed)):
+            return cr.randn(3).data.copy()
+
+    expected = {0: reference(0), 1: reference(1)}
+    original = rng.default_generator()
+    barrier = threading.Barrier(2)
+    drawn: dict[int, np.ndarray] = {}
+
+    def build(seed: int, leaves_first: bool) -> None:
+        with rng.using(np.random.default_rng(seed)):
+            barrier.wait(10)  # both blocks are open
+            drawn[seed] = cr.randn(3).data.copy()
+            barrier.wait(10)
+            if not leaves_first:
+                barrier.wait(10)  # the other block ends first
+        if leaves_first:
+            barrier.wait(10)
+
+    _run(lambda: build(0, True), lambda: build(1, False))
+    assert np.array_equal(drawn[0], expected[0]) and np.array_equal(drawn[1], expected[1])
+    assert rng.default_generator() is original
+
+
+def test_manual_seed_inside_using_reseeds_only_this_threads_generator():
+    """fit(seed=...) inside rng.using: each thread's fit gets its own seeded stream; the global one is
+    untouched (as before: manual_seed inside using never outlived the block)."""
+    from chainrule import rng
+
+    original = rng.default_generator()
+    state = rng.get_state()
+    with rng.using(np.random.default_rng(5)):
+        rng.manual_seed(0)
+        inside = cr.randn(3).data.copy()
+    assert rng.default_generator() is original and rng.get_state() == state
+    rng.manual_seed(0)
+    assert np.array_equal(cr.randn(3).data, inside)
+    rng.set_state(state)

@@ -2,11 +2,17 @@
 
 :func:`manual_seed` reseeds it, which makes weight initialisation, ``rand``/``randn`` and everything else
 that draws from :func:`default_generator` reproducible.
+
+The generator is process-wide, as PyTorch's: threads that draw from it at the same time share one stream, so
+neither's draws are reproducible, and :func:`manual_seed` in one thread reseeds the others' too. A thread that
+needs its own reproducible stream (the playground's sessions, an estimator's fit) draws inside :func:`using`,
+whose generator replaces the global one in that thread only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,8 +25,20 @@ __all__ = ["manual_seed", "default_generator", "get_state", "set_state", "using"
 _generator: np.random.Generator | None = None
 
 
+class _Override(threading.local):
+    """The generator that :func:`using` put in place of the global one, in this thread (None outside)."""
+
+    generator: np.random.Generator | None = None
+
+
+_override = _Override()
+
+
 def manual_seed(seed: int) -> np.random.Generator:
     """Reseed the global generator and return it.
+
+    Process-wide: it reseeds the stream that every thread draws from. Inside :func:`using` it replaces this
+    thread's generator instead, until the block ends.
 
     Parameters
     ----------
@@ -39,13 +57,20 @@ def manual_seed(seed: int) -> np.random.Generator:
     global _generator
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ArgumentError(f"manual_seed: the seed must be a non-negative integer, got {seed!r}")
-    _generator = np.random.default_rng(int(seed))
-    return _generator
+    generator = np.random.default_rng(int(seed))
+    if _override.generator is not None:
+        _override.generator = generator
+    else:
+        _generator = generator
+    return generator
 
 
 def default_generator() -> np.random.Generator:
-    """The global generator that chainrule's random functions draw from."""
+    """The generator that chainrule's random functions draw from: the global one, or this thread's :func:`using`."""
     global _generator
+    override = _override.generator
+    if override is not None:
+        return override
     if _generator is None:
         _generator = np.random.default_rng()
     return _generator
@@ -66,7 +91,9 @@ def using(generator: np.random.Generator) -> Iterator[np.random.Generator]:
     """Make ``generator`` the global generator inside the ``with`` block, then put the previous one back.
 
     Everything that draws from the global generator (initialisation, shuffling, dropout) draws from
-    ``generator`` meanwhile, which gives an object such as an estimator its own reproducible stream.
+    ``generator`` meanwhile, which gives an object such as an estimator its own reproducible stream. Only in
+    this thread: other threads keep drawing from the global generator (or from their own ``using`` block), so
+    two threads that each build or train a model inside ``using`` neither draw from nor replace each other's.
 
     Examples
     --------
@@ -78,11 +105,10 @@ def using(generator: np.random.Generator) -> Iterator[np.random.Generator]:
     >>> bool((a == b).all())
     True
     """
-    global _generator
     if not isinstance(generator, np.random.Generator):
         raise TypeError(f"using: expected a numpy.random.Generator, got {type(generator).__name__}")
-    previous, _generator = _generator, generator
+    previous, _override.generator = _override.generator, generator
     try:
         yield generator
     finally:
-        _generator = previous
+        _override.generator = previous

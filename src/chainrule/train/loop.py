@@ -385,7 +385,10 @@ def fit(
     scheduler : optional
         A learning-rate scheduler, stepped once per epoch (shorthand for ``callbacks=[LRScheduler(...)]``).
     seed : int, optional
-        Seeds the global generator before training: shuffling, validation split and dropout.
+        Seeds the global generator before training: shuffling, validation split and dropout. The generator is
+        process-wide (as PyTorch's): two fits running in threads at once share its stream. To give a fit in a
+        thread its own, call it inside ``with chainrule.rng.using(numpy.random.default_rng()):``, whose
+        generator ``seed`` then reseeds, in that thread only.
     verbose : int
         0 silent, 1 a progress bar per epoch, 2 a line per epoch.
     resume : path, optional
