@@ -146,3 +146,71 @@ def test_manual_seed_inside_using_reseeds_only_this_threads_generator():
     rng.manual_seed(0)
     assert np.array_equal(cr.randn(3).data, inside)
     rng.set_state(state)
+
+
+def test_the_in_place_clock_never_goes_back_when_a_thread_is_switched_out_inside_a_change():
+    """Thread A is held inside ``_Version.bump`` between reading the process-wide clock and storing it (forced
+    with opcode tracing: where a tracer lets the GIL switch, and anywhere on free-threaded Python). Before the
+    fix B changed its own tensors meanwhile, A then stored its stale clock, and B's next in-place change of a
+    tensor its graph had saved looked older than the graph: backward gave a wrong gradient without an error."""
+    import dis
+    import sys
+
+    from chainrule.errors import GradientError
+    from chainrule.tensor import _Version
+
+    store = next(
+        i.offset for i in dis.get_instructions(_Version.bump) if i.opname == "STORE_ATTR" and i.argval == "clock"
+    )
+    paused, resume, b_recorded = threading.Event(), threading.Event(), threading.Event()
+
+    def tracer(frame, event, arg):
+        if event != "call" or frame.f_code is not _Version.bump.__code__:
+            return None
+        frame.f_trace_opcodes = True
+
+        def at_opcode(frame, event, arg):
+            if event == "opcode" and frame.f_lasti == store and not paused.is_set():
+                paused.set()
+                assert resume.wait(10)
+            return at_opcode
+
+        return at_opcode
+
+    def change_a() -> None:
+        t = cr.zeros(2)
+        sys.settrace(tracer)
+        try:
+            t += 1
+        finally:
+            sys.settrace(None)
+
+    outcome: dict[str, object] = {}
+
+    def train_b() -> None:
+        a = cr.tensor([2.0], requires_grad=True)
+        b = cr.tensor([3.0])
+        for _ in range(5):
+            b += 0  # B's own changes move the clock on
+        loss = (a * b).sum()  # mul saves b
+        b_recorded.set()
+        assert resume.wait(10)
+        thread_a.join(10)  # A has stored its clock
+        b += 1  # changes what mul saved
+        try:
+            loss.backward()
+            outcome["grad"] = a.grad.data.copy()
+        except GradientError as error:
+            outcome["error"] = error
+
+    thread_a = threading.Thread(target=change_a)
+    thread_a.start()
+    assert paused.wait(10)
+    thread_b = threading.Thread(target=train_b)
+    thread_b.start()
+    # After the fix B waits for A's change to end (the clock's lock); before it, B got through at once.
+    b_recorded.wait(1)
+    resume.set()
+    thread_a.join(10)
+    thread_b.join(10)
+    assert "error" in outcome, f"backward used a changed tensor: gradient {outcome.get('grad')}"

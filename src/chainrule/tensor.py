@@ -11,6 +11,7 @@ back to their inputs' shapes (undoing broadcasting) and checked. Both call the N
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from types import SimpleNamespace
@@ -128,10 +129,17 @@ class _Version:
     reads (one integer compare each, and none at all while nothing changed in place since the node was made) and
     refuses to compute a gradient from values changed after they were saved. Tensors get a counter only when they
     are first changed in place or viewed, so ordinary ops pay nothing for it.
+
+    The clock is shared by all threads (a graph built in one thread may read a tensor that another changes), so
+    a change takes it and moves it on under a lock: a thread switched out between reading and storing it (under a
+    tracer, or on free-threaded Python) would store a value that other threads' changes have already passed,
+    the clock would go back, and a later change would look older than the graph that saved the tensor (a wrong
+    gradient, silently). Ops only read it.
     """
 
     __slots__ = ("count", "epoch", "site")
     clock = 0  # in-place changes made in this process so far
+    _lock = threading.Lock()  # held while the clock moves on (bump)
 
     def __init__(self) -> None:
         self.count = 0
@@ -139,9 +147,9 @@ class _Version:
         self.site = ""  # the last change: "'+=' at file.py:12", for the error message
 
     def bump(self, what: str) -> None:
-        _Version.clock += 1
+        with _Version._lock:
+            self.epoch = _Version.clock = _Version.clock + 1
         self.count += 1
-        self.epoch = _Version.clock
         self.site = what
 
 
