@@ -214,3 +214,46 @@ def test_the_in_place_clock_never_goes_back_when_a_thread_is_switched_out_inside
     thread_a.join(10)
     thread_b.join(10)
     assert "error" in outcome, f"backward used a changed tensor: gradient {outcome.get('grad')}"
+
+
+def test_two_fits_in_threads_in_lockstep_equal_the_same_fits_one_after_the_other():
+    """Two threads fit their own models batch by batch in lockstep (dropout, a GradientMonitor, ``seed=``, each
+    inside ``rng.using`` for its own stream), one evaluating under ``no_grad`` between its batches: weights,
+    losses and the monitor's norms equal those of the two fits run alone."""
+    from chainrule import nn, rng
+    from chainrule.explain.monitor import GradientMonitor
+    from chainrule.train.callbacks import Callback
+    from chainrule.train.loop import fit
+
+    x = np.random.default_rng(0).standard_normal((48, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+
+    class Lockstep(Callback):
+        def __init__(self, barrier: threading.Barrier | None, model, evaluate: bool) -> None:
+            self.barrier, self.net, self.evaluate = barrier, model, evaluate
+
+        def on_batch_end(self, state) -> None:
+            if self.barrier is not None:
+                self.barrier.wait(10)  # both threads have taken a step
+            if self.evaluate:
+                with cr.no_grad():
+                    self.net(cr.tensor(x))
+            if self.barrier is not None:
+                self.barrier.wait(10)
+
+    def run(seed: int, barrier: threading.Barrier | None) -> tuple:
+        with rng.using(np.random.default_rng(seed)):
+            model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 2))
+            monitor = GradientMonitor(warn=False)
+            callbacks = [Lockstep(barrier, model, seed == 1), monitor]
+            history = fit(model, (x, y), epochs=2, batch_size=16, lr=0.01, seed=seed, verbose=0, callbacks=callbacks)
+        return [p.data.copy() for p in model.parameters()], history["loss"], monitor.layer_norms()
+
+    alone = {seed: run(seed, None) for seed in (0, 1)}
+    barrier = threading.Barrier(2)
+    together: dict[int, tuple] = {}
+    _run(*(lambda seed=seed: together.__setitem__(seed, run(seed, barrier)) for seed in (0, 1)))
+    for seed in (0, 1):
+        weights, losses, norms = together[seed]
+        assert all(np.array_equal(a, b) for a, b in zip(alone[seed][0], weights))
+        assert losses == alone[seed][1] and norms == alone[seed][2]
