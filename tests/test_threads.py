@@ -257,3 +257,46 @@ def test_two_fits_in_threads_in_lockstep_equal_the_same_fits_one_after_the_other
         weights, losses, norms = together[seed]
         assert all(np.array_equal(a, b) for a, b in zip(alone[seed][0], weights))
         assert losses == alone[seed][1] and norms == alone[seed][2]
+
+
+def test_playground_store_lookup_is_not_lost_to_a_session_added_in_a_worker_thread():
+    """The event loop looks the oldest session up while a worker thread adds the 17th (``new_session`` runs in
+    ``asyncio.to_thread``), which drops the oldest: before the fix the lookup passed its membership test, lost
+    the session before reading it and raised ``KeyError`` (a 400 instead of "reload the page")."""
+    from collections import OrderedDict
+
+    from chainrule.playground import server
+
+    checked, go_on = threading.Event(), threading.Event()
+
+    class Pausing(OrderedDict):
+        def __contains__(self, key) -> bool:
+            found = super().__contains__(key)
+            if threading.current_thread().name == "lookup":
+                checked.set()
+                go_on.wait(10)
+            return found
+
+    store = server._Store()
+    store.sessions = Pausing()
+    keys = [store.add_session(object()) for _ in range(server._KEEP)]
+    outcome: dict[str, object] = {}
+
+    def lookup() -> None:
+        try:
+            outcome["session"] = store.session(keys[0])
+        except Exception as error:
+            outcome["error"] = error
+
+    looker = threading.Thread(target=lookup, name="lookup")
+    looker.start()
+    assert checked.wait(10)
+    adder = threading.Thread(target=lambda: store.add_session(object()))
+    adder.start()
+    adder.join(1)  # after the fix the addition waits for the lookup (the store's lock); before, it dropped keys[0]
+    go_on.set()
+    looker.join(10)
+    adder.join(10)
+    assert "error" not in outcome, repr(outcome.get("error"))
+    assert outcome["session"] is store.sessions[keys[0]]  # looked up first: the most recent, kept
+    assert len(store.sessions) == server._KEEP and keys[1] not in store.sessions  # the oldest then went

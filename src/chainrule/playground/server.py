@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -54,32 +55,45 @@ class _NotFound(ChainruleError):
 
 
 class _Store:
-    """The sessions and uploads of one app, the oldest dropped past ``_KEEP``."""
+    """The sessions and uploads of one app, the oldest dropped past ``_KEEP``.
+
+    One lock: sessions are added in worker threads (``new_session`` runs in ``asyncio.to_thread``) while the
+    event loop looks others up, and a lookup between its test and its read must not lose the session to an
+    addition that drops the oldest (a ``KeyError`` instead of "reload the page").
+    """
 
     def __init__(self) -> None:
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self.uploads: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def add_session(self, session: Session) -> str:
         key = secrets.token_hex(8)
-        self.sessions[key] = session
-        while len(self.sessions) > _KEEP:
-            self.sessions.popitem(last=False)
+        with self._lock:
+            self.sessions[key] = session
+            while len(self.sessions) > _KEEP:
+                self.sessions.popitem(last=False)
         return key
 
     def session(self, key: str) -> Session:
-        if key not in self.sessions:
-            raise _NotFound(f"no session {key[:20]!r} (the server restarted or dropped it); reload the page")
-        self.sessions.move_to_end(key)
-        return self.sessions[key]
+        with self._lock:
+            if key not in self.sessions:
+                raise _NotFound(f"no session {key[:20]!r} (the server restarted or dropped it); reload the page")
+            self.sessions.move_to_end(key)
+            return self.sessions[key]
 
     def add_upload(self, data: tuple[np.ndarray, np.ndarray]) -> str:
         digest = hashlib.sha256(data[0].tobytes() + data[1].tobytes() + data[1].dtype.str.encode()).hexdigest()
         key = digest[:12]
-        self.uploads[key] = data
-        while len(self.uploads) > _KEEP:
-            self.uploads.popitem(last=False)
+        with self._lock:
+            self.uploads[key] = data
+            while len(self.uploads) > _KEEP:
+                self.uploads.popitem(last=False)
         return key
+
+    def upload(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        with self._lock:
+            return self.uploads.get(key)
 
 
 def _json(value: Any, status: int = 200) -> Any:
@@ -156,7 +170,7 @@ def create_app(runs: list[str | Path] | None = None) -> Any:
         if not isinstance(query, dict):
             raise ArgumentError("query must be an object of URL settings")
         config = Config.from_query(query)
-        upload = store.uploads.get(config.upload) if config.dataset == "csv" else None
+        upload = store.upload(config.upload) if config.dataset == "csv" else None
         if config.dataset == "csv" and upload is None:
             raise DataError(f"the uploaded data {config.upload[:20]!r} is not on this server any more; upload it again")
         session = Session(config, upload)
@@ -246,11 +260,12 @@ def create_app(runs: list[str | Path] | None = None) -> Any:
     async def stream(websocket: WebSocket) -> None:
         await websocket.accept()
         key = websocket.path_params["key"]
-        if key not in store.sessions:
+        try:
+            session = store.session(key)
+        except _NotFound:
             await websocket.send_text(json.dumps({"type": "error", "message": f"no session {key[:20]!r}"}))
             await websocket.close()
             return
-        session = store.sessions[key]
         state = {"playing": False, "speed": 1}
         wake = asyncio.Event()
 
