@@ -36,10 +36,11 @@ units are 0 for every sample (the input zero fraction above).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -214,6 +215,29 @@ class GradientMonitor(Callback):
         self._activations = {}
         self._output_grad_sq = {}
         self._input_zeros = {}
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Measure nothing inside the block: the forwards and backwards run there (an explanation traced through
+        the model, a copy of it stepped) are not the next training step's, whose norms they would add to.
+
+        Examples
+        --------
+        >>> import chainrule as cr
+        >>> from chainrule import nn
+        >>> model = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+        >>> monitor = GradientMonitor(warn=False)
+        >>> monitor.attach(model)
+        >>> with monitor.paused():
+        ...     model(cr.ones((4, 2))).sum().backward()
+        >>> [record.get("output_grad_norm") for record in monitor.record_step(1)]  # nothing was measured
+        [nan, nan, None]
+        """
+        measuring, self._measuring = self._measuring, False
+        try:
+            yield
+        finally:
+            self._measuring = measuring
 
     def _input_hook(self, name: str) -> Callable[[Module, tuple], None]:
         def see_input(module: Module, args: tuple) -> None:

@@ -433,9 +433,11 @@ class Session:
         ``layer`` counts the Linear layers from 1; ``source`` is the input column of the weight, or None for
         the bias. Returns per point of the batch :func:`chainrule.explain.trace`'s row for the parameter (the
         numbers ``chainrule explain`` prints), their mean, the penalty's gradient, the engine's batch gradient,
-        and the value after the optimizer's real step (taken on a copy: the session does not move).
+        and the value after the optimizer's real step (taken on a copy: the session does not move). The monitor
+        is paused meanwhile: these passes (on the model, on the copy, whose hooks are the monitor's) are not the
+        next training step's.
         """
-        with self._lock:
+        with self._lock, self.monitor.paused():
             linears = self.linears()
             if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= len(linears):
                 raise ArgumentError(f"playground: layer must be an integer in [1, {len(linears)}], got {layer!r}")
