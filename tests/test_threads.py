@@ -23,6 +23,19 @@ def _run(*targets) -> None:
         assert not thread.is_alive()
 
 
+def _hold_a_sweep(sweep, inside: threading.Event, release: threading.Event) -> None:
+    """Run ``sweep(loss, leaf)`` (``autograd.grad`` or a backward) with a hook that sets ``inside`` and waits for
+    ``release``: a reverse sweep held open in this thread while another thread acts."""
+    y = cr.tensor([1.0], requires_grad=True)
+
+    def hook(grad):
+        inside.set()
+        assert release.wait(10)
+
+    y.register_hook(hook)
+    sweep((y * 2).sum(), y)
+
+
 def test_queue_callback_reaches_this_threads_backward_while_another_thread_runs_grad():
     """A's hook runs while B's grad() sweep is open (B started after A): A is still in its backward, and its
     callback runs at the end of A's sweep, in A."""
@@ -49,14 +62,7 @@ def test_queue_callback_reaches_this_threads_backward_while_another_thread_runs_
 
     def evaluate_b() -> None:
         assert a_in_hook.wait(10)
-        y = cr.tensor([1.0], requires_grad=True)
-
-        def hook(grad):
-            b_in_hook.set()
-            assert release_b.wait(10)
-
-        y.register_hook(hook)
-        autograd.grad((y * 2).sum(), y)
+        _hold_a_sweep(autograd.grad, b_in_hook, release_b)
 
     _run(train_a, evaluate_b)
     assert "error" not in seen, seen.get("error")
@@ -85,14 +91,7 @@ def test_a_callback_queued_in_one_thread_never_runs_in_another_threads_backward(
 
     def train_b() -> None:
         assert a_in_hook.wait(10)
-        y = cr.tensor([1.0], requires_grad=True)
-
-        def hook(grad):
-            b_in_hook.set()
-            assert release_b.wait(10)
-
-        y.register_hook(hook)
-        (y * 2).sum().backward()
+        _hold_a_sweep(lambda loss, _: loss.backward(), b_in_hook, release_b)
 
     a = threading.Thread(target=train_a, name="a")
     b = threading.Thread(target=train_b, name="b")
