@@ -407,3 +407,28 @@ def test_explain_leaves_the_monitor_of_the_next_step_as_it_was() -> None:
         return [r.get("output_grad_norm") for r in session.monitor.records if r["step"] == 2]
 
     assert next_step_records(True) == next_step_records(False)
+
+
+def test_the_digit_pad_reads_a_recurrent_run(tmp_path: Path) -> None:
+    """A run of `chainrule train --model lstm` (a SequenceClassifier, not a Sequential): the pad traces the LSTM's
+    outputs and the linear head through forward hooks; the head's inputs contribute W[c, j] · h_j at the last step."""
+    pytest.importorskip("sklearn", reason="the digits data set ships with scikit-learn")
+    from chainrule.cli import main
+    from chainrule.train import load_run
+
+    out = tmp_path / "lstm"
+    argv = ["train", "--model", "lstm", "--epochs", "1", "--limit", "200", "--quiet", "--no-plots", "--out", str(out)]
+    assert main(argv) == 0
+    result = TestClient(create_app(runs=[tmp_path])).post(
+        "/api/digits/predict", json={"run": str(out), "image": _one()}
+    )
+    assert result.status_code == 200, result.text
+    body = result.json()
+    assert [layer["name"].split(" ", 1)[1] for layer in body["layers"]] == ["LSTM (rnn)", "Linear (head)"]
+    model, _ = load_run(out)
+    steps, hidden = body["layers"][0]["shape"]  # the LSTM's outputs at every step (8 rows of the 8×8 digit)
+    assert (steps, hidden) == (8, model.head.weight.shape[1])
+    for top in body["layers"][0]["top"]:
+        step, unit = divmod(top["unit"], hidden)
+        weight = float(model.head.weight.data[body["winner"], unit]) if step == steps - 1 else 0.0
+        assert top["contribution"] == pytest.approx(weight * top["value"], rel=1e-5, abs=1e-7)

@@ -26,7 +26,7 @@ import numpy as np
 
 from chainrule import autograd, nn
 from chainrule.data import prepare_image
-from chainrule.errors import ArgumentError, CheckpointError, DataError
+from chainrule.errors import CheckpointError, DataError
 from chainrule.tensor import Tensor
 
 __all__ = ["find_runs", "read_pad", "predict_digit", "MAX_SIDE"]
@@ -97,6 +97,45 @@ def _bytes(values: np.ndarray, bound: float) -> str:
     return base64.b64encode(np.round((scaled + 1.0) * 127.5).astype(np.uint8).tobytes()).decode("ascii")
 
 
+def _sequential_layers(model: nn.Sequential, x: Tensor) -> tuple[Tensor, list[tuple[str, Tensor]]]:
+    """The logits and each layer's output (an activation shown with the layer it follows) of a Sequential."""
+    outputs: list[tuple[str, Tensor]] = []
+    signal = x
+    modules = list(model)
+    for position, module in enumerate(modules):
+        signal = module(signal)
+        following = modules[position + 1] if position + 1 < len(modules) else None
+        activated_next = following is not None and _is_activation(following)
+        if not isinstance(module, (nn.Flatten, nn.Dropout)) and not activated_next:
+            label = type(module).__name__
+            if _is_activation(module) and position > 0:
+                label = f"{type(modules[position - 1]).__name__} + {label}"
+            outputs.append((f"{len(outputs) + 1}: {label}", signal))
+    return signal, outputs
+
+
+def _child_layers(model: nn.Module, x: Tensor) -> tuple[Tensor, list[tuple[str, Tensor]]]:
+    """The logits and each direct child's output of any other model (the recurrent runs' SequenceClassifier:
+    the recurrent layer's outputs at every step, then the linear head), seen through forward hooks."""
+    outputs: list[tuple[str, Tensor]] = []
+
+    def record(name: str) -> Any:
+        def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+            first = output[0] if isinstance(output, tuple) else output  # an RNN's (outputs, last state)
+            if isinstance(first, Tensor) and not isinstance(module, (nn.Flatten, nn.Dropout)):
+                outputs.append((f"{len(outputs) + 1}: {type(module).__name__} ({name})", first))
+
+        return hook
+
+    handles = [child.register_forward_hook(record(name)) for name, child in model.named_children()]
+    try:
+        logits = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return logits, outputs
+
+
 def predict_digit(run_dir: str | os.PathLike[str], image: np.ndarray) -> dict[str, Any]:
     """What the run's model makes of ``image``: classes, the sample it saw, every layer and the contributions."""
     from chainrule.train.runs import _dataset_info, load_run
@@ -110,27 +149,13 @@ def predict_digit(run_dir: str | os.PathLike[str], image: np.ndarray) -> dict[st
             "(expected config.json and model.safetensors of a digits, MNIST or Fashion-MNIST run)"
         )
     model, config = load_run(run_path)
-    if not isinstance(model, nn.Sequential):
-        raise ArgumentError(f"digit pad: the run's model is a {type(model).__name__}; the pad shows Sequential models")
     info = _dataset_info(config)
     sample = prepare_image(image, like=info, source="the digit pad")  # (1, H, W) or (H, W)
     names = info.class_names or [str(c) for c in range(info.num_classes or 0)]
 
     x = Tensor(sample[None].astype(np.float32), requires_grad=True)  # (1, *input_shape)
-    outputs: list[tuple[str, Tensor]] = []
     with autograd.enable_grad():
-        signal = x
-        modules = list(model)
-        for position, module in enumerate(modules):
-            signal = module(signal)
-            following = modules[position + 1] if position + 1 < len(modules) else None
-            activated_next = following is not None and _is_activation(following)
-            if not isinstance(module, (nn.Flatten, nn.Dropout)) and not activated_next:
-                label = type(module).__name__
-                if _is_activation(module) and position > 0:
-                    label = f"{type(modules[position - 1]).__name__} + {label}"
-                outputs.append((f"{len(outputs) + 1}: {label}", signal))
-        logits = signal  # (1, classes)
+        logits, outputs = _sequential_layers(model, x) if isinstance(model, nn.Sequential) else _child_layers(model, x)
         probabilities = np.exp(logits.data[0] - logits.data[0].max())
         probabilities = probabilities / probabilities.sum()
         winner = int(np.argmax(probabilities))
