@@ -424,11 +424,12 @@ def test_the_digit_pad_reads_a_recurrent_run(tmp_path: Path) -> None:
     )
     assert result.status_code == 200, result.text
     body = result.json()
-    assert [layer["name"].split(" ", 1)[1] for layer in body["layers"]] == ["LSTM (rnn)", "Linear (head)"]
+    assert [layer["name"].split(" ", 1)[1] for layer in body["layers"]] == [
+        "LSTM (rnn), last of 8 steps",  # the rows of the 8×8 digit; the head reads the last step's outputs
+        "Linear (head)",
+    ]
     model, _ = load_run(out)
-    steps, hidden = body["layers"][0]["shape"]  # the LSTM's outputs at every step (8 rows of the 8×8 digit)
-    assert (steps, hidden) == (8, model.head.weight.shape[1])
+    assert body["layers"][0]["shape"] == [model.head.weight.shape[1]]
     for top in body["layers"][0]["top"]:
-        step, unit = divmod(top["unit"], hidden)
-        weight = float(model.head.weight.data[body["winner"], unit]) if step == steps - 1 else 0.0
-        assert top["contribution"] == pytest.approx(weight * top["value"], rel=1e-5, abs=1e-7)
+        expected = float(model.head.weight.data[body["winner"], top["unit"]]) * top["value"]
+        assert top["contribution"] == pytest.approx(expected, rel=1e-5, abs=1e-7)

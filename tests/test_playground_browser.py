@@ -231,7 +231,10 @@ def test_screenshots_read_well_wide_and_narrow(page: Any, server: tuple[str, Any
     assert overflow <= 0, f"the page is {overflow}px wider than a 420px window"
 
 
-def test_the_digit_pad_shows_what_a_trained_run_sees(page: Any, server: tuple[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["mlp", "lstm"])
+def test_the_digit_pad_shows_what_a_trained_run_sees(
+    page: Any, server: tuple[str, Any], tmp_path: Path, model: str
+) -> None:
     pytest.importorskip("sklearn", reason="the digits data set ships with scikit-learn")
     pytest.importorskip("safetensors", reason="runs are saved as safetensors")
     import base64
@@ -240,7 +243,8 @@ def test_the_digit_pad_shows_what_a_trained_run_sees(page: Any, server: tuple[st
     from chainrule.playground.digits import predict_digit
 
     run = tmp_path / "digits"
-    assert main(["train", "--epochs", "2", "--limit", "300", "--quiet", "--no-plots", "--out", str(run)]) == 0
+    argv = ["train", "--model", model, "--epochs", "2", "--limit", "300", "--quiet", "--no-plots", "--out", str(run)]
+    assert main(argv) == 0
     _open(page, server)
     page.fill("#run-path", str(run))
     page.locator("#digits").scroll_into_view_if_needed()
@@ -261,7 +265,7 @@ def test_the_digit_pad_shows_what_a_trained_run_sees(page: Any, server: tuple[st
     expected = predict_digit(run, image)
     assert page.evaluate("document.body.dataset.padWinner") == str(expected["winner"])
     assert page.locator("#pad-layers .layer-row").count() == len(expected["layers"])
-    page.locator("#digits").screenshot(path=str(ARTIFACTS / "digit-pad.png"))
+    page.locator("#digits").screenshot(path=str(ARTIFACTS / f"digit-pad-{model}.png"))
     page.fill("#run-path", str(tmp_path))
     page.dispatch_event("#run-path", "change")
     page.wait_for_selector("#pad-result .error")

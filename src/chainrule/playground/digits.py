@@ -97,9 +97,10 @@ def _bytes(values: np.ndarray, bound: float) -> str:
     return base64.b64encode(np.round((scaled + 1.0) * 127.5).astype(np.uint8).tobytes()).decode("ascii")
 
 
-def _sequential_layers(model: nn.Sequential, x: Tensor) -> tuple[Tensor, list[tuple[str, Tensor]]]:
-    """The logits and each layer's output (an activation shown with the layer it follows) of a Sequential."""
-    outputs: list[tuple[str, Tensor]] = []
+def _sequential_layers(model: nn.Sequential, x: Tensor) -> tuple[Tensor, list[tuple[str, Tensor, bool]]]:
+    """The logits and each layer's output (an activation shown with the layer it follows) of a Sequential, with
+    False: every unit of each is shown (see :func:`_child_layers`)."""
+    outputs: list[tuple[str, Tensor, bool]] = []
     signal = x
     modules = list(model)
     for position, module in enumerate(modules):
@@ -110,20 +111,23 @@ def _sequential_layers(model: nn.Sequential, x: Tensor) -> tuple[Tensor, list[tu
             label = type(module).__name__
             if _is_activation(module) and position > 0:
                 label = f"{type(modules[position - 1]).__name__} + {label}"
-            outputs.append((f"{len(outputs) + 1}: {label}", signal))
+            outputs.append((f"{len(outputs) + 1}: {label}", signal, False))
     return signal, outputs
 
 
-def _child_layers(model: nn.Module, x: Tensor) -> tuple[Tensor, list[tuple[str, Tensor]]]:
+def _child_layers(model: nn.Module, x: Tensor) -> tuple[Tensor, list[tuple[str, Tensor, bool]]]:
     """The logits and each direct child's output of any other model (the recurrent runs' SequenceClassifier:
-    the recurrent layer's outputs at every step, then the linear head), seen through forward hooks."""
-    outputs: list[tuple[str, Tensor]] = []
+    the recurrent layer's outputs, then the linear head), seen through forward hooks. A recurrent layer's
+    outputs (N, steps, hidden) are marked True: the page shows its last step, the one the head reads (the
+    gradient of the others is zero)."""
+    outputs: list[tuple[str, Tensor, bool]] = []
 
     def record(name: str) -> Any:
         def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
             first = output[0] if isinstance(output, tuple) else output  # an RNN's (outputs, last state)
             if isinstance(first, Tensor) and not isinstance(module, (nn.Flatten, nn.Dropout)):
-                outputs.append((f"{len(outputs) + 1}: {type(module).__name__} ({name})", first))
+                label, steps = f"{len(outputs) + 1}: {type(module).__name__} ({name})", first.ndim == 3
+                outputs.append((f"{label}, last of {first.shape[1]} steps" if steps else label, first, steps))
 
         return hook
 
@@ -159,12 +163,13 @@ def predict_digit(run_dir: str | os.PathLike[str], image: np.ndarray) -> dict[st
         probabilities = np.exp(logits.data[0] - logits.data[0].max())
         probabilities = probabilities / probabilities.sum()
         winner = int(np.argmax(probabilities))
-        grads = autograd.grad(logits[0, winner], [x, *(tensor for _, tensor in outputs)], allow_unused=True)
+        grads = autograd.grad(logits[0, winner], [x, *(tensor for _, tensor, _ in outputs)], allow_unused=True)
 
     layers = []
-    for (name, tensor), grad in zip(outputs, grads[1:]):
-        values = tensor.data[0].reshape(-1).astype(np.float64)
-        slope = np.zeros_like(values) if grad is None else grad.data[0].reshape(-1).astype(np.float64)
+    for (name, tensor, last_step), grad in zip(outputs, grads[1:]):
+        shown_part = (lambda a: a[0, -1]) if last_step else (lambda a: a[0])
+        values = shown_part(tensor.data).reshape(-1).astype(np.float64)
+        slope = np.zeros_like(values) if grad is None else shown_part(grad.data).reshape(-1).astype(np.float64)
         contributions = values * slope
         top = np.argsort(-contributions)[:_TOP]
         shown = values[:_SHOWN_UNITS]
@@ -172,7 +177,7 @@ def predict_digit(run_dir: str | os.PathLike[str], image: np.ndarray) -> dict[st
         layers.append(
             {
                 "name": name,
-                "shape": list(tensor.shape[1:]),
+                "shape": list(tensor.shape[2:] if last_step else tensor.shape[1:]),
                 "units": int(values.size),
                 "shown": int(shown.size),
                 "scale": bound,
