@@ -161,9 +161,14 @@ def _explain_curvature(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ArgumentError as error:  # a model that does not fit the data or the loss: a usage error (exit 2)
         args.curvature_parser.error(str(error).removeprefix("explain curvature: "))
-    renderers = {"text": report.to_text, "markdown": report.to_markdown, "html": report.to_html}
-    print(renderers.get(args.format, report.to_json)(), end="" if args.format != "json" else "\n")
+    _print_report(report, args.format)
     return 0
+
+
+def _print_report(report: Any, fmt: str) -> None:
+    """An explain report in ``--format`` (text, markdown, html; else JSON)."""
+    renderers = {"text": report.to_text, "markdown": report.to_markdown, "html": report.to_html}
+    print(renderers.get(fmt, report.to_json)(), end="" if fmt != "json" else "\n")
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
@@ -199,8 +204,7 @@ def _explain_network(args: argparse.Namespace) -> int:
         weights=args.weights,
         steps=args.steps,
     )
-    renderers = {"text": record.to_text, "markdown": record.to_markdown, "html": record.to_html}
-    print(renderers.get(args.format, record.to_json)(), end="" if args.format != "json" else "\n")
+    _print_report(record, args.format)
     return 0
 
 

@@ -366,11 +366,8 @@ def load(path: str | os.PathLike[str], *, nonfinite: str = "warn") -> Any:
     if nonfinite not in _NONFINITE_CHOICES:
         raise ArgumentError(f"load: nonfinite must be one of {_NONFINITE_CHOICES}, got {nonfinite!r}")
     name = str(path)
-    if not os.path.isfile(name):
-        raise CheckpointError(f"load: {name!r} does not exist or is not a file")
+    metadata, arrays = _read_file("load", name)
     try:
-        with open(name, "rb") as handle:
-            metadata, arrays = _read_container(handle, os.fstat(handle.fileno()).st_size)
         version = metadata.get(_VERSION_KEY)
         if version is None or _TREE_KEY not in metadata:
             raise _Fault("not written by chainrule.save (a safetensors file without chainrule metadata)")
@@ -384,8 +381,6 @@ def load(path: str | os.PathLike[str], *, nonfinite: str = "warn") -> Any:
         tree = _strict_json(metadata[_TREE_KEY], "the structure header")
     except _Fault as fault:
         raise CheckpointError(f"load: {name!r}: {fault}") from None
-    except OSError as error:
-        raise CheckpointError(f"load: could not read {name!r}: {error.strerror or error}") from None
 
     used: set[str] = set()
     try:
@@ -455,23 +450,28 @@ def load_safetensors(path: str | os.PathLike[str], *, nonfinite: str = "warn") -
     if not isinstance(path, (str, os.PathLike)):
         raise ArgumentError(f"load_safetensors: path must be a file name, got {type(path).__name__} {path!r}")
     name = str(os.fspath(path))
-    if not os.path.isfile(name):
-        raise CheckpointError(f"load_safetensors: {name!r} does not exist or is not a file")
-    try:
-        with open(name, "rb") as handle:
-            _, arrays = _read_container(handle, os.fstat(handle.fileno()).st_size)
-    except _Fault as fault:
-        hint = ""
-        if "dtype 'BF16'" in str(fault) or "dtype 'F8" in str(fault):
-            hint = (
-                "; NumPy has no such dtype: convert in PyTorch before saving, e.g. "
-                "save_file({k: v.float() for k, v in state_dict.items()}, path)"
-            )
-        raise CheckpointError(f"load_safetensors: {name!r}: {fault}{hint}") from None
-    except OSError as error:
-        raise CheckpointError(f"load_safetensors: could not read {name!r}: {error.strerror or error}") from None
+    hint = (
+        "; NumPy has no such dtype: convert in PyTorch before saving, e.g. "
+        "save_file({k: v.float() for k, v in state_dict.items()}, path)"
+    )
+    _, arrays = _read_file("load_safetensors", name, dtype_hint=hint)
     _check_finite(name, arrays, nonfinite)
     return {key: _wrap(arrays[key]) for key in sorted(arrays)}
+
+
+def _read_file(owner: str, name: str, dtype_hint: str = "") -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """The metadata and arrays of the safetensors file ``name``, or a CheckpointError naming ``owner``;
+    ``dtype_hint`` is added to the message of a dtype NumPy lacks (BF16, F8)."""
+    if not os.path.isfile(name):
+        raise CheckpointError(f"{owner}: {name!r} does not exist or is not a file")
+    try:
+        with open(name, "rb") as handle:
+            return _read_container(handle, os.fstat(handle.fileno()).st_size)
+    except _Fault as fault:
+        hint = dtype_hint if "dtype 'BF16'" in str(fault) or "dtype 'F8" in str(fault) else ""
+        raise CheckpointError(f"{owner}: {name!r}: {fault}{hint}") from None
+    except OSError as error:
+        raise CheckpointError(f"{owner}: could not read {name!r}: {error.strerror or error}") from None
 
 
 def load_into(

@@ -49,6 +49,11 @@ def _flat_groups(arrays: Sequence[np.ndarray], bucket_bytes: float) -> list[list
     return buckets
 
 
+def _check_bucket_bytes(owner: str, bucket_bytes: Any) -> None:
+    if isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int) or bucket_bytes < 1:
+        raise ArgumentError(f"{owner}: bucket_bytes must be a positive integer, got {bucket_bytes!r}")
+
+
 def broadcast_module(module: Module, group: ProcessGroup | None = None, rng_state: bool = True) -> None:
     """Give every rank rank 0's parameters and buffers (and global random generator, with ``rng_state``).
 
@@ -135,8 +140,7 @@ class GradientAverager:
     def __init__(
         self, parameters: Iterable[Tensor], group: ProcessGroup | None = None, bucket_bytes: int = BUCKET_BYTES
     ) -> None:
-        if isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int) or bucket_bytes < 1:
-            raise ArgumentError(f"GradientAverager: bucket_bytes must be a positive integer, got {bucket_bytes!r}")
+        _check_bucket_bytes("GradientAverager", bucket_bytes)
         self.parameters = [p for p in parameters if p.requires_grad]
         self.group = init() if group is None else group
         self.buckets = _flat_groups([p.data for p in self.parameters], bucket_bytes)
@@ -261,10 +265,7 @@ class DistributedDataParallel(Module):
         super().__init__()
         if not isinstance(module, Module):
             raise ArgumentError(f"DistributedDataParallel: expected a chainrule.nn.Module, got {type(module).__name__}")
-        if isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int) or bucket_bytes < 1:
-            raise ArgumentError(
-                f"DistributedDataParallel: bucket_bytes must be a positive integer, got {bucket_bytes!r}"
-            )
+        _check_bucket_bytes("DistributedDataParallel", bucket_bytes)
         self.module = module
         self.group = init() if group is None else group
         broadcast_module(module, self.group)

@@ -421,7 +421,8 @@ def train_run(
     monitor = "val_loss" if val_split else "loss"
     callbacks: list[Any] = [ModelCheckpoint(work_dir, monitor=monitor), HistoryLogger(work_dir / "history.csv")]
     swap = _SwapIn(work_dir, run_dir, callbacks[:2])
-    callbacks = callbacks + [swap] if leader else []
+    if leader:  # the other ranks' file writers are dropped by fit (DataParallelFit.callbacks)
+        callbacks.append(swap)
     if config.patience:
         callbacks.append(EarlyStopping(monitor=monitor, patience=config.patience, restore_best=True))
     scheduler = None
