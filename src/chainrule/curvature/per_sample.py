@@ -187,7 +187,8 @@ def per_sample_gradients(
     params = [p for p in model.parameters() if p.requires_grad]
     with batch_grad:
         loss = loss_fn(model(inputs), targets)
-        grad(loss, params, allow_unused=True)
+        # only the layers' output gradients are needed: the sweep stops there (params: nothing was recorded)
+        grad(loss, batch_grad.recorder.all_outputs() or params, allow_unused=True)
     return batch_grad.gradients()
 
 

@@ -465,6 +465,10 @@ class KFAC(Optimizer):
         self._loss = float(loss.data)  # h(theta), for the adaptive damping's reduction ratio
         loss.backward()
 
+    def _record_when_due(self) -> None:
+        """Keep the layers' inputs and outputs only on the forwards whose backward updates the factors."""
+        self._recorder.record_inputs = self.steps % self.factor_every == 0
+
     def _update_factors(self, output: Tensor, targets: Any) -> None:
         if self.likelihood == "categorical" and output.ndim != 2:
             raise ShapeError(f"KFAC.backward: categorical likelihood needs logits of shape (N, C), got {output.shape}")
@@ -510,6 +514,7 @@ class KFAC(Optimizer):
         if group is self.param_groups[0]:
             done = self._kfac_step(group)
             self.steps += 1
+            self._record_when_due()
         # The parameters outside the preconditioned layers: plain Adam, or SGD with the group's momentum.
         rule, options = (adam_update, _ADAM_FALLBACK) if self.fallback == "adam" else (sgd_step, _momentum(group))
         lr = group["lr"] if self.fallback_lr is None else self.fallback_lr
@@ -712,6 +717,7 @@ class KFAC(Optimizer):
         super().load_state_dict(state_dict)
         self.layer_state = restored
         self.steps = check.integer("KFAC.load_state_dict", "steps", kfac.get("steps", 0), minimum=0)
+        self._record_when_due()
         stats = kfac.get("damping_stats", {})
         try:
             self.damping_stats = {str(k): float(v) for k, v in dict(stats).items()}
