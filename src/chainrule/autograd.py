@@ -277,12 +277,11 @@ def queue_callback(callback: Callable[[], None]) -> None:
     >>> (w * 3).sum().backward()
     after: tensor([3., 3.])
     """
-    if not in_backward():
+    sweep = _current_sweep()
+    if sweep is None:
         raise GradientError(
             "queue_callback: no backward() sweep is running; call it from a gradient hook during backward()"
         )
-    sweep = _current_sweep()
-    assert sweep is not None
     sweep.append(callback)
 
 

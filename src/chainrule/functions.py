@@ -177,8 +177,7 @@ def _elementwise(name: str) -> Callable[[Any], Tensor]:
     >>> cr.gradcheck(cr.{name}, [x])  # the chain-rule factor against central differences
     True
     """
-    _METHODS[name] = function
-    return function
+    return _method(function)
 
 
 # -- elementwise: the rows of ops.ELEMENTWISE (their maths is there) ---------------------------------

@@ -504,8 +504,13 @@ def binary_cross_entropy(probabilities: Any, target: Any, weight: Any = None, re
     p, target = as_tensor(probabilities), as_tensor(target)
     check.same_shape("binary_cross_entropy", p, target)
     check.not_empty("binary_cross_entropy", p)
-    xp = get_namespace(p.data)  # NumPy, or the library that holds the probabilities
-    if p.data.size and (bool(xp.min(p.data) < 0) or bool(xp.max(p.data) > 1)):
+    data = p.data
+    if type(data) is np.ndarray:  # NumPy's own methods: the loss's hot path
+        outside = data.size and (data.min() < 0 or data.max() > 1)
+    else:  # the library that holds the probabilities
+        xp = get_namespace(data)
+        outside = data.size and (bool(xp.min(data) < 0) or bool(xp.max(data) > 1))
+    if outside:
         raise ArgumentError(
             "binary_cross_entropy: input must be probabilities in [0, 1]; for logits use "
             "binary_cross_entropy_with_logits"
